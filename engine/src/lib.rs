@@ -1,0 +1,1 @@
+//! The buildd engine.

@@ -1,0 +1,1 @@
+//! Dockerfile frontend: text plus build options in, LLB and an image config out. No I/O.

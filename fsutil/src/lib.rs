@@ -1,0 +1,3 @@
+//! Filesystem building blocks shared by the engine and the client.
+
+pub mod glob;
