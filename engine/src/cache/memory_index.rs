@@ -1,0 +1,48 @@
+//! An in-memory [`CacheIndex`] for unit tests and benchmarks.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{CacheIndex, IndexError, Table};
+
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    map: Mutex<HashMap<(Table, Vec<u8>), Vec<u8>>>,
+}
+
+impl CacheIndex for MemoryIndex {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
+        Ok(self
+            .map
+            .lock()
+            .unwrap()
+            .get(&(table, key.to_vec()))
+            .cloned())
+    }
+
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), IndexError> {
+        self.map
+            .lock()
+            .unwrap()
+            .insert((table, key.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), IndexError> {
+        self.map.lock().unwrap().remove(&(table, key.to_vec()));
+        Ok(())
+    }
+
+    fn len(&self, table: Table) -> usize {
+        self.map
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .count()
+    }
+
+    fn flush(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
+}

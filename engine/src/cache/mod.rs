@@ -1,0 +1,87 @@
+//! The cache index: what the engine remembers between builds.
+//!
+//! A [`CacheIndex`] is a small key-value map split into [`Table`]s. Values point at
+//! content in the blob store and layer store; the index itself holds no file data,
+//! so losing it loses only speed.
+
+mod memory_index;
+mod sled_index;
+
+pub use memory_index::MemoryIndex;
+pub use sled_index::SledIndex;
+
+/// The kinds of records the engine keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// vertex cache key → encoded result (e.g. a snapshot's layer chain)
+    Results,
+    /// layer id + compression → exported layer blob (digest, diff_id, size)
+    LayerBlobs,
+    /// file stat key → content digest, so warm builds do not re-read unchanged files
+    FileHashes,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Results, Table::LayerBlobs, Table::FileHashes];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Results => "results",
+            Table::LayerBlobs => "layer-blobs",
+            Table::FileHashes => "file-hashes",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cache index {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("cache index: {0}")]
+    Storage(String),
+}
+
+/// Persistent map behind the solver's cache.
+pub trait CacheIndex: Send + Sync {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError>;
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), IndexError>;
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), IndexError>;
+    /// Number of records in a table.
+    fn len(&self, table: Table) -> usize;
+    /// Makes every completed `put` durable.
+    fn flush(&self) -> Result<(), IndexError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract every implementation must meet.
+    pub(crate) fn exercise(index: &dyn CacheIndex) {
+        assert_eq!(index.get(Table::Results, b"k").unwrap(), None);
+        index.put(Table::Results, b"k", b"v1").unwrap();
+        index.put(Table::LayerBlobs, b"k", b"other table").unwrap();
+        assert_eq!(
+            index.get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v1"[..])
+        );
+        index.put(Table::Results, b"k", b"v2").unwrap();
+        assert_eq!(
+            index.get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v2"[..])
+        );
+        assert_eq!(index.len(Table::Results), 1);
+        index.remove(Table::Results, b"k").unwrap();
+        assert_eq!(index.get(Table::Results, b"k").unwrap(), None);
+        assert_eq!(
+            index.get(Table::LayerBlobs, b"k").unwrap().as_deref(),
+            Some(&b"other table"[..])
+        );
+        index.flush().unwrap();
+    }
+
+    #[test]
+    fn memory_index_meets_contract() {
+        exercise(&MemoryIndex::default());
+    }
+}

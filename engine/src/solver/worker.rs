@@ -1,0 +1,59 @@
+//! The seam between the solver and what actually runs an op.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use buildd_proto::Digest;
+use futures_util::future::BoxFuture;
+
+use super::error::OpError;
+use super::graph::Vertex;
+use super::progress::ProgressSender;
+
+/// What one build brings to the vertices it runs.
+#[derive(Debug, Default)]
+pub struct BuildCtx {
+    /// Local sources by name (`local://NAME`) → directory.
+    pub locals: BTreeMap<String, PathBuf>,
+    pub no_cache: bool,
+}
+
+/// A vertex's result together with its cache key.
+#[derive(Debug)]
+pub struct Resolved<O> {
+    pub output: O,
+    pub cache_key: Digest,
+    pub cached: bool,
+}
+
+/// Runs ops. The solver owns scheduling, deduplication and the cache; a worker
+/// only knows how to compute one vertex from its resolved inputs.
+pub trait Worker: Send + Sync + 'static {
+    type Output: Clone + Send + Sync + 'static;
+
+    /// Digest of the content a vertex reads beyond its inputs' cache keys, e.g. the
+    /// context files a COPY selects. `None` when the op and input keys say it all.
+    fn content_key(
+        &self,
+        vertex: Arc<Vertex>,
+        inputs: Vec<Arc<Resolved<Self::Output>>>,
+        ctx: Arc<BuildCtx>,
+    ) -> BoxFuture<'static, Result<Option<Digest>, OpError>>;
+
+    fn execute(
+        &self,
+        vertex: Arc<Vertex>,
+        inputs: Vec<Arc<Resolved<Self::Output>>>,
+        cache_key: Digest,
+        ctx: Arc<BuildCtx>,
+        progress: ProgressSender,
+    ) -> BoxFuture<'static, Result<Self::Output, OpError>>;
+
+    /// Bytes to keep in the cache index for an output; `None` when the output must
+    /// not be cached (a reference to a client directory, say).
+    fn encode(&self, output: &Self::Output) -> Option<Vec<u8>>;
+
+    /// The output a cache record names, or `None` when its content is gone.
+    fn decode(&self, record: &[u8]) -> Option<Self::Output>;
+}

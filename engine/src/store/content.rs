@@ -1,0 +1,187 @@
+//! `blobs/sha256/<hex>`: every blob is written to `ingest/`, fsynced, checked against
+//! its digest and only then renamed into place, so a crash never leaves a partial blob
+//! under a real name.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use buildd_proto::Digest;
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("content store {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("blob digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug)]
+pub struct ContentStore {
+    blobs: PathBuf,
+    ingest: PathBuf,
+}
+
+static INGEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl ContentStore {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let blobs = root.join("blobs").join("sha256");
+        let ingest = root.join("ingest");
+        fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        // Leftovers of interrupted writes are never referenced: start clean.
+        if ingest.exists() {
+            fs::remove_dir_all(&ingest).map_err(io_err(&ingest))?;
+        }
+        fs::create_dir_all(&ingest).map_err(io_err(&ingest))?;
+        Ok(Self { blobs, ingest })
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(digest);
+        fs::read(&path).map_err(io_err(&path))
+    }
+
+    /// Starts writing a blob whose digest is known only at the end.
+    pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        let seq = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.ingest.join(format!("{}-{seq}", std::process::id()));
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        Ok(BlobWriter {
+            store: self,
+            file: Some(file),
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
+        if self.contains(&digest) {
+            return Ok(digest);
+        }
+        let mut w = self.writer()?;
+        w.write_all(bytes).map_err(io_err(&self.ingest))?;
+        w.commit(Some(digest)).map(|(d, _)| d)
+    }
+
+    /// Copies a stream in, verifying it against `expected`.
+    pub fn put_reader(
+        &self,
+        mut r: impl Read,
+        expected: Option<Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let mut w = self.writer()?;
+        io::copy(&mut r, &mut w).map_err(io_err(&self.ingest))?;
+        w.commit(expected)
+    }
+}
+
+/// A blob being written; dropped without `commit` it leaves nothing behind.
+pub struct BlobWriter<'a> {
+    store: &'a ContentStore,
+    file: Option<File>,
+    tmp: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl BlobWriter<'_> {
+    /// Fsyncs, checks the digest (when one is expected) and renames into place.
+    pub fn commit(mut self, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
+        let result = self.finish(expected);
+        if result.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    fn finish(&mut self, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
+        let file = self.file.take().expect("file present until commit");
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        drop(file);
+        let actual: Digest = std::mem::take(&mut self.hasher).into();
+        if let Some(expected) = expected
+            && expected != actual
+        {
+            return Err(StoreError::DigestMismatch { expected, actual });
+        }
+        let dest = self.store.path(&actual);
+        fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = File::open(&self.store.blobs) {
+            let _ = dir.sync_all();
+        }
+        Ok((actual, self.size))
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open").write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open").flush()
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"hello").unwrap();
+        assert_eq!(d, Digest::of(b"hello"));
+        assert_eq!(store.read(&d).unwrap(), b"hello");
+        assert_eq!(store.size(&d), Some(5));
+    }
+
+    #[test]
+    fn wrong_digest_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let wrong = Digest::of(b"other");
+        let err = store.put_reader(&b"hello"[..], Some(wrong)).unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        assert!(!store.contains(&wrong));
+        assert!(!store.contains(&Digest::of(b"hello")));
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+}
