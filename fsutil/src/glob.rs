@@ -2,7 +2,8 @@
 //! COPY sources and (per path segment) for .dockerignore.
 //!
 //! `*` matches any run of non-`/` characters, `?` one non-`/` character, `[...]` a
-//! class (`[^...]` or `[!...]` negated, `a-z` ranges), and `\` escapes the next character.
+//! class (`[^...]` negated, `a-z` ranges; as in Go, `[!...]` is not a negation), and `\`
+//! escapes the next character.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GlobError {
@@ -93,7 +94,7 @@ fn match_from(p: &[char], mut pi: usize, n: &[char], mut ni: usize) -> bool {
 /// where a character is expected).
 fn class_end(p: &[char], start: usize) -> Option<usize> {
     let mut i = start + 1;
-    if i < p.len() && (p[i] == '^' || p[i] == '!') {
+    if i < p.len() && p[i] == '^' {
         i += 1;
     }
     let mut nrange = 0;
@@ -127,7 +128,7 @@ fn class_end(p: &[char], start: usize) -> Option<usize> {
 
 fn class_matches(class: &[char], c: char) -> bool {
     let (negated, class) = match class.first() {
-        Some('^' | '!') => (true, &class[1..]),
+        Some('^') => (true, &class[1..]),
         _ => (false, class),
     };
     let mut i = 0;
@@ -199,6 +200,11 @@ mod tests {
             ("[x\\-]", "z", false),
             ("[\\-x]", "a", false),
             ("*x", "xxx", true),
+            // Go has no `[!...]` negation: `!` is an ordinary class member.
+            ("[!a]", "!", true),
+            ("[!a]", "a", true),
+            ("[!a]", "b", false),
+            ("[!]", "!", true),
         ];
         for (p, n, want) in cases {
             assert_eq!(matches(p, n), Ok(want), "pattern {p:?} name {n:?}");

@@ -2,7 +2,24 @@
 //!
 //! - [`spec`]: image config, manifest, index and descriptors as serde types whose
 //!   JSON is deterministic (sorted maps, fixed field order).
+//! - [`layer`]: deterministic layer tarballs from overlayfs-style diff directories.
+//! - [`layout`]: OCI image layouts written as a directory or a tar archive.
+//! - [`unpack`]: layer tarballs extracted into diff directories, confined to them.
+
+mod compress;
+mod dirfd;
+pub mod layer;
+pub mod layout;
+mod tarfmt;
+mod time;
+pub mod unpack;
+mod xattr;
 
 pub mod spec;
 
+pub use compress::{Compression, UnknownCompression};
+pub use layer::{LayerBlob, LayerError, LayerOptions, is_empty_diff, write_layer};
+pub use layout::{LayoutError, LayoutTarget, LayoutWriter, json_blob};
 pub use spec::*;
+pub use time::rfc3339;
+pub use unpack::{UnpackError, unpack_layer};
