@@ -1,0 +1,244 @@
+//! The copy action, with Docker's rules for where a source lands.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use buildd_proto::llb::FileActionCopy;
+
+use super::source::{self, Kind, SrcItem};
+use super::writer::{Attrs, Writer};
+use super::{CopySource, at, owner};
+use crate::error::{FileOpError, FileOpErrorKind};
+use crate::store::LayerStore;
+use crate::view::show;
+
+/// Per-action state shared by every item of one copy.
+struct Ctx<'c> {
+    a: &'c FileActionCopy,
+    owner: Option<(u32, u32)>,
+    keep_owner: bool,
+    now: i64,
+    /// First destination of each multiply-linked source file, by (dev, ino), so the
+    /// copy keeps hard links as hard links.
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Directories the copy created and the mtimes they end with, applied after all
+    /// their children are in.
+    dir_times: Vec<(PathBuf, i64)>,
+}
+
+pub(super) fn copy(
+    w: &mut Writer<'_>,
+    store: &LayerStore,
+    a: &FileActionCopy,
+    sources: &[CopySource<'_>],
+) -> Result<(), FileOpError> {
+    let src_err = at("copy", &a.src);
+    let dest_err = at("copy", &a.dest);
+    if a.parents {
+        return Err(src_err(FileOpErrorKind::Unsupported(
+            "copying with parents",
+        )));
+    }
+    let source = usize::try_from(a.source_input)
+        .ok()
+        .and_then(|i| sources.get(i))
+        .ok_or_else(|| src_err(FileOpErrorKind::BadInput(a.source_input)))?;
+    let owner = owner::resolve(&w.view, a.owner.as_ref()).map_err(&dest_err)?;
+    let listing = source::list(store, source, a).map_err(&src_err)?;
+    if a.attempt_unpack {
+        refuse_archives(&listing.items).map_err(&src_err)?;
+    }
+    if listing.items.is_empty() {
+        return Ok(()); // an empty wildcard match the action allows
+    }
+    let now = a.timestamp.unwrap_or(0);
+    let mut cx = Ctx {
+        a,
+        owner,
+        keep_owner: listing.keep_owner,
+        now,
+        links: HashMap::new(),
+        dir_times: Vec::new(),
+    };
+    let (uid, gid) = owner.unwrap_or((0, 0));
+    // Directories the copy has to make on the way to its destination.
+    let implicit = Attrs {
+        uid,
+        gid,
+        mode: 0o755,
+        mtime_ns: now,
+    };
+
+    let dest = Path::new(&a.dest);
+    let r = if a.create_dest_path {
+        w.resolve_creating(dest, true, implicit, now)
+    } else {
+        w.view
+            .resolve(dest, true)
+            .map_err(FileOpErrorKind::from_view)
+    }
+    .map_err(&dest_err)?;
+    let into_dir = a.dest.ends_with('/') || a.dest.ends_with("/.") || listing.items.len() > 1;
+
+    match r.node {
+        Some(n) if n.is_dir() => {
+            for item in &listing.items {
+                copy_into(w, &mut cx, item, &n.rel)?;
+            }
+        }
+        Some(_) if into_dir => return Err(dest_err(FileOpErrorKind::NotADirectory)),
+        Some(n) => {
+            let item = &listing.items[0];
+            if item.is_dir() && !a.always_replace_existing_dest_paths {
+                return Err(dest_err(FileOpErrorKind::NotADirectory));
+            }
+            copy_entries(w, &mut cx, item, &n.rel, false)?;
+        }
+        None => {
+            let parent = r.parent.expect("only the root has no parent");
+            w.ensure_dir(&parent.rel).map_err(&dest_err)?;
+            let item = &listing.items[0];
+            if into_dir || (item.is_dir() && (a.dir_copy_contents || item.name.is_none())) {
+                // The destination is a directory the copy creates, not a copied one.
+                w.create_dir(&r.rel, implicit, now).map_err(&dest_err)?;
+                for item in &listing.items {
+                    copy_into(w, &mut cx, item, &r.rel)?;
+                }
+            } else {
+                copy_entries(w, &mut cx, item, &r.rel, false)?;
+            }
+        }
+    }
+    for (rel, t) in cx.dir_times {
+        w.set_dir_time(&rel, t);
+    }
+    Ok(())
+}
+
+/// Copies `item` into the existing directory `dir`: a directory's contents merge
+/// into it when the action says so (or for a source root), anything else lands
+/// under its own name.
+fn copy_into(
+    w: &mut Writer<'_>,
+    cx: &mut Ctx<'_>,
+    item: &SrcItem,
+    dir: &Path,
+) -> Result<(), FileOpError> {
+    match &item.name {
+        Some(name) if !(item.is_dir() && cx.a.dir_copy_contents) => {
+            copy_entries(w, cx, item, &dir.join(name), false)
+        }
+        _ => copy_entries(w, cx, item, dir, true),
+    }
+}
+
+/// Writes the entries of `item` at `base` (skipping the item itself with
+/// `contents_only`); the view already holds `base` or its parent directory.
+fn copy_entries(
+    w: &mut Writer<'_>,
+    cx: &mut Ctx<'_>,
+    item: &SrcItem,
+    base: &Path,
+    contents_only: bool,
+) -> Result<(), FileOpError> {
+    let a = cx.a;
+    let shown = show(base).display().to_string();
+    let holder = if contents_only {
+        base
+    } else {
+        base.parent().unwrap_or(Path::new(""))
+    };
+    w.ensure_dir(holder).map_err(at("copy", &shown))?;
+    for e in &item.entries {
+        if contents_only && e.rel.as_os_str().is_empty() {
+            continue;
+        }
+        // `join("")` would add a trailing slash.
+        let dest = if e.rel.as_os_str().is_empty() {
+            base.to_owned()
+        } else {
+            base.join(&e.rel)
+        };
+        let shown = show(&dest).display().to_string();
+        let err = at("copy", &shown);
+        let (uid, gid) = cx.owner.unwrap_or(if cx.keep_owner {
+            (e.uid, e.gid)
+        } else {
+            (0, 0)
+        });
+        let mode = a.mode.map_or(e.mode, |m| m & 0o7777);
+        let attrs = Attrs {
+            uid,
+            gid,
+            mode,
+            mtime_ns: a.timestamp.unwrap_or(e.mtime_ns),
+        };
+        let existing = w.view.lookup_rel(&dest).map_err(|k| err(k.into()))?;
+        let existing_dir = existing.as_ref().map(|n| n.is_dir());
+        let replace = a.always_replace_existing_dest_paths;
+        match &e.kind {
+            Kind::Dir => match existing_dir {
+                // Merge into what is there, keeping its metadata, as Docker does.
+                Some(true) => drop(w.ensure_dir(&dest).map_err(&err)?),
+                Some(false) if !replace => return Err(err(FileOpErrorKind::NotADirectory)),
+                _ => {
+                    w.create_dir(&dest, attrs, cx.now).map_err(&err)?;
+                    cx.dir_times.push((dest, attrs.mtime_ns));
+                }
+            },
+            _ if existing_dir == Some(true) && !replace => {
+                return Err(err(FileOpErrorKind::IsADirectory));
+            }
+            Kind::File => {
+                let key = (e.dev, e.ino);
+                if let Some(first) = cx.links.get(&key).filter(|_| e.nlink > 1) {
+                    w.create_hardlink(&dest, first, cx.now).map_err(&err)?;
+                    continue;
+                }
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&e.host)
+                    .map_err(|k| at("copy", &a.src)(k.into()))?;
+                w.create_file(&dest, &mut f, attrs, cx.now).map_err(&err)?;
+                if e.nlink > 1 {
+                    cx.links.insert(key, dest);
+                }
+            }
+            Kind::Symlink(target) => w
+                .create_symlink(&dest, target, attrs, cx.now)
+                .map_err(&err)?,
+            Kind::Special { file_type, rdev } => w
+                .create_special(&dest, *file_type, *rdev, attrs, cx.now)
+                .map_err(&err)?,
+        }
+    }
+    Ok(())
+}
+
+/// ADD's archive extraction is not implemented: fail rather than copy an archive
+/// that Docker would have unpacked. Anything else copies as usual.
+fn refuse_archives(items: &[SrcItem]) -> Result<(), FileOpErrorKind> {
+    for item in items {
+        let e = &item.entries[0];
+        if e.kind != Kind::File {
+            continue;
+        }
+        let mut head = [0u8; 262];
+        let n = fs::File::open(&e.host)?.read(&mut head)?;
+        let head = &head[..n];
+        let compressed = [
+            &[0x1f, 0x8b][..],
+            b"BZh",
+            &[0xfd, b'7', b'z', b'X', b'Z', 0],
+            &[0x28, 0xb5, 0x2f, 0xfd],
+        ];
+        if compressed.iter().any(|m| head.starts_with(m)) || head.get(257..262) == Some(b"ustar") {
+            return Err(FileOpErrorKind::Unsupported("extracting archives (ADD)"));
+        }
+    }
+    Ok(())
+}

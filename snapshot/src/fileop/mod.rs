@@ -1,0 +1,77 @@
+//! Execution of an LLB FileOp into a new layer.
+
+mod actions;
+mod copy;
+mod owner;
+mod source;
+mod writer;
+
+use std::path::Path;
+
+use buildd_fsutil::dockerignore::PatternMatcher;
+use buildd_proto::llb::{FileOp, file_action::Action};
+
+use crate::error::{FileOpError, FileOpErrorKind};
+use crate::store::{LayerStore, PendingLayer, Snapshot};
+use writer::Writer;
+
+/// A copy source: one of `Op.inputs`, as the engine resolved it.
+#[derive(Debug, Clone, Copy)]
+pub enum CopySource<'a> {
+    /// A plain directory (the build context), minus what `excludes` (its
+    /// .dockerignore, relative to `root`) rules out.
+    Dir {
+        root: &'a Path,
+        excludes: Option<&'a PatternMatcher>,
+    },
+    /// The output of another vertex.
+    Snapshot(&'a Snapshot),
+}
+
+/// Applies the actions of `op`, in order, as one new layer over `base`. `sources[i]`
+/// is `Op.inputs[i]`. The returned layer is complete but not committed.
+pub fn apply_file_op(
+    store: &LayerStore,
+    base: &Snapshot,
+    op: &FileOp,
+    sources: &[CopySource<'_>],
+) -> Result<PendingLayer, FileOpError> {
+    let whole = |kind: FileOpErrorKind| FileOpError {
+        action: "fileop",
+        path: String::new(),
+        kind,
+    };
+    let pending = store
+        .begin()
+        .map_err(|e| whole(FileOpErrorKind::Store(e)))?;
+    let mut w =
+        Writer::new(store, base, pending.path()).map_err(|e| whole(FileOpErrorKind::Store(e)))?;
+    for action in &op.actions {
+        match &action.action {
+            Some(Action::Mkdir(a)) => actions::mkdir(&mut w, a)?,
+            Some(Action::Mkfile(a)) => actions::mkfile(&mut w, a)?,
+            Some(Action::Symlink(a)) => actions::symlink(&mut w, a)?,
+            Some(Action::Rm(a)) => actions::rm(&mut w, a)?,
+            Some(Action::Copy(a)) => copy::copy(&mut w, store, a, sources)?,
+            None => {
+                return Err(whole(FileOpErrorKind::Unsupported(
+                    "an action without a kind",
+                )));
+            }
+        }
+    }
+    w.finish().map_err(|e| whole(FileOpErrorKind::Store(e)))?;
+    Ok(pending)
+}
+
+/// Wraps an error kind with the action and path it belongs to.
+pub(crate) fn at<'p>(
+    action: &'static str,
+    path: &'p str,
+) -> impl Fn(FileOpErrorKind) -> FileOpError + 'p {
+    move |kind| FileOpError {
+        action,
+        path: path.to_owned(),
+        kind,
+    }
+}

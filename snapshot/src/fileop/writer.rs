@@ -1,0 +1,247 @@
+//! Writes into one diff directory through the merged view of the base plus that diff,
+//! keeping the overlayfs conventions (copy-up, whiteouts, opaque directories) and the
+//! directory times a reproducible layer needs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{FileOpErrorKind, SnapshotError};
+use crate::store::{LayerStore, Snapshot};
+use crate::sys;
+use crate::view::{LayeredView, Node, Resolved};
+
+type Result<T> = std::result::Result<T, FileOpErrorKind>;
+
+/// Owner, permission bits and mtime of an entry to create.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub mtime_ns: i64,
+}
+
+pub(crate) struct Writer<'a> {
+    /// The base with the diff on top (layer 0).
+    pub view: LayeredView<'a>,
+    diff: &'a Path,
+    /// The final mtime of every directory in the diff. Adding a child changes a
+    /// directory's mtime on disk, so all of them are set once, at the end.
+    dir_times: BTreeMap<PathBuf, i64>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(
+        store: &'a LayerStore,
+        base: &Snapshot,
+        diff: &'a Path,
+    ) -> std::result::Result<Self, SnapshotError> {
+        // The diff root stands for the base root, so it takes the base root's metadata.
+        let (uid, gid, mode, mtime) = if base.layers.is_empty() {
+            (0, 0, 0o755, 0)
+        } else {
+            let m = LayeredView::new(store, base)?.root()?.meta;
+            (m.uid(), m.gid(), m.mode(), sys::mtime_ns(&m))
+        };
+        sys::set_meta(diff, uid, gid, mode, mtime).map_err(SnapshotError::io("create", diff))?;
+        let view = LayeredView::with_upper(store, base, diff)?;
+        let dir_times = BTreeMap::from([(PathBuf::new(), mtime)]);
+        Ok(Writer {
+            view,
+            diff,
+            dir_times,
+        })
+    }
+
+    fn host(&self, rel: &Path) -> PathBuf {
+        self.diff.join(rel)
+    }
+
+    /// Makes the view directory `rel` a real directory in the diff, copying up every
+    /// directory on the way that only a lower layer holds (with its metadata).
+    pub fn ensure_dir(&mut self, rel: &Path) -> Result<Node> {
+        let mut node = self.view.root()?;
+        for comp in rel.components() {
+            let Component::Normal(name) = comp else {
+                unreachable!("resolved paths are normal")
+            };
+            let child = self
+                .view
+                .child(&node, name)?
+                .ok_or(FileOpErrorKind::NotFound)?;
+            if !child.is_dir() {
+                return Err(FileOpErrorKind::ParentNotADirectory(
+                    crate::view::show(&child.rel).display().to_string(),
+                ));
+            }
+            if child.layer != 0 {
+                let host = self.host(&child.rel);
+                fs::create_dir(&host)?;
+                let m = &child.meta;
+                sys::set_meta(&host, m.uid(), m.gid(), m.mode(), 0)?;
+                self.dir_times.insert(child.rel.clone(), sys::mtime_ns(m));
+            }
+            node = child;
+        }
+        Ok(self
+            .view
+            .lookup_rel(rel)?
+            .expect("directory was just ensured"))
+    }
+
+    /// Resolves `path` like the view does, creating each missing directory on the way
+    /// (`mkdir -p`) with attributes `a`.
+    pub fn resolve_creating(
+        &mut self,
+        path: &Path,
+        follow_last: bool,
+        a: Attrs,
+        now: i64,
+    ) -> Result<Resolved> {
+        loop {
+            match self.view.resolve(path, follow_last) {
+                Err(SnapshotError::NotFound(missing)) => {
+                    let rel = missing
+                        .strip_prefix("/")
+                        .expect("view paths are absolute")
+                        .to_owned();
+                    self.ensure_dir(rel.parent().unwrap_or(Path::new("")))?;
+                    self.create_dir(&rel, a, now)?;
+                }
+                r => return r.map_err(FileOpErrorKind::from_view),
+            }
+        }
+    }
+
+    /// Empties `rel` in the diff and returns what the lower layers still show there.
+    fn clear(&mut self, rel: &Path) -> Result<Option<Node>> {
+        let host = self.host(rel);
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(&host)?;
+                let gone: Vec<PathBuf> = self
+                    .dir_times
+                    .range(rel.to_owned()..)
+                    .map(|(p, _)| p.clone())
+                    .take_while(|p| p.starts_with(rel))
+                    .collect();
+                for p in gone {
+                    self.dir_times.remove(&p);
+                }
+            }
+            Ok(_) => fs::remove_file(&host)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.view.lookup_rel(rel)?)
+    }
+
+    /// Records that the directory holding `rel` changed at `now`.
+    fn touch_parent(&mut self, rel: &Path, now: i64) {
+        if let Some(parent) = rel.parent() {
+            self.dir_times.insert(parent.to_owned(), now);
+        }
+    }
+
+    /// Sets the final mtime of directory `rel` (a copied directory keeps its source's).
+    pub fn set_dir_time(&mut self, rel: &Path, mtime_ns: i64) {
+        self.dir_times.insert(rel.to_owned(), mtime_ns);
+    }
+
+    /// Deletes `rel` from the view: drops what the diff holds and hides what lower
+    /// layers hold with a whiteout. The parent must already be in the diff.
+    pub fn remove(&mut self, rel: &Path, now: i64) -> Result<()> {
+        if self.clear(rel)?.is_some() {
+            let host = self.host(rel);
+            sys::make_whiteout(&host)?;
+            sys::set_meta(&host, 0, 0, 0, now)?;
+        }
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    /// Creates directory `rel` in place of whatever is there. The parent must
+    /// already be in the diff.
+    pub fn create_dir(&mut self, rel: &Path, a: Attrs, now: i64) -> Result<()> {
+        let below = self.clear(rel)?;
+        let host = self.host(rel);
+        fs::create_dir(&host)?;
+        sys::set_meta(&host, a.uid, a.gid, a.mode, a.mtime_ns)?;
+        if below.is_some_and(|n| n.is_dir()) {
+            // Replacing a deleted lower directory: its old contents must stay hidden.
+            sys::set_opaque(&host)?;
+        }
+        self.dir_times.insert(rel.to_owned(), a.mtime_ns);
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    pub fn create_file(
+        &mut self,
+        rel: &Path,
+        content: &mut dyn Read,
+        a: Attrs,
+        now: i64,
+    ) -> Result<()> {
+        self.clear(rel)?;
+        let host = self.host(rel);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&host)?;
+        io::copy(content, &mut f)?;
+        drop(f);
+        sys::set_meta(&host, a.uid, a.gid, a.mode, a.mtime_ns)?;
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    pub fn create_symlink(&mut self, rel: &Path, target: &Path, a: Attrs, now: i64) -> Result<()> {
+        self.clear(rel)?;
+        let host = self.host(rel);
+        std::os::unix::fs::symlink(target, &host)?;
+        sys::lchown(&host, a.uid, a.gid)?;
+        sys::set_times(&host, a.mtime_ns)?;
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    /// A device, fifo or socket; `file_type` is the `S_IF*` bits.
+    pub fn create_special(
+        &mut self,
+        rel: &Path,
+        file_type: u32,
+        rdev: u64,
+        a: Attrs,
+        now: i64,
+    ) -> Result<()> {
+        self.clear(rel)?;
+        let host = self.host(rel);
+        sys::mknod(&host, file_type | (a.mode & 0o7777), rdev)?;
+        sys::set_meta(&host, a.uid, a.gid, a.mode, a.mtime_ns)?;
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    /// Makes `rel` another name for `existing`, a file this op already wrote.
+    pub fn create_hardlink(&mut self, rel: &Path, existing: &Path, now: i64) -> Result<()> {
+        self.clear(rel)?;
+        fs::hard_link(self.host(existing), self.host(rel))?;
+        self.touch_parent(rel, now);
+        Ok(())
+    }
+
+    /// Applies the recorded directory times; the diff is complete afterwards.
+    pub fn finish(self) -> std::result::Result<(), SnapshotError> {
+        for (rel, t) in &self.dir_times {
+            let host = self.host(rel);
+            sys::set_times(&host, *t).map_err(SnapshotError::io("set times on", &host))?;
+        }
+        Ok(())
+    }
+}

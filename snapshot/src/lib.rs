@@ -1,0 +1,20 @@
+//! Filesystem snapshots as stacks of layers.
+//!
+//! A layer is a directory in overlayfs upper-dir format: a deleted path is a whiteout
+//! (a character device 0/0) and a directory that hides everything below it carries
+//! `trusted.overlay.opaque=y`. [`LayerStore`] keeps committed layers, [`LayeredView`]
+//! reads a stack of them as one filesystem, [`apply_file_op`] runs an LLB FileOp into a
+//! new layer and [`export_tree`] flattens a stack into a plain directory.
+
+mod error;
+mod export;
+mod fileop;
+mod store;
+mod sys;
+mod view;
+
+pub use error::{FileOpError, FileOpErrorKind, SnapshotError};
+pub use export::export_tree;
+pub use fileop::{CopySource, apply_file_op};
+pub use store::{LayerId, LayerStore, PendingLayer, Snapshot};
+pub use view::{LayeredView, ViewEntry};
