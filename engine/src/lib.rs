@@ -2,6 +2,14 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view.
 
+pub mod build;
 pub mod cache;
+pub mod engine;
+pub mod export;
+pub mod ops;
+pub mod progress;
+pub mod root;
 pub mod solver;
 pub mod store;
+
+pub use engine::Engine;

@@ -4,6 +4,7 @@
 //! is how vertices and blobs are named.
 
 mod digest;
+pub mod dump;
 
 pub use digest::{Digest, DigestError};
 

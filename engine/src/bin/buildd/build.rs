@@ -1,0 +1,127 @@
+//! `buildd build`: one build, no daemon.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use buildd_engine::Engine;
+use buildd_engine::build::{BuildRequest, build};
+use buildd_engine::export::OutputSpec;
+use buildd_engine::progress::PlainPrinter;
+use buildd_engine::solver::SolverConfig;
+use clap::{Args, ValueEnum};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    context: PathBuf,
+    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Stage to build (default: the last).
+    #[arg(long)]
+    target: Option<String>,
+    /// Build-time variable, KEY=VALUE (KEY alone takes it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+    /// Output: type=oci,dest=FILE[,tar=false][,name=NAME][,compression=gzip|zstd|uncompressed]
+    /// or type=local,dest=DIR.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<OutputSpec>,
+    /// Progress output.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Do not use the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// How many ops may run at once.
+    #[arg(long)]
+    max_parallelism: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Progress {
+    Auto,
+    Plain,
+    Quiet,
+}
+
+pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
+    let build_args = crate::args::build_args(&args.build_args);
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    let req = BuildRequest {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        target: args.target,
+        build_args,
+        outputs: args.outputs,
+        no_cache: args.no_cache,
+        source_date_epoch,
+    };
+    if !req.context.is_dir() {
+        bail!("context {} is not a directory", req.context.display());
+    }
+    let mut config = SolverConfig::default();
+    if let Some(n) = args.max_parallelism {
+        config.max_parallelism = n;
+    }
+    let engine =
+        Engine::open(root, config).with_context(|| format!("opening root {}", root.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let quiet = matches!(args.progress, Progress::Quiet);
+    let outcome = rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+        // Finished jobs may keep a sender alive, so the printer stops on `done`
+        // and then drains what is queued, rather than waiting for the channel to close.
+        let printer = tokio::spawn(async move {
+            let mut p = PlainPrinter::new(std::io::stderr());
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) if !quiet => { let _ = p.print(&ev); }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = &mut done_rx => {
+                        while let Ok(ev) = rx.try_recv() {
+                            if !quiet { let _ = p.print(&ev); }
+                        }
+                        break;
+                    }
+                }
+            }
+        });
+        let outcome = build(&engine, &req, Some(tx)).await;
+        let _ = done_tx.send(());
+        let _ = printer.await;
+        outcome
+    });
+    match outcome {
+        Ok(outcome) => {
+            for w in &outcome.warnings {
+                eprintln!("WARNING: {}: line {}: {}", w.rule, w.line, w.message);
+            }
+            if !quiet {
+                for m in &outcome.manifests {
+                    eprintln!("exported manifest {}", m.digest);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(report) = crate::report::source_snippet(&e, &req) {
+                eprint!("{report}");
+            }
+            Err(anyhow::Error::new(e).context("failed to solve"))
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `buildd debug`: what the frontend makes of a Dockerfile, without building.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use buildd_engine::build::{CONTEXT_NAME, read_frontend_input};
+use clap::{Args, Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub enum DebugCommand {
+    /// Print the LLB graph a Dockerfile compiles to.
+    DumpLlb(DumpArgs),
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    context: PathBuf,
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
+    match cmd {
+        DebugCommand::DumpLlb(args) => {
+            let input = read_frontend_input(&args.context, args.file.as_deref())?;
+            let build_args = crate::args::build_args(&args.build_args);
+            let opts = buildd_frontend::BuildOptions {
+                dockerfile_name: input.dockerfile_name,
+                target: args.target,
+                build_args,
+                context_name: CONTEXT_NAME.to_owned(),
+                dockerignore: input.dockerignore,
+                platform: buildd_oci::host_platform(),
+                resolver: None,
+            };
+            let compiled =
+                buildd_frontend::compile(&input.dockerfile, &opts).context("compiling")?;
+            let out = match args.format {
+                Format::Text => buildd_proto::dump::to_text(&compiled.definition),
+                Format::Json => buildd_proto::dump::to_json(&compiled.definition),
+            };
+            print!("{out}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `buildd`: the build engine's command line. `buildd build` runs one build in this
+//! process, with no daemon (as Kaniko does in a pod).
+
+mod args;
+mod build;
+mod debug;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "buildd", version, about = "Container image build engine")]
+struct Cli {
+    /// State directory (cache, blobs, layers). Default: /var/lib/buildd as root,
+    /// $XDG_DATA_HOME/buildd otherwise.
+    #[arg(long, global = true, env = "BUILDD_ROOT")]
+    root: Option<PathBuf>,
+    /// Log at debug level.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile, in this process.
+    Build(build::BuildArgs),
+    /// Inspect what the frontend makes of a Dockerfile.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(if cli.debug {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::WARN
+        })
+        .init();
+    let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
+    let result = match cli.command {
+        Some(Command::Build(args)) => build::run(&root, args),
+        Some(Command::Debug(cmd)) => debug::run(cmd),
+        None => Err(anyhow::anyhow!(
+            "serving the daemon API is not available yet; run `buildd build CONTEXT`"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

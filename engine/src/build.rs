@@ -1,0 +1,205 @@
+//! A whole build: Dockerfile → frontend → solver → exporters. The one-shot `buildd
+//! build` and (later) the daemon's Solve both go through [`build`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use buildd_frontend::BuildOptions;
+use buildd_oci::{Descriptor, ImageConfig};
+use buildd_snapshot::Snapshot;
+
+use crate::engine::Engine;
+use crate::export::{ExportError, OciExport, OutputSpec, export_local, export_oci};
+use crate::ops::Ref;
+use crate::solver::{BuildCtx, Graph, ProgressSender, SolveError, SolveRequest};
+
+/// The name of the build context as a local source.
+pub const CONTEXT_NAME: &str = "context";
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    /// The Dockerfile; `<context>/Dockerfile` when not given.
+    pub dockerfile: Option<PathBuf>,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub outputs: Vec<OutputSpec>,
+    pub no_cache: bool,
+    /// Pins every timestamp in exported images (SOURCE_DATE_EPOCH).
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct BuildOutcome {
+    pub image: ImageConfig,
+    pub snapshot: Snapshot,
+    /// The manifest of each OCI output, in the order of the outputs.
+    pub manifests: Vec<Descriptor>,
+    pub warnings: Vec<buildd_frontend::Warning>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Frontend(#[from] buildd_frontend::Error),
+    #[error(".dockerignore: {0}")]
+    Dockerignore(String),
+    #[error("{0}")]
+    Solve(#[from] SolveError),
+    #[error("the build result is a local directory, not a filesystem")]
+    LocalResult,
+    #[error("export: {0}")]
+    Export(#[from] ExportError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the frontend needs from the context directory, read before solving.
+pub struct FrontendInput {
+    pub dockerfile_name: String,
+    pub dockerfile: String,
+    pub dockerignore: Vec<String>,
+}
+
+/// Reads the Dockerfile and the .dockerignore that applies to it
+/// (`<Dockerfile>.dockerignore` next to it wins over the context's `.dockerignore`).
+pub fn read_frontend_input(
+    context: &Path,
+    dockerfile: Option<&Path>,
+) -> Result<FrontendInput, BuildError> {
+    let path = dockerfile.map_or_else(|| context.join("Dockerfile"), Path::to_path_buf);
+    let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".to_owned());
+    let specific = path.with_file_name(format!("{file_name}.dockerignore"));
+    let ignore_path = if specific.is_file() {
+        specific
+    } else {
+        context.join(".dockerignore")
+    };
+    let dockerignore = match std::fs::read_to_string(&ignore_path) {
+        Ok(text) => buildd_fsutil::dockerignore::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: ignore_path,
+                source,
+            });
+        }
+    };
+    Ok(FrontendInput {
+        dockerfile_name: file_name,
+        dockerfile: text,
+        dockerignore,
+    })
+}
+
+pub async fn build(
+    engine: &Engine,
+    req: &BuildRequest,
+    progress: Option<ProgressSender>,
+) -> Result<BuildOutcome, BuildError> {
+    let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
+    buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
+        .map_err(|e| BuildError::Dockerignore(e.to_string()))?;
+    let opts = BuildOptions {
+        dockerfile_name: input.dockerfile_name,
+        target: req.target.clone(),
+        build_args: req.build_args.clone(),
+        context_name: CONTEXT_NAME.to_owned(),
+        dockerignore: input.dockerignore,
+        platform: buildd_oci::host_platform(),
+        resolver: None,
+    };
+    let compiled = buildd_frontend::compile(&input.dockerfile, &opts)?;
+    let snapshot = if compiled.definition.result.is_none() {
+        // A target of only scratch and config instructions: an empty filesystem.
+        Snapshot::scratch()
+    } else {
+        solve(engine, &compiled.definition, req, progress).await?
+    };
+
+    let mut manifests = Vec::new();
+    for out in &req.outputs {
+        let root = engine.root.clone();
+        let (snap, image, out, epoch) = (
+            snapshot.clone(),
+            compiled.image.clone(),
+            out.clone(),
+            req.source_date_epoch,
+        );
+        let manifest = tokio::task::spawn_blocking(move || -> Result<_, ExportError> {
+            match &out {
+                OutputSpec::Oci {
+                    dest,
+                    tar,
+                    name,
+                    compression,
+                } => export_oci(
+                    &root,
+                    &snap,
+                    &image,
+                    &OciExport {
+                        dest,
+                        tar: *tar,
+                        name: name.as_deref(),
+                        compression: *compression,
+                        source_date_epoch: epoch,
+                    },
+                )
+                .map(Some),
+                OutputSpec::Local { dest } => {
+                    export_local(&root.layers, &snap, dest).map(|()| None)
+                }
+            }
+        })
+        .await
+        .map_err(|e| BuildError::Internal(format!("export task: {e}")))??;
+        manifests.extend(manifest);
+    }
+    engine.flush().map_err(SolveError::from)?;
+    Ok(BuildOutcome {
+        image: compiled.image,
+        snapshot,
+        manifests,
+        warnings: compiled.warnings,
+    })
+}
+
+async fn solve(
+    engine: &Engine,
+    definition: &buildd_proto::llb::Definition,
+    req: &BuildRequest,
+    progress: Option<ProgressSender>,
+) -> Result<Snapshot, BuildError> {
+    let graph = Arc::new(Graph::load(definition).map_err(SolveError::from)?);
+    let ctx = Arc::new(BuildCtx {
+        locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), req.context.clone())]),
+        no_cache: req.no_cache,
+    });
+    let result = engine
+        .solver
+        .solve(SolveRequest {
+            graph,
+            ctx,
+            progress,
+        })
+        .await;
+    // Whatever happened, what was recorded must survive the process.
+    engine.flush().map_err(SolveError::from)?;
+    match &result?.output {
+        Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
+        Ref::Local(_) => Err(BuildError::LocalResult),
+    }
+}

@@ -1,0 +1,111 @@
+//! Layer blobs for a snapshot's stack: compressed once, then remembered.
+
+use buildd_oci::{Compression, LayerBlob, LayerOptions};
+use buildd_proto::Digest;
+use buildd_snapshot::{LayerId, LayerStore, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use super::ExportError;
+use crate::cache::{CacheIndex, Table};
+use crate::store::ContentStore;
+
+/// The exported form of a snapshot: one blob per non-empty layer, bottom first.
+#[derive(Debug, Clone)]
+pub struct ImageLayers {
+    pub blobs: Vec<LayerBlob>,
+    /// For each layer of the snapshot: whether it had any changes (empty ones are
+    /// left out of the image, as BuildKit does).
+    pub non_empty: Vec<bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlobRecord {
+    diff_id: String,
+    digest: String,
+    size: u64,
+}
+
+/// Compresses each layer of `snap` into the content store, reusing blobs exported
+/// before (keyed by layer and compression) whose content is still present.
+pub fn image_layers(
+    layers: &LayerStore,
+    content: &ContentStore,
+    index: &dyn CacheIndex,
+    snap: &Snapshot,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<ImageLayers, ExportError> {
+    let mut out = ImageLayers {
+        blobs: Vec::new(),
+        non_empty: Vec::new(),
+    };
+    for id in snap.layers.iter() {
+        let dir = layers.diff_dir(id);
+        let empty = buildd_oci::is_empty_diff(&dir).map_err(|source| ExportError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        out.non_empty.push(!empty);
+        if empty {
+            continue;
+        }
+        out.blobs.push(layer_blob(
+            layers,
+            content,
+            index,
+            id,
+            compression,
+            source_date_epoch,
+        )?);
+    }
+    Ok(out)
+}
+
+fn layer_blob(
+    layers: &LayerStore,
+    content: &ContentStore,
+    index: &dyn CacheIndex,
+    id: &LayerId,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<LayerBlob, ExportError> {
+    let key = format!(
+        "{id}/{compression:?}/{}",
+        source_date_epoch.map_or(String::new(), |t| t.to_string())
+    );
+    if let Some(rec) = index.get(Table::LayerBlobs, key.as_bytes())?
+        && let Ok(rec) = serde_json::from_slice::<BlobRecord>(&rec)
+        && let (Ok(digest), Ok(diff_id)) = (rec.digest.parse::<Digest>(), rec.diff_id.parse())
+        && content.size(&digest) == Some(rec.size)
+    {
+        return Ok(LayerBlob {
+            diff_id,
+            digest,
+            size: rec.size,
+            media_type: compression.media_type(),
+        });
+    }
+    let mut w = content.writer()?;
+    let opts = LayerOptions {
+        compression,
+        source_date_epoch,
+    };
+    let blob = buildd_oci::write_layer(&layers.diff_dir(id), &opts, &mut w).map_err(|source| {
+        ExportError::Layer {
+            layer: id.to_string(),
+            source,
+        }
+    })?;
+    w.commit(Some(blob.digest))?;
+    let rec = BlobRecord {
+        diff_id: blob.diff_id.to_string(),
+        digest: blob.digest.to_string(),
+        size: blob.size,
+    };
+    index.put(
+        Table::LayerBlobs,
+        key.as_bytes(),
+        &serde_json::to_vec(&rec).expect("serializable"),
+    )?;
+    Ok(blob)
+}

@@ -1,0 +1,45 @@
+//! Exporters: what a build's result becomes.
+//!
+//! - `type=oci,dest=F[,tar=false][,name=N][,compression=gzip|zstd|uncompressed]`: an
+//!   OCI image layout, as a tar archive (default) or a directory
+//! - `type=local,dest=D`: the result's filesystem as a plain directory
+
+mod layers;
+mod local;
+mod oci;
+mod spec;
+
+pub use layers::{ImageLayers, image_layers};
+pub use local::export_local;
+pub use oci::{OciExport, export_oci};
+pub use spec::{OutputSpec, OutputSpecError};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("exporting layer {layer}: {source}")]
+    Layer {
+        layer: String,
+        source: buildd_oci::LayerError,
+    },
+    #[error("writing {dest}: {source}")]
+    Layout {
+        dest: PathBuf,
+        source: buildd_oci::LayoutError,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Index(#[from] crate::cache::IndexError),
+    #[error("writing {dest}: {source}")]
+    Snapshot {
+        dest: PathBuf,
+        source: buildd_snapshot::SnapshotError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,199 @@
+//! The OCI image exporter: config, manifest and index over the layer blobs, written
+//! as an OCI image layout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use buildd_oci::{
+    ANNOTATION_CREATED, ANNOTATION_REF_NAME, Compression, Descriptor, History, ImageConfig, Index,
+    LayoutTarget, LayoutWriter, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Manifest,
+};
+use buildd_proto::Digest;
+use buildd_snapshot::Snapshot;
+
+use super::{ExportError, ImageLayers, image_layers};
+use crate::root::Root;
+
+pub struct OciExport<'a> {
+    pub dest: &'a Path,
+    pub tar: bool,
+    pub name: Option<&'a str>,
+    pub compression: Compression,
+    /// Fixes every timestamp the image carries (SOURCE_DATE_EPOCH).
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Writes the image and returns the manifest's descriptor.
+pub fn export_oci(
+    root: &Root,
+    snap: &Snapshot,
+    image: &ImageConfig,
+    opts: &OciExport<'_>,
+) -> Result<Descriptor, ExportError> {
+    let layers = image_layers(
+        &root.layers,
+        &root.content,
+        root.index.as_ref(),
+        snap,
+        opts.compression,
+        opts.source_date_epoch,
+    )?;
+    let created = buildd_oci::rfc3339(opts.source_date_epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }));
+    let config = image_config(image, &layers, &created);
+    let config_bytes = buildd_oci::json_blob(&config);
+    let config_digest = root.content.put_bytes(&config_bytes)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_MANIFEST.to_owned(),
+        config: Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64),
+        layers: layers
+            .blobs
+            .iter()
+            .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
+            .collect(),
+        annotations: BTreeMap::new(),
+    };
+    let manifest_bytes = buildd_oci::json_blob(&manifest);
+    let manifest_digest = root.content.put_bytes(&manifest_bytes)?;
+    let mut desc = Descriptor::new(
+        MEDIA_TYPE_MANIFEST,
+        manifest_digest,
+        manifest_bytes.len() as u64,
+    );
+    desc.platform = Some(buildd_oci::Platform {
+        architecture: config.architecture.clone(),
+        os: config.os.clone(),
+        variant: config.variant.clone(),
+    });
+
+    let layout_err = |source| ExportError::Layout {
+        dest: opts.dest.to_owned(),
+        source,
+    };
+    let target = if opts.tar {
+        LayoutTarget::Tar(opts.dest.to_owned())
+    } else {
+        LayoutTarget::Dir(opts.dest.to_owned())
+    };
+    let mut w = LayoutWriter::new(target).map_err(layout_err)?;
+    let blobs = layers.blobs.iter().map(|b| (b.digest, b.size)).chain([
+        (config_digest, config_bytes.len() as u64),
+        (manifest_digest, manifest_bytes.len() as u64),
+    ]);
+    for (digest, size) in blobs {
+        add_blob(&mut w, root, digest, size).map_err(layout_err)?;
+    }
+    let mut index_desc = desc.clone();
+    index_desc
+        .annotations
+        .insert(ANNOTATION_CREATED.to_owned(), created);
+    if let Some(name) = opts.name {
+        index_desc
+            .annotations
+            .insert(ANNOTATION_REF_NAME.to_owned(), name.to_owned());
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_INDEX.to_owned()),
+        manifests: vec![index_desc],
+        annotations: BTreeMap::new(),
+    };
+    w.finish(&index).map_err(layout_err)?;
+    Ok(desc)
+}
+
+fn add_blob(
+    w: &mut LayoutWriter,
+    root: &Root,
+    digest: Digest,
+    size: u64,
+) -> Result<(), buildd_oci::LayoutError> {
+    w.add_blob_file(digest, size, &root.content.path(&digest))
+}
+
+/// The frontend's config with the layers filled in and history matched to them:
+/// each non-empty history entry claims the next layer; a layer that turned out empty
+/// turns its entry into an `empty_layer` one.
+fn image_config(image: &ImageConfig, layers: &ImageLayers, created: &str) -> ImageConfig {
+    let mut config = image.clone();
+    config.created = Some(created.to_owned());
+    config.rootfs.kind = "layers".to_owned();
+    config.rootfs.diff_ids = layers.blobs.iter().map(|b| b.diff_id.to_string()).collect();
+    let mut non_empty = layers.non_empty.iter().copied();
+    let mut history: Vec<History> = Vec::with_capacity(config.history.len());
+    for mut h in config.history.drain(..) {
+        if !h.empty_layer {
+            // An entry without a layer to claim describes nothing the image holds.
+            h.empty_layer = !non_empty.next().unwrap_or(false);
+        }
+        history.push(h);
+    }
+    // Layers no instruction accounted for still need an entry each.
+    for layer_has_content in non_empty {
+        if layer_has_content {
+            history.push(History {
+                created_by: Some("buildd: layer".to_owned()),
+                ..Default::default()
+            });
+        }
+    }
+    for h in &mut history {
+        h.created.get_or_insert_with(|| created.to_owned());
+    }
+    config.history = history;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buildd_oci::LayerBlob;
+
+    fn blob(n: u8) -> LayerBlob {
+        LayerBlob {
+            diff_id: Digest::of(&[n]),
+            digest: Digest::of(&[n, n]),
+            size: 1,
+            media_type: "x",
+        }
+    }
+
+    fn hist(created_by: &str, empty: bool) -> History {
+        History {
+            created_by: Some(created_by.into()),
+            empty_layer: empty,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn history_is_matched_to_non_empty_layers() {
+        let image = ImageConfig {
+            history: vec![
+                hist("ENV A=b", true),
+                hist("COPY a /a", false),
+                hist("WORKDIR /x", false),
+                hist("COPY b /b", false),
+            ],
+            ..Default::default()
+        };
+        // WORKDIR's mkdir changed nothing (the dir existed): its layer is empty.
+        let layers = ImageLayers {
+            blobs: vec![blob(1), blob(2)],
+            non_empty: vec![true, false, true],
+        };
+        let c = image_config(&image, &layers, "2026-01-01T00:00:00Z");
+        let empties: Vec<bool> = c.history.iter().map(|h| h.empty_layer).collect();
+        assert_eq!(empties, [true, false, true, false]);
+        assert_eq!(c.rootfs.diff_ids.len(), 2);
+        assert_eq!(
+            c.history.iter().filter(|h| !h.empty_layer).count(),
+            c.rootfs.diff_ids.len()
+        );
+    }
+}

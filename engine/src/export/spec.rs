@@ -1,0 +1,134 @@
+//! Parsing `-o type=…,key=value,…` the way `docker buildx build -o` and `buildctl
+//! --output` take it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use buildd_oci::Compression;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    Oci {
+        dest: PathBuf,
+        tar: bool,
+        name: Option<String>,
+        compression: Compression,
+    },
+    Local {
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputSpecError {
+    #[error("output {spec:?}: {message}")]
+    Invalid { spec: String, message: String },
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = OutputSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let invalid = |message: String| OutputSpecError::Invalid {
+            spec: spec.to_owned(),
+            message,
+        };
+        let mut fields = BTreeMap::new();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("{part:?} is not key=value")))?;
+            if fields
+                .insert(k.trim().to_owned(), v.trim().to_owned())
+                .is_some()
+            {
+                return Err(invalid(format!("{k} given twice")));
+            }
+        }
+        let kind = fields
+            .remove("type")
+            .ok_or_else(|| invalid("missing type= (oci or local)".to_owned()))?;
+        let dest = fields
+            .remove("dest")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| invalid("missing dest=".to_owned()))?;
+        let out = match kind.as_str() {
+            "oci" => {
+                let tar = match fields.remove("tar").as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => return Err(invalid(format!("tar={other}: want true or false"))),
+                };
+                let compression = match fields.remove("compression") {
+                    None => Compression::Gzip,
+                    Some(c) => c.parse().map_err(|e| invalid(format!("{e}")))?,
+                };
+                OutputSpec::Oci {
+                    dest,
+                    tar,
+                    name: fields.remove("name").filter(|n| !n.is_empty()),
+                    compression,
+                }
+            }
+            "local" => OutputSpec::Local { dest },
+            other => {
+                return Err(invalid(format!(
+                    "unknown type {other:?}; supported: oci, local"
+                )));
+            }
+        };
+        if let Some(k) = fields.keys().next() {
+            return Err(invalid(format!("unknown key {k:?} for type={kind}")));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buildkit_style_specs() {
+        assert_eq!(
+            "type=oci,dest=out.tar".parse::<OutputSpec>().unwrap(),
+            OutputSpec::Oci {
+                dest: "out.tar".into(),
+                tar: true,
+                name: None,
+                compression: Compression::Gzip
+            }
+        );
+        assert_eq!(
+            "type=oci,dest=d,tar=false,name=app:1,compression=zstd"
+                .parse::<OutputSpec>()
+                .unwrap(),
+            OutputSpec::Oci {
+                dest: "d".into(),
+                tar: false,
+                name: Some("app:1".into()),
+                compression: Compression::Zstd
+            }
+        );
+        assert_eq!(
+            "type=local,dest=out".parse::<OutputSpec>().unwrap(),
+            OutputSpec::Local { dest: "out".into() }
+        );
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_understand() {
+        for (spec, msg) in [
+            ("dest=x", "missing type="),
+            ("type=oci", "missing dest="),
+            ("type=docker,dest=x", "unknown type \"docker\""),
+            ("type=local,dest=x,foo=1", "unknown key \"foo\""),
+            ("type=oci,dest=x,tar=maybe", "tar=maybe"),
+            ("type=oci,dest=x,compression=lz4", "lz4"),
+        ] {
+            let err = spec.parse::<OutputSpec>().unwrap_err().to_string();
+            assert!(err.contains(msg), "{spec}: {err}");
+        }
+    }
+}

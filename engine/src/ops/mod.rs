@@ -1,0 +1,11 @@
+//! The worker that runs LLB ops on this host: sources, file ops, merge and diff.
+//! (RUN needs the container executor, which a later change adds.)
+
+mod content_key;
+mod file;
+mod hash_cache;
+mod merge;
+mod source;
+mod worker;
+
+pub use worker::{BuildWorker, Ref};

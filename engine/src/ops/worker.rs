@@ -1,0 +1,129 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use buildd_fsutil::dockerignore::PatternMatcher;
+use buildd_proto::Digest;
+use buildd_proto::llb::op;
+use buildd_snapshot::{LayerId, Snapshot};
+use futures_util::future::{BoxFuture, FutureExt};
+
+use crate::root::Root;
+use crate::solver::{BuildCtx, OpError, ProgressSender, Resolved, Vertex, Worker};
+
+/// What a vertex yields.
+#[derive(Debug, Clone)]
+pub enum Ref {
+    /// A filesystem in the layer store.
+    Snapshot(Snapshot),
+    /// A client directory, read in place; consumers hash what they select from it.
+    Local(Arc<LocalDir>),
+}
+
+#[derive(Debug)]
+pub struct LocalDir {
+    pub root: PathBuf,
+    pub excludes: Option<PatternMatcher>,
+}
+
+impl Ref {
+    pub(crate) fn snapshot(&self, what: &str) -> Result<&Snapshot, OpError> {
+        match self {
+            Ref::Snapshot(s) => Ok(s),
+            Ref::Local(_) => Err(OpError::new(format!(
+                "{what} must be a filesystem, not a local directory"
+            ))),
+        }
+    }
+}
+
+/// Runs ops against one root's stores.
+#[derive(Clone)]
+pub struct BuildWorker {
+    pub(crate) root: Arc<Root>,
+}
+
+impl BuildWorker {
+    pub fn new(root: Arc<Root>) -> Self {
+        Self { root }
+    }
+}
+
+/// Runs blocking filesystem work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(OpError::new(format!("internal error: {e}"))))
+}
+
+impl Worker for BuildWorker {
+    type Output = Ref;
+
+    fn content_key(
+        &self,
+        vertex: Arc<Vertex>,
+        inputs: Vec<Arc<Resolved<Ref>>>,
+        _ctx: Arc<BuildCtx>,
+    ) -> BoxFuture<'static, Result<Option<Digest>, OpError>> {
+        let root = self.root.clone();
+        async move {
+            match &vertex.op.op {
+                Some(op::Op::File(_)) => {
+                    blocking(move || super::content_key::file_op(&root, &vertex, &inputs)).await
+                }
+                _ => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn execute(
+        &self,
+        vertex: Arc<Vertex>,
+        inputs: Vec<Arc<Resolved<Ref>>>,
+        cache_key: Digest,
+        ctx: Arc<BuildCtx>,
+        _progress: ProgressSender,
+    ) -> BoxFuture<'static, Result<Ref, OpError>> {
+        let root = self.root.clone();
+        async move {
+            match &vertex.op.op {
+                Some(op::Op::Source(src)) => super::source::resolve(src, &ctx),
+                Some(op::Op::File(_)) => {
+                    blocking(move || super::file::run(&root, &vertex, &inputs, cache_key)).await
+                }
+                Some(op::Op::Merge(_)) => super::merge::merge(&inputs),
+                Some(op::Op::Diff(d)) => super::merge::diff(d, &inputs),
+                Some(op::Op::Exec(_)) => Err(OpError::new(
+                    "RUN needs the container executor, which this buildd does not have yet",
+                )),
+                None => Err(OpError::new("empty op")),
+            }
+        }
+        .boxed()
+    }
+
+    fn encode(&self, output: &Ref) -> Option<Vec<u8>> {
+        match output {
+            Ref::Snapshot(s) => {
+                let ids: Vec<&str> = s.layers.iter().map(LayerId::as_str).collect();
+                Some(serde_json::to_vec(&ids).expect("serializable"))
+            }
+            Ref::Local(_) => None,
+        }
+    }
+
+    fn decode(&self, record: &[u8]) -> Option<Ref> {
+        let ids: Vec<String> = serde_json::from_slice(record).ok()?;
+        let layers = ids
+            .into_iter()
+            .map(LayerId::new)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        layers
+            .iter()
+            .all(|id| self.root.layers.exists(id))
+            .then(|| Ref::Snapshot(Snapshot::new(layers)))
+    }
+}

@@ -1,0 +1,5 @@
+//! Rendering progress events for people.
+
+mod plain;
+
+pub use plain::PlainPrinter;

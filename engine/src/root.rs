@@ -1,0 +1,115 @@
+//! The engine's state directory and its exclusive lock.
+//!
+//! ```text
+//! <root>/lock            flock'ed by the one process using the root
+//! <root>/index/          sled cache index
+//! <root>/blobs/sha256/   content store
+//! <root>/ingest/         blobs being written
+//! <root>/layers/         snapshot diff dirs
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::{CacheIndex, IndexError, SledIndex};
+use crate::store::{ContentStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("root {path} in use by another buildd process")]
+    InUse { path: PathBuf },
+    #[error("root {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] buildd_snapshot::SnapshotError),
+}
+
+/// An opened root. Dropping it releases the lock.
+pub struct Root {
+    pub path: PathBuf,
+    pub content: ContentStore,
+    pub index: Arc<dyn CacheIndex>,
+    pub layers: buildd_snapshot::LayerStore,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        let io_err = |source| RootError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        fs::create_dir_all(path).map_err(io_err)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("lock"))
+            .map_err(io_err)?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.kind() == io::ErrorKind::WouldBlock {
+                RootError::InUse {
+                    path: path.to_owned(),
+                }
+            } else {
+                io_err(e)
+            });
+        }
+        let index = Arc::new(SledIndex::open(&path.join("index"))?);
+        Ok(Self {
+            path: path.to_owned(),
+            content: ContentStore::open(path)?,
+            index,
+            layers: buildd_snapshot::LayerStore::open(path)?,
+            _lock: lock,
+        })
+    }
+}
+
+/// `/var/lib/buildd` for root, `$XDG_DATA_HOME/buildd` (or `~/.local/share/buildd`)
+/// for anyone else.
+pub fn default_root() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/buildd");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("buildd")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Root::open(dir.path()).unwrap();
+        let err = Root::open(dir.path()).unwrap_err();
+        assert!(matches!(err, RootError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        Root::open(dir.path()).unwrap();
+    }
+}

@@ -1,0 +1,145 @@
+//! Typed instructions to LLB and an image config.
+
+mod dispatch;
+mod graph;
+mod image;
+mod stages;
+
+use std::collections::BTreeSet;
+
+use buildd_proto::llb::SourceInfo;
+
+use crate::error::{Error, Warning};
+use crate::instructions::{self, ParseError};
+use crate::parser::{self, Node, Span};
+use crate::shell::{Env, Expanded, Lexer};
+use crate::{BuildOptions, Compiled};
+
+/// Shared state of one compilation: options, diagnostics, the lexer.
+pub(crate) struct Ctx<'o> {
+    pub opts: &'o BuildOptions,
+    pub file: String,
+    pub lexer: Lexer,
+    pub warnings: Vec<Warning>,
+    /// Build args some ARG declared.
+    pub consumed: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn error(&self, node: &Node, message: String) -> Error {
+        self.error_at(node, node.span, message)
+    }
+
+    pub(crate) fn error_at(&self, node: &Node, span: Span, message: String) -> Error {
+        Error {
+            file: self.file.clone(),
+            line: span.start.line,
+            column: span.start.column,
+            instruction: Some(node.name()),
+            message,
+        }
+    }
+
+    pub(crate) fn warn(&mut self, node: &Node, rule: &str, message: String) {
+        self.warnings.push(Warning {
+            rule: rule.to_owned(),
+            line: node.span.start.line,
+            message,
+        });
+    }
+
+    pub(crate) fn expand(&self, node: &Node, word: &str, env: &dyn Env) -> Result<String, Error> {
+        self.lexer
+            .process_word(word, env)
+            .map_err(|e| self.error(node, e.to_string()))
+    }
+
+    pub(crate) fn expand_tracked(
+        &self,
+        node: &Node,
+        word: &str,
+        env: &dyn Env,
+    ) -> Result<Expanded, Error> {
+        self.lexer
+            .process_word_tracked(word, env)
+            .map_err(|e| self.error(node, e.to_string()))
+    }
+
+    /// Variables usable in FROM: BuildKit's automatic platform args, then the
+    /// global ARGs that have a value.
+    pub(crate) fn meta_env(&self, meta: &[(String, Option<String>)]) -> Vec<(String, String)> {
+        let p = &self.opts.platform;
+        let platform = image::platform_string(p);
+        let variant = p.variant.clone().unwrap_or_default();
+        let mut env = Vec::new();
+        for prefix in ["BUILD", "TARGET"] {
+            env.push((format!("{prefix}PLATFORM"), platform.clone()));
+            env.push((format!("{prefix}OS"), p.os.clone()));
+            env.push((format!("{prefix}ARCH"), p.architecture.clone()));
+            env.push((format!("{prefix}VARIANT"), variant.clone()));
+        }
+        env.extend(
+            meta.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?))),
+        );
+        env
+    }
+}
+
+pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error> {
+    let file = opts.dockerfile_name.clone();
+    let ast = parser::parse_named(text, &file)?;
+    let mut ctx = Ctx {
+        opts,
+        file,
+        lexer: Lexer::new(ast.escape),
+        warnings: ast.warnings.clone(),
+        consumed: BTreeSet::new(),
+    };
+    let typed = ast
+        .nodes
+        .iter()
+        .map(|n| instructions::parse(n).map_err(|e| parse_error(&ctx, n, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stages = stages::split(&mut ctx, typed)?;
+    let target = stages::target(&ctx, &stages)?;
+    let reachable = stages::reachable(&stages, target);
+
+    let mut graph = graph::Graph::default();
+    let mut context = dispatch::ContextSource::default();
+    let mut built: Vec<Option<dispatch::Built>> = vec![None; stages.stages.len()];
+    for (i, needed) in reachable.iter().enumerate() {
+        if *needed {
+            let b = dispatch::stage(&mut ctx, &stages, i, &built, &mut graph, &mut context)?;
+            built[i] = Some(b);
+        }
+    }
+    context.finish(&mut graph);
+    let out = built[target]
+        .take()
+        .expect("the target stage is dispatched");
+    let definition = graph.marshal(
+        out.state,
+        &image::proto_platform(&opts.platform),
+        SourceInfo {
+            filename: opts.dockerfile_name.clone(),
+            data: text.as_bytes().to_vec(),
+            language: "Dockerfile".to_owned(),
+        },
+    );
+    Ok(Compiled {
+        definition,
+        image: out.image,
+        warnings: ctx.warnings,
+    })
+}
+
+fn parse_error(ctx: &Ctx, node: &Node, e: ParseError) -> Error {
+    Error {
+        file: ctx.file.clone(),
+        line: e.span.start.line,
+        column: e.span.start.column,
+        instruction: e.known.then(|| node.name()),
+        message: e.message,
+    }
+}

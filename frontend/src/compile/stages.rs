@@ -1,0 +1,316 @@
+//! Splitting instructions into stages, global ARGs, and resolving the references
+//! between stages (`FROM <stage>`, `COPY --from`).
+
+use super::Ctx;
+use crate::error::Error;
+use crate::instructions::{Command, FromCmd, Instruction, Located};
+use crate::parser::Span;
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+/// What `COPY --from` copies from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Stage(usize),
+    Image(String),
+}
+
+pub(crate) struct Stage<'a> {
+    pub index: usize,
+    pub from: Instruction<'a>,
+    /// The lower-cased `AS` name.
+    pub name: Option<String>,
+    pub base: Base,
+    pub commands: Vec<Instruction<'a>>,
+    /// The resolved `--from` of each COPY in `commands`, by command index.
+    pub copy_sources: Vec<Option<Source>>,
+}
+
+impl Stage<'_> {
+    fn base_cmd(&self) -> &FromCmd {
+        match &self.from.command {
+            Command::From(f) => f,
+            _ => unreachable!("a stage starts with FROM"),
+        }
+    }
+}
+
+/// Global ARGs (before the first FROM) and the stages.
+pub(crate) struct Stages<'a> {
+    pub meta_args: Vec<(String, Option<String>)>,
+    pub stages: Vec<Stage<'a>>,
+}
+
+pub(crate) fn split<'a>(
+    ctx: &mut Ctx,
+    instructions: Vec<Instruction<'a>>,
+) -> Result<Stages<'a>, Error> {
+    let mut meta_args: Vec<(String, Option<String>)> = Vec::new();
+    let mut stages: Vec<Stage<'a>> = Vec::new();
+    for ins in instructions {
+        match (&ins.command, stages.last_mut()) {
+            (Command::From(f), _) => {
+                let name = f.name.as_ref().map(|(lower, _)| lower.clone());
+                if let Some((lower, written)) = &f.name
+                    && lower != written
+                {
+                    ctx.warn(
+                        ins.node,
+                        "StageNameCasing",
+                        format!("Stage name '{written}' should be lowercase"),
+                    );
+                }
+                if f.as_casing_mismatch {
+                    ctx.warn(
+                        ins.node,
+                        "FromAsCasing",
+                        "'as' and 'FROM' keywords' casing do not match".to_owned(),
+                    );
+                }
+                if let Some(n) = &name
+                    && stages.iter().any(|s| s.name.as_ref() == Some(n))
+                {
+                    return Err(ctx.error(ins.node, format!("duplicate stage name {n:?}")));
+                }
+                stages.push(Stage {
+                    index: stages.len(),
+                    from: ins,
+                    name,
+                    base: Base::Scratch,
+                    commands: Vec::new(),
+                    copy_sources: Vec::new(),
+                });
+            }
+            (Command::Arg(args), None) => {
+                for (key, default) in args {
+                    let env = ctx.meta_env(&meta_args);
+                    let default = match default {
+                        Some(d) => Some(ctx.expand(ins.node, d, &env)?),
+                        None => None,
+                    };
+                    let value = ctx.opts.build_args.get(key).cloned().or(default);
+                    ctx.consumed.insert(key.clone());
+                    meta_args.retain(|(k, _)| k != key);
+                    meta_args.push((key.clone(), value));
+                }
+            }
+            (_, None) => {
+                return Err(ctx.error(
+                    ins.node,
+                    "no build stage in current context, add FROM first".to_owned(),
+                ));
+            }
+            (_, Some(stage)) => stage.commands.push(ins),
+        }
+    }
+    if stages.is_empty() {
+        return Err(Error {
+            file: ctx.file.clone(),
+            line: 0,
+            column: 0,
+            instruction: None,
+            message: "the Dockerfile has no FROM instruction".to_owned(),
+        });
+    }
+    let mut out = Stages { meta_args, stages };
+    resolve(ctx, &mut out)?;
+    Ok(out)
+}
+
+/// Resolves bases and `--from` sources, then rejects cycles and references to
+/// later stages.
+fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
+    let env = ctx.meta_env(&s.meta_args);
+    let names: Vec<Option<String>> = s.stages.iter().map(|st| st.name.clone()).collect();
+    let lookup = |word: &str, own: usize| -> Option<usize> {
+        let lower = word.to_ascii_lowercase();
+        if let Some(i) = names
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+        {
+            return (i != own).then_some(i);
+        }
+        None
+    };
+    for i in 0..s.stages.len() {
+        let from = s.stages[i].base_cmd().clone();
+        let node = s.stages[i].from.node;
+        let expanded = ctx.expand_tracked(node, &from.base, &env)?;
+        for name in &expanded.unmatched {
+            if !s.meta_args.iter().any(|(k, _)| k == name) {
+                ctx.warn(
+                    node,
+                    "UndefinedArgInFrom",
+                    format!("FROM argument '{name}' is not declared"),
+                );
+            }
+        }
+        let base = expanded.value;
+        if base.is_empty() {
+            return Err(ctx.error(
+                node,
+                format!("base name ({}) should not be blank", from.base),
+            ));
+        }
+        if let Some(p) = &from.platform {
+            check_platform(ctx, node, p, &env)?;
+        }
+        s.stages[i].base = if let Some(j) = lookup(&base, i) {
+            Base::Stage(j)
+        } else if base.eq_ignore_ascii_case("scratch") {
+            Base::Scratch
+        } else {
+            Base::Image(base)
+        };
+        let mut sources = Vec::with_capacity(s.stages[i].commands.len());
+        for ins in &s.stages[i].commands {
+            let Command::Copy(copy) = &ins.command else {
+                sources.push(None);
+                continue;
+            };
+            let Some(from) = &copy.from else {
+                sources.push(None);
+                continue;
+            };
+            let value = ctx.expand(ins.node, &from.value, &env)?;
+            let source = match (lookup(&value, usize::MAX), value.parse::<usize>()) {
+                (Some(j), _) => Source::Stage(j),
+                (None, Ok(j)) if j < names.len() => Source::Stage(j),
+                (None, Ok(j)) => {
+                    return Err(ctx.error_at(
+                        ins.node,
+                        from.span,
+                        format!(
+                            "invalid stage index {j}, the Dockerfile has {} stages",
+                            names.len()
+                        ),
+                    ));
+                }
+                (None, Err(_)) => Source::Image(value),
+            };
+            sources.push(Some(source));
+        }
+        s.stages[i].copy_sources = sources;
+    }
+    check_cycles(ctx, s)?;
+    check_order(ctx, s)
+}
+
+fn check_platform(
+    ctx: &Ctx,
+    node: &crate::parser::Node,
+    p: &Located,
+    env: &dyn crate::shell::Env,
+) -> Result<(), Error> {
+    let value = ctx.expand(node, &p.value, env)?;
+    let want = super::image::platform_string(&ctx.opts.platform);
+    if value != want {
+        return Err(ctx.error_at(node, p.span, format!(
+            "--platform={value}: building for a platform other than the target ({want}) is not supported yet"
+        )));
+    }
+    Ok(())
+}
+
+/// The stages stage `i` depends on, with the instruction and span referring to each.
+fn edges<'a>(stage: &Stage<'a>) -> Vec<(usize, &'a crate::parser::Node, Span)> {
+    let mut out = Vec::new();
+    if let Base::Stage(j) = stage.base {
+        out.push((j, stage.from.node, stage.from.node.span));
+    }
+    for (ins, src) in stage.commands.iter().zip(&stage.copy_sources) {
+        if let (Some(Source::Stage(j)), Command::Copy(c)) = (src, &ins.command) {
+            let span = c.from.as_ref().map_or(ins.node.span, |f| f.span);
+            out.push((*j, ins.node, span));
+        }
+    }
+    out
+}
+
+fn check_cycles(ctx: &Ctx, s: &Stages<'_>) -> Result<(), Error> {
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    fn visit(ctx: &Ctx, s: &Stages<'_>, i: usize, marks: &mut [u8]) -> Result<(), Error> {
+        marks[i] = 1;
+        for (j, node, span) in edges(&s.stages[i]) {
+            match marks[j] {
+                1 => {
+                    return Err(ctx.error_at(
+                        node,
+                        span,
+                        format!(
+                            "circular dependency detected on stage: {}",
+                            display_name(s, j)
+                        ),
+                    ));
+                }
+                0 => visit(ctx, s, j, marks)?,
+                _ => {}
+            }
+        }
+        marks[i] = 2;
+        Ok(())
+    }
+    let mut marks = vec![0u8; s.stages.len()];
+    for i in 0..s.stages.len() {
+        if marks[i] == 0 {
+            visit(ctx, s, i, &mut marks)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_order(ctx: &Ctx, s: &Stages<'_>) -> Result<(), Error> {
+    for stage in &s.stages {
+        for (j, node, span) in edges(stage) {
+            if j > stage.index {
+                return Err(ctx.error_at(node, span, format!(
+                    "stage {:?} is defined later in the Dockerfile, a stage can only use stages before it",
+                    display_name(s, j)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stage's name, or its index for unnamed stages.
+pub(crate) fn display_name(s: &Stages<'_>, i: usize) -> String {
+    s.stages[i].name.clone().unwrap_or_else(|| i.to_string())
+}
+
+/// The stage to build: `--target` or the last one.
+pub(crate) fn target(ctx: &Ctx, s: &Stages<'_>) -> Result<usize, Error> {
+    let Some(t) = &ctx.opts.target else {
+        return Ok(s.stages.len() - 1);
+    };
+    let lower = t.to_ascii_lowercase();
+    s.stages
+        .iter()
+        .position(|st| st.name.as_deref() == Some(lower.as_str()))
+        .ok_or_else(|| Error {
+            file: ctx.file.clone(),
+            line: 0,
+            column: 0,
+            instruction: None,
+            message: format!("target stage {t:?} could not be found"),
+        })
+}
+
+/// Which stages the target needs, itself included.
+pub(crate) fn reachable(s: &Stages<'_>, target: usize) -> Vec<bool> {
+    let mut seen = vec![false; s.stages.len()];
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        todo.extend(edges(&s.stages[i]).into_iter().map(|(j, _, _)| j));
+    }
+    seen
+}

@@ -1,0 +1,395 @@
+//! Typed instructions built from parser [`Node`]s: argument counts and flags are
+//! checked here; words are expanded later, when the stage's variables are known.
+
+mod flags;
+
+pub(crate) use flags::Located;
+use flags::{FlagError, FlagSpec, FlagType, Flags, flag, unsupported};
+
+use crate::parser::{Node, Span};
+
+/// A shell-form command line or an exec-form argument list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommandLine {
+    pub args: Vec<String>,
+    pub shell_form: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FromCmd {
+    pub base: String,
+    /// The `AS` name, lower-cased, and how it was written.
+    pub name: Option<(String, String)>,
+    pub platform: Option<Located>,
+    /// `AS` was written in a different case than `FROM`.
+    pub as_casing_mismatch: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CopyCmd {
+    pub sources: Vec<String>,
+    pub dest: String,
+    pub from: Option<Located>,
+    pub chown: Option<Located>,
+    pub chmod: Option<Located>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HealthCmd {
+    /// `NONE`, or `CMD`/`CMD-SHELL` followed by the command.
+    pub test: Vec<String>,
+    pub interval: Option<Located>,
+    pub timeout: Option<Located>,
+    pub start_period: Option<Located>,
+    pub start_interval: Option<Located>,
+    pub retries: Option<Located>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    From(FromCmd),
+    Arg(Vec<(String, Option<String>)>),
+    Env(Vec<(String, String)>),
+    Label(Vec<(String, String)>),
+    Copy(CopyCmd),
+    Run(CommandLine),
+    Cmd(CommandLine),
+    Entrypoint(CommandLine),
+    Shell(Vec<String>),
+    Workdir(String),
+    User(String),
+    Expose(Vec<String>),
+    Volume(Vec<String>),
+    StopSignal(String),
+    Maintainer(String),
+    Healthcheck(HealthCmd),
+    OnBuild(String),
+}
+
+/// An instruction with the node it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Instruction<'a> {
+    pub node: &'a Node,
+    pub command: Command,
+}
+
+/// A typing error: the message and where it points.
+#[derive(Debug)]
+pub(crate) struct ParseError {
+    pub message: String,
+    pub span: Span,
+    /// False when the keyword itself is unknown (no instruction to name).
+    pub known: bool,
+}
+
+impl From<FlagError> for ParseError {
+    fn from(e: FlagError) -> Self {
+        ParseError {
+            message: e.message,
+            span: e.span,
+            known: true,
+        }
+    }
+}
+
+const NO_FLAGS: &[FlagSpec] = &[];
+const FROM_FLAGS: &[FlagSpec] = &[flag("platform", FlagType::String)];
+const COPY_FLAGS: &[FlagSpec] = &[
+    flag("from", FlagType::String),
+    flag("chown", FlagType::String),
+    flag("chmod", FlagType::String),
+    unsupported("link", FlagType::Bool),
+    unsupported("parents", FlagType::Bool),
+    unsupported("exclude", FlagType::Strings),
+];
+const RUN_FLAGS: &[FlagSpec] = &[
+    unsupported("mount", FlagType::Strings),
+    unsupported("network", FlagType::String),
+    unsupported("security", FlagType::String),
+];
+const HEALTH_FLAGS: &[FlagSpec] = &[
+    flag("interval", FlagType::String),
+    flag("timeout", FlagType::String),
+    flag("start-period", FlagType::String),
+    flag("start-interval", FlagType::String),
+    flag("retries", FlagType::String),
+];
+
+pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
+    let fail = |message: &str| ParseError {
+        message: message.to_owned(),
+        span: node.span,
+        known: true,
+    };
+    let keyword = node.keyword.to_ascii_lowercase();
+    let specs = match keyword.as_str() {
+        "from" => FROM_FLAGS,
+        "copy" => COPY_FLAGS,
+        "run" => RUN_FLAGS,
+        "healthcheck" => HEALTH_FLAGS,
+        _ => NO_FLAGS,
+    };
+    let known = matches!(
+        keyword.as_str(),
+        "from"
+            | "arg"
+            | "env"
+            | "label"
+            | "copy"
+            | "add"
+            | "run"
+            | "cmd"
+            | "entrypoint"
+            | "shell"
+            | "workdir"
+            | "user"
+            | "expose"
+            | "volume"
+            | "stopsignal"
+            | "maintainer"
+            | "healthcheck"
+            | "onbuild"
+    );
+    if !known {
+        return Err(ParseError {
+            message: format!("unknown instruction: {}", node.keyword),
+            span: node.span,
+            known: false,
+        });
+    }
+    if keyword == "add" {
+        return Err(fail("ADD is not supported yet, use COPY"));
+    }
+    let flags = Flags::parse(&node.flags, specs)?;
+    let args = &node.args;
+    let one = |what: &str| -> Result<String, ParseError> {
+        match args.as_slice() {
+            [a] => Ok(a.clone()),
+            _ => Err(fail(&format!("requires exactly one argument{what}"))),
+        }
+    };
+    let at_least_one = || -> Result<(), ParseError> {
+        if args.is_empty() {
+            Err(fail("requires at least one argument"))
+        } else {
+            Ok(())
+        }
+    };
+    let line = |allow_empty: bool| -> Result<CommandLine, ParseError> {
+        if !allow_empty && args.is_empty() {
+            return Err(fail("requires at least one argument"));
+        }
+        Ok(CommandLine {
+            args: args.clone(),
+            shell_form: !node.json,
+        })
+    };
+    let pairs = || -> Result<Vec<(String, String)>, ParseError> {
+        at_least_one()?;
+        let pairs: Vec<_> = args
+            .chunks(3)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect();
+        if pairs.iter().any(|(k, _)| k.is_empty()) {
+            return Err(fail("names can not be blank"));
+        }
+        Ok(pairs)
+    };
+    let command = match keyword.as_str() {
+        "from" => Command::From(parse_from(node, &flags).map_err(|m| fail(&m))?),
+        "arg" => {
+            at_least_one()?;
+            let mut out = Vec::new();
+            for a in args {
+                let (k, v) = match a.split_once('=') {
+                    Some((k, v)) => (k, Some(v.to_owned())),
+                    None => (a.as_str(), None),
+                };
+                if k.is_empty() {
+                    return Err(fail("names can not be blank"));
+                }
+                out.push((k.to_owned(), v));
+            }
+            Command::Arg(out)
+        }
+        "env" => Command::Env(pairs()?),
+        "label" => Command::Label(pairs()?),
+        "copy" => {
+            if args.len() < 2 {
+                return Err(fail("requires at least two arguments"));
+            }
+            let (dest, sources) = args.split_last().expect("two arguments");
+            Command::Copy(CopyCmd {
+                sources: sources.to_vec(),
+                dest: dest.clone(),
+                from: flags.string("from"),
+                chown: flags.string("chown"),
+                chmod: flags.string("chmod"),
+            })
+        }
+        "run" => Command::Run(line(false)?),
+        "cmd" => Command::Cmd(line(true)?),
+        "entrypoint" => Command::Entrypoint(line(true)?),
+        "shell" => {
+            at_least_one()?;
+            if !node.json {
+                return Err(fail("requires the arguments to be in JSON form"));
+            }
+            Command::Shell(args.clone())
+        }
+        "workdir" => Command::Workdir(one("")?),
+        "user" => Command::User(one("")?),
+        "expose" => {
+            at_least_one()?;
+            Command::Expose(args.clone())
+        }
+        "volume" => {
+            at_least_one()?;
+            Command::Volume(args.clone())
+        }
+        "stopsignal" => Command::StopSignal(one("")?),
+        "maintainer" => Command::Maintainer(one("")?),
+        "healthcheck" => Command::Healthcheck(parse_health(node, &flags).map_err(|m| fail(&m))?),
+        "onbuild" => Command::OnBuild(parse_onbuild(node).map_err(|m| fail(&m))?),
+        _ => unreachable!("known keywords are listed above"),
+    };
+    Ok(Instruction { node, command })
+}
+
+fn parse_from(node: &Node, flags: &Flags) -> Result<FromCmd, String> {
+    let args = &node.args;
+    let name = match args.as_slice() {
+        [_] => None,
+        [_, r#as, name] if r#as.eq_ignore_ascii_case("as") => {
+            let lower = name.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+            if !valid {
+                return Err(format!(
+                    "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
+                ));
+            }
+            Some((lower, name.clone()))
+        }
+        _ => return Err("requires either one or three arguments".to_owned()),
+    };
+    let as_casing_mismatch = args.get(1).is_some_and(|a| {
+        let kw_upper = node.keyword == node.keyword.to_ascii_uppercase();
+        let as_upper = *a == a.to_ascii_uppercase();
+        kw_upper != as_upper
+    });
+    Ok(FromCmd {
+        base: args[0].clone(),
+        name,
+        platform: flags.string("platform"),
+        as_casing_mismatch,
+    })
+}
+
+fn parse_health(node: &Node, flags: &Flags) -> Result<HealthCmd, String> {
+    let Some(kind) = node.args.first() else {
+        return Err("requires at least one argument".to_owned());
+    };
+    let rest = &node.args[1..];
+    let test = match kind.to_ascii_uppercase().as_str() {
+        "NONE" => {
+            if !rest.is_empty() {
+                return Err("HEALTHCHECK NONE takes no arguments".to_owned());
+            }
+            vec!["NONE".to_owned()]
+        }
+        "CMD" => {
+            if rest.is_empty() {
+                return Err("missing command after HEALTHCHECK CMD".to_owned());
+            }
+            let kind = if node.json { "CMD" } else { "CMD-SHELL" };
+            std::iter::once(kind.to_owned())
+                .chain(rest.iter().cloned())
+                .collect()
+        }
+        other => return Err(format!("unknown type {other:?} in HEALTHCHECK (try CMD)")),
+    };
+    Ok(HealthCmd {
+        test,
+        interval: flags.string("interval"),
+        timeout: flags.string("timeout"),
+        start_period: flags.string("start-period"),
+        start_interval: flags.string("start-interval"),
+        retries: flags.string("retries"),
+    })
+}
+
+fn parse_onbuild(node: &Node) -> Result<String, String> {
+    let Some(sub) = &node.sub else {
+        return Err("requires at least one argument".to_owned());
+    };
+    match sub.keyword.to_ascii_uppercase().as_str() {
+        "ONBUILD" => Err("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned()),
+        k @ ("FROM" | "MAINTAINER") => Err(format!("{k} isn't allowed as an ONBUILD trigger")),
+        _ => Ok(sub.original.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser;
+
+    fn first(src: &str) -> Result<Command, String> {
+        let ast = parser::parse(src).unwrap();
+        let node = ast.nodes.last().unwrap().clone();
+        parse(&node).map(|i| i.command).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn types_instructions() {
+        assert_eq!(
+            first("FROM a AS Build").unwrap(),
+            Command::From(FromCmd {
+                base: "a".into(),
+                name: Some(("build".into(), "Build".into())),
+                platform: None,
+                as_casing_mismatch: false,
+            })
+        );
+        assert_eq!(
+            first("ARG a b=1").unwrap(),
+            Command::Arg(vec![("a".into(), None), ("b".into(), Some("1".into()))])
+        );
+        assert_eq!(
+            first("ONBUILD  RUN x").unwrap(),
+            Command::OnBuild("RUN x".into())
+        );
+    }
+
+    #[test]
+    fn rejects_bad_instructions() {
+        assert_eq!(
+            first("FROM a b").unwrap_err(),
+            "requires either one or three arguments"
+        );
+        assert!(
+            first("FROM a AS 1x")
+                .unwrap_err()
+                .starts_with("invalid name for build stage")
+        );
+        assert_eq!(
+            first("COPY a").unwrap_err(),
+            "requires at least two arguments"
+        );
+        assert_eq!(first("BOGUS a").unwrap_err(), "unknown instruction: BOGUS");
+        assert_eq!(
+            first("SHELL sh -c").unwrap_err(),
+            "requires the arguments to be in JSON form"
+        );
+        assert_eq!(
+            first("RUN --mount=type=cache x").unwrap_err(),
+            "flag --mount is not supported yet"
+        );
+        assert_eq!(
+            first("ONBUILD FROM x").unwrap_err(),
+            "FROM isn't allowed as an ONBUILD trigger"
+        );
+    }
+}

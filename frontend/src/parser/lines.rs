@@ -1,0 +1,316 @@
+//! Physical lines to logical lines (continuations, comments, directives) and
+//! logical lines to [`Node`]s with spans.
+
+use super::directives::DirectiveParser;
+use super::line_parsers::{self, Kind};
+use super::split::{parse_words, split_command};
+use super::{Ast, Flag, Node, Position, Span};
+use crate::error::{Error, Warning};
+
+/// Where a piece of a logical line came from.
+struct Segment {
+    offset: usize,
+    line: u32,
+    column: u32,
+}
+
+/// A logical line and the map from its byte offsets back to the source.
+struct Logical {
+    text: String,
+    segments: Vec<Segment>,
+    end: Position,
+}
+
+impl Logical {
+    fn push(&mut self, piece: &str, line: u32, column: u32) {
+        self.segments.push(Segment {
+            offset: self.text.len(),
+            line,
+            column,
+        });
+        self.text.push_str(piece);
+    }
+
+    fn position(&self, offset: usize) -> Position {
+        let seg = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.offset <= offset)
+            .unwrap_or(&self.segments[0]);
+        let chars = self.text[seg.offset..offset.min(self.text.len())]
+            .chars()
+            .count();
+        Position {
+            line: seg.line,
+            column: seg.column + chars as u32,
+        }
+    }
+
+    /// The span of bytes `start..end` (exclusive) of the logical line.
+    fn span(&self, start: usize, end: usize) -> Span {
+        let last = self.text[start..end]
+            .char_indices()
+            .last()
+            .map_or(start, |(i, _)| start + i);
+        Span {
+            start: self.position(start),
+            end: self.position(last),
+        }
+    }
+}
+
+fn trim_newline(s: &str) -> &str {
+    s.trim_end_matches(['\r', '\n'])
+}
+
+fn is_comment(s: &str) -> bool {
+    s.trim_start().starts_with('#')
+}
+
+/// BuildKit's continuation regex `([^E])E[ \t]*$|^E[ \t]*$`: a trailing escape
+/// character not itself escaped. Returns the line without it and whether the
+/// logical line ends here.
+fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
+    let body = line.trim_end_matches([' ', '\t']);
+    let Some(before) = body.strip_suffix(escape) else {
+        return (line, true);
+    };
+    if before.ends_with(escape) {
+        return (line, true);
+    }
+    (before, false)
+}
+
+pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
+    let err = |line: u32, column: u32, message: String| Error {
+        file: file.to_owned(),
+        line,
+        column,
+        instruction: None,
+        message,
+    };
+    let mut directive_parser = DirectiveParser::default();
+    let mut directives = Vec::new();
+    let mut escape = '\\';
+    let mut nodes = Vec::new();
+    let mut warnings = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
+    let mut lines = text.split_inclusive('\n');
+    let mut current = 0u32;
+
+    while let Some(raw) = lines.next() {
+        let raw = if current == 0 {
+            raw.trim_start_matches('\u{feff}')
+        } else {
+            raw
+        };
+        let line = trim_newline(raw);
+        let stripped = line.trim_start();
+        if let Some(c) = stripped.strip_prefix('#') {
+            let c = c.trim();
+            if c.is_empty() {
+                comments.clear();
+            } else {
+                comments.push(c.to_owned());
+            }
+        }
+        let directive = directive_parser
+            .parse_line(stripped)
+            .map_err(|m| err(current + 1, 1, m))?;
+        current += 1;
+        if let Some(d) = directive {
+            comments.pop();
+            if d.name == "escape" {
+                escape = match d.value.as_str() {
+                    "\\" => '\\',
+                    "`" => '`',
+                    v => {
+                        return Err(err(
+                            current,
+                            1,
+                            format!("invalid escape token {v:?}, must be ` or \\"),
+                        ));
+                    }
+                };
+            }
+            directives.push(d);
+        }
+        let first = if is_comment(stripped) { "" } else { stripped };
+        let column = 1 + (line.chars().count() - stripped.chars().count()) as u32;
+        let start_line = current;
+        let (piece, mut end_of_line) = trim_continuation(first, escape);
+        if end_of_line && piece.is_empty() {
+            continue;
+        }
+        let mut logical = Logical {
+            text: String::new(),
+            segments: Vec::new(),
+            end: Position::default(),
+        };
+        logical.push(piece, current, column);
+        let mut last = Position {
+            line: current,
+            column: column + piece.chars().count().saturating_sub(1) as u32,
+        };
+        let mut empty_continuation = false;
+        while !end_of_line {
+            let Some(raw) = lines.next() else { break };
+            let line = trim_newline(raw);
+            directive_parser
+                .parse_line(line)
+                .map_err(|m| err(current + 1, 1, m))?;
+            current += 1;
+            if is_comment(line) {
+                continue;
+            }
+            if line.trim_start().is_empty() {
+                empty_continuation = true;
+                continue;
+            }
+            let (piece, eol) = trim_continuation(line, escape);
+            end_of_line = eol;
+            logical.push(piece, current, 1);
+            last = Position {
+                line: current,
+                column: line.chars().count() as u32,
+            };
+        }
+        logical.end = last;
+        if empty_continuation {
+            warnings.push(Warning {
+                rule: "NoEmptyContinuation".to_owned(),
+                line: current,
+                message: "empty continuation line".to_owned(),
+            });
+        }
+        let mut node = node_from_line(&logical, 0, escape).map_err(|m| {
+            let p = logical.position(0);
+            err(start_line, p.column, m)
+        })?;
+        node.span.start.line = start_line;
+        node.span.end = logical.end;
+        node.comments = std::mem::take(&mut comments);
+        check_heredoc(&node, escape).map_err(|m| err(start_line, node.span.start.column, m))?;
+        nodes.push(node);
+    }
+    if nodes.is_empty() {
+        return Err(err(
+            current.max(1),
+            1,
+            "file with no instructions".to_owned(),
+        ));
+    }
+    Ok(Ast {
+        directives,
+        escape,
+        nodes,
+        warnings,
+    })
+}
+
+/// Builds the node for the logical line's text from byte `from` on.
+fn node_from_line(logical: &Logical, from: usize, escape: char) -> Result<Node, String> {
+    let line = &logical.text[from..];
+    let split = split_command(line)?;
+    let kind = line_parsers::kind_of(split.keyword);
+    let parsed = line_parsers::parse(kind, split.args, escape)?;
+    let sub = match kind {
+        Kind::SubCommand if !split.args.is_empty() => Some(Box::new(node_from_line(
+            logical,
+            from + split.args_start,
+            escape,
+        )?)),
+        _ => None,
+    };
+    let flags = split
+        .flags
+        .into_iter()
+        .map(|f| Flag {
+            span: logical.span(from + f.start, from + f.end),
+            text: f.text,
+        })
+        .collect();
+    let start = from + split.keyword_start;
+    Ok(Node {
+        keyword: split.keyword.to_owned(),
+        flags,
+        args: parsed.args,
+        json: parsed.json,
+        sub,
+        original: line.trim().to_owned(),
+        span: logical.span(start, logical.text.len()),
+        comments: Vec::new(),
+    })
+}
+
+/// Heredocs (`RUN <<EOF`) are not implemented yet; refuse them instead of
+/// silently treating the body as instructions.
+fn check_heredoc(node: &Node, escape: char) -> Result<(), String> {
+    let target = node.sub.as_deref().unwrap_or(node);
+    let kw = target.keyword.to_ascii_lowercase();
+    if target.json || !matches!(kw.as_str(), "run" | "copy" | "add") {
+        return Ok(());
+    }
+    let is_heredoc = |w: &str| {
+        let rest = w.trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.strip_prefix("<<")
+            .map(|r| r.strip_prefix('-').unwrap_or(r))
+            .is_some_and(|r| !r.is_empty() && !r.contains('<'))
+    };
+    let args = target.args.join(" ");
+    if parse_words(&args, escape).iter().any(|w| is_heredoc(w)) {
+        return Err(format!(
+            "heredocs in {} are not supported yet",
+            target.keyword.to_ascii_uppercase()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_regex() {
+        assert_eq!(trim_continuation("a \\", '\\'), ("a ", false));
+        assert_eq!(trim_continuation("a\\  \t", '\\'), ("a", false));
+        assert_eq!(trim_continuation("\\", '\\'), ("", false));
+        assert_eq!(trim_continuation("a\\\\", '\\'), ("a\\\\", true));
+        assert_eq!(trim_continuation("a`", '`'), ("a", false));
+        assert_eq!(trim_continuation("a\\", '`'), ("a\\", true));
+    }
+
+    #[test]
+    fn spans_cover_continuations_and_flags() {
+        let ast = parse(
+            "FROM scratch\n\n  COPY --from=a \\\n  x \\\n# c\n\n  /y\n",
+            "Dockerfile",
+        )
+        .unwrap();
+        let copy = &ast.nodes[1];
+        assert_eq!(copy.span.start, Position { line: 3, column: 3 });
+        assert_eq!(copy.span.end, Position { line: 7, column: 4 });
+        assert_eq!(copy.flags[0].span.start, Position { line: 3, column: 8 });
+        assert_eq!(
+            copy.flags[0].span.end,
+            Position {
+                line: 3,
+                column: 15
+            }
+        );
+        assert_eq!(copy.args, ["x", "/y"]);
+        assert_eq!(ast.warnings.len(), 1);
+    }
+
+    #[test]
+    fn heredoc_is_refused() {
+        let e = parse("FROM scratch\nRUN cat <<EOF\nhi\nEOF\n", "Dockerfile").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile:2:1: heredocs in RUN are not supported yet"
+        );
+        assert!(parse("FROM scratch\nRUN echo '<<'\n", "Dockerfile").is_ok());
+    }
+}

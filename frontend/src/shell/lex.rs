@@ -1,0 +1,288 @@
+//! The expansion state machine, a port of BuildKit's `shell/lex.go`.
+
+use std::collections::BTreeSet;
+
+use super::{Env, ShellError};
+
+/// Accumulates fields for [`super::Lexer::process_words`].
+#[derive(Default)]
+struct Words {
+    word: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.words.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(c);
+        }
+    }
+
+    fn add_raw_char(&mut self, c: char) {
+        self.word.push(c);
+        self.in_word = true;
+    }
+
+    fn add_string(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+
+    fn add_raw_string(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.words.push(self.word);
+        }
+        self.words
+    }
+}
+
+pub(super) struct ShellWord<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    env: &'a dyn Env,
+    escape: char,
+    pub(super) unmatched: BTreeSet<String>,
+}
+
+impl<'a> ShellWord<'a> {
+    pub(super) fn new(word: &str, env: &'a dyn Env, escape: char) -> Self {
+        Self {
+            chars: word.chars().collect(),
+            pos: 0,
+            env,
+            escape,
+            unmatched: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn run(&mut self, source: &str) -> Result<(String, Vec<String>), ShellError> {
+        self.process_stop_on(None).map_err(|reason| ShellError {
+            word: source.to_owned(),
+            reason,
+        })
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek();
+        if c.is_some() {
+            self.pos += 1;
+        }
+        c
+    }
+
+    /// Processes until `stop` (consumed) or the end of input.
+    fn process_stop_on(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.next();
+                return Ok((result, words.finish()));
+            }
+            match c {
+                '$' => {
+                    let s = self.process_dollar()?;
+                    words.add_string(&s);
+                    result.push_str(&s);
+                }
+                '\'' => {
+                    let s = self.process_single_quote()?;
+                    words.add_raw_string(&s);
+                    result.push_str(&s);
+                }
+                '"' => {
+                    let s = self.process_double_quote()?;
+                    words.add_raw_string(&s);
+                    result.push_str(&s);
+                }
+                _ => {
+                    self.next();
+                    if c == self.escape {
+                        // The escape character quotes the next one; at the end it vanishes.
+                        let Some(escaped) = self.next() else { break };
+                        words.add_raw_char(escaped);
+                        result.push(escaped);
+                    } else {
+                        words.add_char(c);
+                        result.push(c);
+                    }
+                }
+            }
+        }
+        match stop {
+            Some(s) => Err(format!(
+                "unexpected end of statement while looking for matching {s}"
+            )),
+            None => Ok((result, words.finish())),
+        }
+    }
+
+    /// `'...'`: everything literal, no escapes.
+    fn process_single_quote(&mut self) -> Result<String, String> {
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.next() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching single-quote"
+                            .to_owned(),
+                    );
+                }
+                Some('\'') => return Ok(out),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    /// `"..."`: variables expand; the escape character only escapes `"`, `$`
+    /// and itself, other escapes stay literal.
+    fn process_double_quote(&mut self) -> Result<String, String> {
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching double-quote"
+                            .to_owned(),
+                    );
+                }
+                Some('"') => {
+                    self.next();
+                    return Ok(out);
+                }
+                Some('$') => out.push_str(&self.process_dollar()?),
+                Some(c) => {
+                    self.next();
+                    if c == self.escape {
+                        match self.peek() {
+                            None => continue,
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                self.next();
+                                out.push(n);
+                                continue;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    fn lookup(&mut self, name: &str, tracked: bool) -> Option<String> {
+        let v = self.env.get(name).map(str::to_owned);
+        if v.is_none() && tracked {
+            self.unmatched.insert(name.to_owned());
+        }
+        v
+    }
+
+    fn process_dollar(&mut self) -> Result<String, String> {
+        self.next();
+        if self.peek() != Some('{') {
+            let name = self.process_name();
+            if name.is_empty() {
+                return Ok("$".to_owned());
+            }
+            return Ok(self.lookup(&name, true).unwrap_or_default());
+        }
+        self.next();
+        match self.peek() {
+            None => return Err("syntax error: missing '}'".to_owned()),
+            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".to_owned()),
+            _ => {}
+        }
+        let name = self.process_name();
+        let Some(mut c) = self.next() else {
+            return Err("syntax error: missing '}'".to_owned());
+        };
+        let mut modifier = c.to_string();
+        match c {
+            '}' => return Ok(self.lookup(&name, true).unwrap_or_default()),
+            ':' | '+' | '-' | '?' => {}
+            '#' | '%' | '/' => {
+                return Err(format!(
+                    "modifier ({c}) in substitution is not supported yet"
+                ));
+            }
+            _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
+        }
+        let null_is_unset = c == ':';
+        if null_is_unset {
+            c = self.next().ok_or("syntax error: missing '}'")?;
+            modifier.push(c);
+        }
+        if !matches!(c, '+' | '-' | '?') {
+            return Err(format!("unsupported modifier ({modifier}) in substitution"));
+        }
+        let word = match self.process_stop_on(Some('}')) {
+            Ok((w, _)) => w,
+            Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".to_owned()),
+            Err(e) => return Err(e),
+        };
+        let value = self.lookup(&name, c == '?');
+        let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
+        match c {
+            '-' => Ok(if unset {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
+            '+' => Ok(if unset { String::new() } else { word }),
+            _ => {
+                if unset {
+                    let default = if value.is_none() {
+                        "is not allowed to be unset"
+                    } else {
+                        "is not allowed to be empty"
+                    };
+                    let message = if word.is_empty() { default } else { &word };
+                    return Err(format!("{name}: {message}"));
+                }
+                Ok(value.unwrap_or_default())
+            }
+        }
+    }
+
+    /// A variable name: alphanumerics and `_`, or all leading digits, or one
+    /// special parameter character.
+    fn process_name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if name.is_empty() && c.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    name.push(d);
+                    self.next();
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.next();
+                return c.to_string();
+            }
+            if !(c.is_alphanumeric() || c == '_') {
+                break;
+            }
+            name.push(c);
+            self.next();
+        }
+        name
+    }
+}

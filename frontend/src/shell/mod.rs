@@ -1,0 +1,84 @@
+//! Shell-style word expansion as Dockerfile instructions use it (BuildKit's
+//! `frontend/dockerfile/shell`): variables, quotes and escapes, without running
+//! anything.
+//!
+//! Supported now: `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`,
+//! `${V:?w}`, `${V?w}`. The pattern modifiers (`#`, `%`, `/`) are rejected with
+//! a clear error until they are implemented.
+
+mod lex;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Variables visible to an expansion.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<&str> {
+        BTreeMap::get(self, name).map(String::as_str)
+    }
+}
+
+/// Later entries win, so a list can be layered (ARGs, then ENV).
+impl Env for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A word that could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to process {word:?}: {reason}")]
+pub struct ShellError {
+    pub word: String,
+    pub reason: String,
+}
+
+/// The result of expanding one word.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expanded {
+    pub value: String,
+    /// Variables referenced without a fallback that were not set.
+    pub unmatched: BTreeSet<String>,
+}
+
+/// Expands words with a given escape character (`\` or `` ` ``).
+#[derive(Debug, Clone, Copy)]
+pub struct Lexer {
+    escape: char,
+}
+
+impl Lexer {
+    pub fn new(escape: char) -> Self {
+        Self { escape }
+    }
+
+    /// Expands `word` into one string: quotes removed, white space kept.
+    pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, ShellError> {
+        self.process_word_tracked(word, env).map(|e| e.value)
+    }
+
+    /// Like [`Lexer::process_word`], also reporting unset variables.
+    pub fn process_word_tracked(&self, word: &str, env: &dyn Env) -> Result<Expanded, ShellError> {
+        let mut sw = lex::ShellWord::new(word, env, self.escape);
+        let (value, _) = sw.run(word)?;
+        Ok(Expanded {
+            value,
+            unmatched: sw.unmatched,
+        })
+    }
+
+    /// Expands `word` and splits the result into fields on unquoted white space.
+    pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, ShellError> {
+        let mut sw = lex::ShellWord::new(word, env, self.escape);
+        sw.run(word).map(|(_, words)| words)
+    }
+}
+
+#[cfg(test)]
+mod tests;

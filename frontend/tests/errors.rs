@@ -1,0 +1,168 @@
+//! The error catalogue: broken Dockerfiles and the exact message each gives,
+//! located at `file:line:column`.
+
+mod common;
+
+use buildd_frontend::compile;
+
+/// (case, Dockerfile, --target, expected error)
+const CASES: &[(&str, &str, Option<&str>, &str)] = &[
+    (
+        "unknown instruction",
+        "FROM scratch\nCOPY a /\n  BOGUS x\n",
+        None,
+        "Dockerfile:3:3: unknown instruction: BOGUS",
+    ),
+    (
+        "unknown flag",
+        "FROM scratch\nCOPY --form=x a /\n",
+        None,
+        "Dockerfile:2:6: COPY: unknown flag: --form",
+    ),
+    (
+        "bad chmod",
+        "FROM scratch\nCOPY --chown=1:1 --chmod=u+x a /\n",
+        None,
+        "Dockerfile:2:18: COPY: invalid --chmod value \"u+x\", expected an octal mode such as 755",
+    ),
+    (
+        "undefined arg in FROM",
+        "ARG OTHER=x\nFROM ${BASE}\n",
+        None,
+        "Dockerfile:2:1: FROM: base name (${BASE}) should not be blank",
+    ),
+    (
+        "copy from a later stage",
+        "FROM scratch AS a\nCOPY --from=b x /\nFROM scratch AS b\nCOPY y /\n",
+        None,
+        "Dockerfile:2:6: COPY: stage \"b\" is defined later in the Dockerfile, a stage can only use stages before it",
+    ),
+    (
+        "cycle",
+        "FROM b AS a\nFROM a AS b\n",
+        None,
+        "Dockerfile:2:1: FROM: circular dependency detected on stage: a",
+    ),
+    (
+        "copy from itself",
+        "FROM scratch AS a\nCOPY --from=a x /\n",
+        None,
+        "Dockerfile:2:6: COPY: circular dependency detected on stage: a",
+    ),
+    (
+        "unknown target",
+        "FROM scratch AS a\nCOPY x /\n",
+        Some("nope"),
+        "Dockerfile: target stage \"nope\" could not be found",
+    ),
+    (
+        "missing stage",
+        "FROM scratch AS a\nCOPY x /\nFROM scratch\n\nCOPY --from=nope x /\n",
+        None,
+        "Dockerfile:5:6: COPY: stage \"nope\" not found",
+    ),
+    (
+        "stage index out of range",
+        "FROM scratch\nCOPY --from=3 x /\n",
+        None,
+        "Dockerfile:2:6: COPY: invalid stage index 3, the Dockerfile has 1 stages",
+    ),
+    (
+        "image without registry client",
+        "FROM alpine:3.20\n",
+        None,
+        "Dockerfile:1:1: FROM: FROM alpine:3.20: pulling images needs the registry client, not available yet",
+    ),
+    (
+        "instruction before FROM",
+        "# comment\nCOPY a /\n",
+        None,
+        "Dockerfile:2:1: COPY: no build stage in current context, add FROM first",
+    ),
+    (
+        "ADD",
+        "FROM scratch\nADD a /\n",
+        None,
+        "Dockerfile:2:1: ADD: ADD is not supported yet, use COPY",
+    ),
+    (
+        "heredoc",
+        "FROM scratch\nRUN <<EOF\necho\nEOF\n",
+        None,
+        "Dockerfile:2:1: heredocs in RUN are not supported yet",
+    ),
+    (
+        "bad stage name",
+        "FROM scratch AS 1st\n",
+        None,
+        "Dockerfile:1:1: FROM: invalid name for build stage: \"1st\", name can't start with a number or contain symbols",
+    ),
+    (
+        "unterminated quote",
+        "FROM scratch\nENV A=\"x\nCOPY a /\n",
+        None,
+        "Dockerfile:2:1: ENV: failed to process \"\\\"x\": unexpected end of statement while looking for matching double-quote",
+    ),
+    (
+        "non-string JSON",
+        "FROM scratch\nCMD [\"a\", 1]\n",
+        None,
+        "Dockerfile:2:1: when using JSON array syntax, arrays must be comprised of strings only",
+    ),
+    (
+        "empty file",
+        "# only a comment\n\n",
+        None,
+        "Dockerfile:2:1: file with no instructions",
+    ),
+    (
+        "copy needs two arguments",
+        "FROM scratch\n\tcopy a\n",
+        None,
+        "Dockerfile:2:2: COPY: requires at least two arguments",
+    ),
+    (
+        "bad port",
+        "FROM scratch\nEXPOSE 80/tcp http\n",
+        None,
+        "Dockerfile:2:1: EXPOSE: invalid port specification: \"http\"",
+    ),
+];
+
+#[test]
+fn error_catalogue() {
+    let mut failures = Vec::new();
+    for (case, text, target, want) in CASES {
+        let mut opts = common::opts();
+        opts.target = target.map(str::to_owned);
+        match compile(text, &opts) {
+            Ok(_) => failures.push(format!("{case}: compiled, want {want:?}")),
+            Err(e) if e.to_string() == *want => {}
+            Err(e) => failures.push(format!("{case}:\n  want {want}\n  got  {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn error_fields_and_file_name() {
+    let mut opts = common::opts();
+    opts.dockerfile_name = "build/Dockerfile.prod".to_owned();
+    let e = compile("FROM scratch\nCOPY --from=nope x /\n", &opts).unwrap_err();
+    assert_eq!(e.file, "build/Dockerfile.prod");
+    assert_eq!((e.line, e.column), (2, 6));
+    assert_eq!(e.instruction.as_deref(), Some("COPY"));
+    assert_eq!(e.message, "stage \"nope\" not found");
+}
+
+#[test]
+fn undefined_arg_in_from_warns() {
+    let c = compile("FROM scratch${SUFFIX}\nCOPY a /\n", &common::opts()).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].rule, "UndefinedArgInFrom");
+    assert_eq!(c.warnings[0].line, 1);
+    assert_eq!(
+        c.warnings[0].message,
+        "FROM argument 'SUFFIX' is not declared"
+    );
+}

@@ -1,0 +1,135 @@
+//! A real build of examples/hello, checked with skopeo and umoci.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use buildd_tests::*;
+
+fn example() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn hello_workspace() -> Workspace {
+    let ws = Workspace::new();
+    copy_dir(example(), &ws.ctx());
+    ws
+}
+
+#[test]
+fn oci_archive_passes_skopeo_and_umoci() {
+    if !have_tool("skopeo") || !have_tool("umoci") {
+        return;
+    }
+    let ws = hello_workspace();
+    let out = ws.path("hello.tar");
+    ws.build(&[
+        "-o",
+        &format!("type=oci,dest={},name=latest", out.display()),
+    ])
+    .success();
+
+    let config = skopeo_config(&out);
+    let c = &config["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["--loud"]));
+    assert_eq!(c["WorkingDir"], "/work");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(c["Labels"]["org.opencontainers.image.title"], "hello");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"APP_HOME=/work"), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    // One diff_id per layer, and one non-empty history entry per layer.
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap().len();
+    let with_layer = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != serde_json::json!(true))
+        .count();
+    assert_eq!(diff_ids, with_layer, "{config:#}");
+
+    let layout = ws.path("layout");
+    untar(&out, &layout);
+    let rootfs = umoci_unpack(&layout, "latest", &ws.path("bundle"));
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/greeting.txt")).unwrap(),
+        "hello from buildd\n"
+    );
+    let hello = fs::metadata(rootfs.join("usr/local/bin/hello")).unwrap();
+    assert_eq!(hello.permissions().mode() & 0o7777, 0o755);
+    assert!(rootfs.join("work").is_dir());
+    // Only what the final stage copies: the assets stage's notes stay behind.
+    assert!(!rootfs.join("src").exists());
+}
+
+#[test]
+fn local_output_is_the_merged_filesystem() {
+    let ws = hello_workspace();
+    let dest = ws.path("out");
+    ws.build(&["-o", &format!("type=local,dest={}", dest.display())])
+        .success();
+    assert_eq!(
+        fs::read_to_string(dest.join("etc/greeting.txt")).unwrap(),
+        "hello from buildd\n"
+    );
+    assert!(dest.join("usr/local/bin/hello").is_file());
+    assert!(dest.join("work").is_dir());
+}
+
+#[test]
+fn dockerignore_keeps_files_out_of_the_image() {
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY . /ctx/\n")
+        .file(
+            ".dockerignore",
+            "secret*\n!secret-but-public\nlogs/**\n",
+            0o644,
+        )
+        .file("keep.txt", "keep", 0o644)
+        .file("secret.key", "nope", 0o600)
+        .file("secret-but-public", "fine", 0o644)
+        .file("logs/a/b.log", "noise", 0o644);
+    let dest = ws.path("out");
+    ws.build(&["-o", &format!("type=local,dest={}", dest.display())])
+        .success();
+    assert!(dest.join("ctx/keep.txt").is_file());
+    assert!(dest.join("ctx/secret-but-public").is_file());
+    assert!(!dest.join("ctx/secret.key").exists());
+    assert!(!dest.join("ctx/logs/a/b.log").exists());
+}
+
+#[test]
+fn same_input_gives_byte_identical_layers_from_cold_roots() {
+    let ws = hello_workspace();
+    let mut layers = Vec::new();
+    for n in 0..2 {
+        let dir = ws.path(&format!("layout-{n}"));
+        ws.build_in(
+            &ws.path(&format!("root-{n}")),
+            &["-o", &format!("type=oci,tar=false,dest={}", dir.display())],
+        )
+        .success();
+        layers.push(layer_digests(&dir));
+    }
+    assert!(!layers[0].is_empty());
+    assert_eq!(layers[0], layers[1]);
+}
