@@ -5,9 +5,11 @@ use std::sync::Mutex;
 
 use super::{CacheIndex, IndexError, Table};
 
+type Records = HashMap<(Table, Vec<u8>), Vec<u8>>;
+
 #[derive(Debug, Default)]
 pub struct MemoryIndex {
-    map: Mutex<HashMap<(Table, Vec<u8>), Vec<u8>>>,
+    map: Mutex<Records>,
 }
 
 impl CacheIndex for MemoryIndex {

@@ -241,22 +241,23 @@ impl<W: Worker> Inner<W> {
         let input_keys: Vec<Digest> = inputs.iter().map(|r| r.cache_key).collect();
         let key = cache_key(&vertex.op, &input_keys, content);
 
-        if !vertex.ignore_cache && !ctx.no_cache {
-            if let Some(record) = this.index.get(Table::Results, key.as_bytes())? {
-                if let Some(output) = this.worker.decode(&record) {
-                    progress.emit(ProgressEvent::Cached {
-                        vertex: vertex.digest,
-                        name: vertex.name.clone(),
-                    });
-                    return Ok(Arc::new(Resolved {
-                        output,
-                        cache_key: key,
-                        cached: true,
-                    }));
-                }
-                // The record names content that is gone: forget it and rebuild.
-                this.index.remove(Table::Results, key.as_bytes())?;
+        if !vertex.ignore_cache
+            && !ctx.no_cache
+            && let Some(record) = this.index.get(Table::Results, key.as_bytes())?
+        {
+            if let Some(output) = this.worker.decode(&record) {
+                progress.emit(ProgressEvent::Cached {
+                    vertex: vertex.digest,
+                    name: vertex.name.clone(),
+                });
+                return Ok(Arc::new(Resolved {
+                    output,
+                    cache_key: key,
+                    cached: true,
+                }));
             }
+            // The record names content that is gone: forget it and rebuild.
+            this.index.remove(Table::Results, key.as_bytes())?;
         }
 
         progress.emit(ProgressEvent::Started {
