@@ -46,15 +46,17 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Frontend(#[from] buildd_frontend::Error),
     #[error(".dockerignore: {0}")]
     Dockerignore(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Solve(#[from] SolveError),
+    #[error(transparent)]
+    Root(#[from] crate::root::RootError),
     #[error("the build result is a local directory, not a filesystem")]
     LocalResult,
-    #[error("export: {0}")]
+    #[error("export")]
     Export(#[from] ExportError),
     #[error("{0}")]
     Internal(String),
@@ -168,7 +170,7 @@ pub async fn build(
         .map_err(|e| BuildError::Internal(format!("export task: {e}")))??;
         manifests.extend(manifest);
     }
-    engine.flush().map_err(SolveError::from)?;
+    engine.flush()?;
     Ok(BuildOutcome {
         image: compiled.image,
         snapshot,
@@ -197,7 +199,7 @@ async fn solve(
         })
         .await;
     // Whatever happened, what was recorded must survive the process.
-    engine.flush().map_err(SolveError::from)?;
+    engine.flush()?;
     match &result?.output {
         Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
         Ref::Local(_) => Err(BuildError::LocalResult),

@@ -19,8 +19,9 @@ impl Engine {
         Ok(Self { root, solver })
     }
 
-    /// Makes the cache index durable; called at the end of every build.
-    pub fn flush(&self) -> Result<(), crate::cache::IndexError> {
-        self.root.index.flush()
+    /// Makes the build's layers and then the cache index durable; called at the end
+    /// of every build.
+    pub fn flush(&self) -> Result<(), RootError> {
+        self.root.flush()
     }
 }

@@ -6,15 +6,17 @@
 //! <root>/blobs/sha256/   content store
 //! <root>/ingest/         blobs being written
 //! <root>/layers/         snapshot diff dirs
+//! <root>/dirty           exists while a process uses the root
 //! ```
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::{CacheIndex, IndexError, SledIndex};
+use crate::cache::{CacheIndex, IndexError, SledIndex, Table};
 use crate::store::{ContentStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +75,68 @@ impl Root {
             });
         }
         let index = Arc::new(SledIndex::open(&path.join("index"))?);
-        Ok(Self {
+        let root = Self {
             path: path.to_owned(),
             content: ContentStore::open(path)?,
             index,
             layers: buildd_snapshot::LayerStore::open(path)?,
             _lock: lock,
-        })
+        };
+        let dirty = path.join(DIRTY);
+        if dirty.exists() {
+            root.recover()?;
+        }
+        File::create(&dirty).map_err(io_err)?;
+        Ok(root)
+    }
+
+    /// Makes everything recorded so far durable: layers first, then the index that
+    /// names them.
+    pub fn flush(&self) -> Result<(), RootError> {
+        self.layers.sync()?;
+        self.index.flush()?;
+        Ok(())
+    }
+
+    /// After an unclean shutdown, layers that no durable cache record names may not
+    /// have reached the disk whole; a later commit of the same id would trust them,
+    /// so they go.
+    fn recover(&self) -> Result<(), RootError> {
+        let mut named = HashSet::new();
+        for record in self.index.values(Table::Results)? {
+            if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&record) {
+                named.extend(ids);
+            }
+        }
+        let mut removed = 0;
+        for id in self.layers.list()? {
+            if !named.contains(id.as_str()) {
+                self.layers.remove(&id)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::warn!(
+                root = %self.path.display(),
+                removed,
+                "root was not closed cleanly; removed layers no cache record names"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Present while a process uses the root; left behind by a crash.
+const DIRTY: &str = "dirty";
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        match self.flush() {
+            Ok(()) => {
+                let _ = fs::remove_file(self.path.join(DIRTY));
+            }
+            Err(e) => tracing::warn!("closing root {}: {e}", self.path.display()),
+        }
     }
 }
 
@@ -111,5 +168,29 @@ mod tests {
         assert!(err.to_string().contains("in use"), "{err}");
         drop(first);
         Root::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn after_a_crash_unrecorded_layers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = buildd_snapshot::LayerId::new("aa").unwrap();
+        let orphan = buildd_snapshot::LayerId::new("bb").unwrap();
+        {
+            let root = Root::open(dir.path()).unwrap();
+            root.layers.begin().unwrap().commit(&kept).unwrap();
+            root.index
+                .put(Table::Results, b"key", br#"["aa"]"#)
+                .unwrap();
+        }
+        // A process that committed a layer and died before recording it.
+        let layers = buildd_snapshot::LayerStore::open(dir.path()).unwrap();
+        layers.begin().unwrap().commit(&orphan).unwrap();
+        File::create(dir.path().join(DIRTY)).unwrap();
+
+        let root = Root::open(dir.path()).unwrap();
+        assert!(root.layers.exists(&kept));
+        assert!(!root.layers.exists(&orphan));
+        drop(root);
+        assert!(!dir.path().join(DIRTY).exists());
     }
 }

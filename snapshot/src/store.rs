@@ -121,6 +121,24 @@ impl LayerStore {
 
     /// Deletes a committed layer. It is renamed away first so that a crash midway never
     /// leaves a partial layer under its id.
+    /// Makes every committed layer durable: file data, metadata and the renames.
+    pub fn sync(&self) -> Result<(), SnapshotError> {
+        sys::syncfs(&self.layers).map_err(SnapshotError::io("sync", &self.layers))
+    }
+
+    /// Ids of all committed layers.
+    pub fn list(&self) -> Result<Vec<LayerId>, SnapshotError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.layers).map_err(SnapshotError::io("read", &self.layers))? {
+            let e = e.map_err(SnapshotError::io("read", &self.layers))?;
+            if let Some(id) = e.file_name().to_str().and_then(|n| LayerId::new(n).ok()) {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub fn remove(&self, id: &LayerId) -> Result<(), SnapshotError> {
         let dir = self.diff_dir(id);
         let doomed = self.temp_name();
@@ -181,31 +199,32 @@ impl PendingLayer {
         &self.path
     }
 
-    /// Durably moves the layer into place as `id`. When `id` already exists (the same
-    /// content committed by someone else) this layer is discarded and that one kept.
+    /// Moves the layer into place as `id`. When `id` already exists (the same content
+    /// committed by someone else) this layer is discarded and that one kept.
+    ///
+    /// The rename is not made durable here: a build commits many layers and makes them
+    /// durable at once with [`LayerStore::sync`] before anything that names them (the
+    /// cache index) is flushed. One syncfs per build instead of one per layer.
     pub fn commit(mut self, id: &LayerId) -> Result<(), SnapshotError> {
         let dest = self.layers.join(id.as_str());
         if dest.is_dir() {
             return Ok(()); // Drop deletes the temporary directory.
         }
-        sys::syncfs(&self.path).map_err(SnapshotError::io("sync", &self.path))?;
         match fs::rename(&self.path, &dest) {
-            Ok(()) => self.done = true,
+            Ok(()) => {
+                self.done = true;
+                Ok(())
+            }
             // rename(2) onto a non-empty directory: another commit of the same id won.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
-                return Ok(());
+                Ok(())
             }
-            Err(e) => {
-                return Err(SnapshotError::Io {
-                    op: "commit",
-                    path: dest,
-                    error: e,
-                });
-            }
+            Err(e) => Err(SnapshotError::Io {
+                op: "commit",
+                path: dest,
+                error: e,
+            }),
         }
-        let dir = fs::File::open(&self.layers).map_err(SnapshotError::io("open", &self.layers))?;
-        dir.sync_all()
-            .map_err(SnapshotError::io("sync", &self.layers))
     }
 }
 

@@ -44,6 +44,17 @@ impl CacheIndex for MemoryIndex {
             .count()
     }
 
+    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
+        Ok(self
+            .map
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
     fn flush(&self) -> Result<(), IndexError> {
         Ok(())
     }

@@ -48,6 +48,8 @@ pub trait CacheIndex: Send + Sync {
     fn remove(&self, table: Table, key: &[u8]) -> Result<(), IndexError>;
     /// Number of records in a table.
     fn len(&self, table: Table) -> usize;
+    /// Every value of a table (for recovery scans; not for hot paths).
+    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError>;
     /// Makes every completed `put` durable.
     fn flush(&self) -> Result<(), IndexError>;
 }
@@ -71,6 +73,7 @@ mod tests {
             Some(&b"v2"[..])
         );
         assert_eq!(index.len(Table::Results), 1);
+        assert_eq!(index.values(Table::Results).unwrap(), vec![b"v2".to_vec()]);
         index.remove(Table::Results, b"k").unwrap();
         assert_eq!(index.get(Table::Results, b"k").unwrap(), None);
         assert_eq!(

@@ -60,6 +60,9 @@ impl SledIndex {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            // Records become durable only on `flush`, which the engine calls after
+            // the layers they name are synced: never a record without its content.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
@@ -142,6 +145,14 @@ impl CacheIndex for SledIndex {
 
     fn len(&self, table: Table) -> usize {
         self.tree(table).len()
+    }
+
+    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
+        self.tree(table)
+            .iter()
+            .values()
+            .map(|v| v.map(|v| v.to_vec()).map_err(storage))
+            .collect()
     }
 
     fn flush(&self) -> Result<(), IndexError> {

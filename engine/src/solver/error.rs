@@ -29,7 +29,7 @@ pub enum SolveError {
     },
     #[error("invalid definition: {0}")]
     Graph(#[from] GraphError),
-    #[error("cache index: {0}")]
+    #[error("{0}")]
     Index(Arc<IndexError>),
     #[error("build cancelled")]
     Cancelled,
