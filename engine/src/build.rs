@@ -12,7 +12,7 @@ use buildd_snapshot::Snapshot;
 use crate::engine::Engine;
 use crate::export::{ExportError, OciExport, OutputSpec, export_local, export_oci};
 use crate::ops::Ref;
-use crate::solver::{BuildCtx, Graph, ProgressSender, SolveError, SolveRequest};
+use crate::solver::{BuildCtx, Graph, ProgressEvent, ProgressSender, SolveError, SolveRequest};
 
 /// The name of the build context as a local source.
 pub const CONTEXT_NAME: &str = "context";
@@ -129,46 +129,25 @@ pub async fn build(
         // A target of only scratch and config instructions: an empty filesystem.
         Snapshot::scratch()
     } else {
-        solve(engine, &compiled.definition, req, progress).await?
+        solve(engine, &compiled.definition, req, progress.clone()).await?
     };
 
     let mut manifests = Vec::new();
     for out in &req.outputs {
+        let step = ExportStep::start(progress.as_ref(), out);
         let root = engine.root.clone();
-        let (snap, image, out, epoch) = (
+        let (snap, image, spec, epoch) = (
             snapshot.clone(),
             compiled.image.clone(),
             out.clone(),
             req.source_date_epoch,
         );
-        let manifest = tokio::task::spawn_blocking(move || -> Result<_, ExportError> {
-            match &out {
-                OutputSpec::Oci {
-                    dest,
-                    tar,
-                    name,
-                    compression,
-                } => export_oci(
-                    &root,
-                    &snap,
-                    &image,
-                    &OciExport {
-                        dest,
-                        tar: *tar,
-                        name: name.as_deref(),
-                        compression: *compression,
-                        source_date_epoch: epoch,
-                    },
-                )
-                .map(Some),
-                OutputSpec::Local { dest } => {
-                    export_local(&root.layers, &snap, dest).map(|()| None)
-                }
-            }
-        })
-        .await
-        .map_err(|e| BuildError::Internal(format!("export task: {e}")))??;
-        manifests.extend(manifest);
+        let result =
+            tokio::task::spawn_blocking(move || export(&root, &snap, &image, &spec, epoch))
+                .await
+                .map_err(|e| BuildError::Internal(format!("export task: {e}")))?;
+        step.finish(result.as_ref().map(Option::as_ref));
+        manifests.extend(result?);
     }
     engine.flush()?;
     Ok(BuildOutcome {
@@ -203,5 +182,97 @@ async fn solve(
     match &result?.output {
         Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
         Ref::Local(_) => Err(BuildError::LocalResult),
+    }
+}
+
+fn export(
+    root: &crate::root::Root,
+    snap: &Snapshot,
+    image: &ImageConfig,
+    spec: &OutputSpec,
+    source_date_epoch: Option<i64>,
+) -> Result<Option<Descriptor>, ExportError> {
+    match spec {
+        OutputSpec::Oci {
+            dest,
+            tar,
+            name,
+            compression,
+        } => export_oci(
+            root,
+            snap,
+            image,
+            &OciExport {
+                dest,
+                tar: *tar,
+                name: name.as_deref(),
+                compression: *compression,
+                source_date_epoch,
+            },
+        )
+        .map(Some),
+        OutputSpec::Local { dest } => export_local(&root.layers, snap, dest).map(|()| None),
+    }
+}
+
+/// An export shown as a progress step, as BuildKit shows "exporting to …".
+struct ExportStep {
+    tx: Option<ProgressSender>,
+    vertex: buildd_proto::Digest,
+    name: String,
+    started: std::time::Instant,
+}
+
+impl ExportStep {
+    fn start(tx: Option<&ProgressSender>, spec: &OutputSpec) -> Self {
+        let (name, dest) = match spec {
+            OutputSpec::Oci { dest, .. } => ("exporting to oci image format", dest),
+            OutputSpec::Local { dest } => ("exporting to client directory", dest),
+        };
+        let vertex = buildd_proto::Digest::of(format!("export\0{}", dest.display()).as_bytes());
+        let step = Self {
+            tx: tx.cloned(),
+            vertex,
+            name: name.to_owned(),
+            started: std::time::Instant::now(),
+        };
+        step.send(ProgressEvent::Started {
+            vertex,
+            name: step.name.clone(),
+            at: std::time::SystemTime::now(),
+        });
+        step
+    }
+
+    fn send(&self, ev: ProgressEvent) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(ev);
+        }
+    }
+
+    fn finish(self, result: Result<Option<&Descriptor>, &ExportError>) {
+        let (vertex, name, duration) = (self.vertex, self.name.clone(), self.started.elapsed());
+        match result {
+            Ok(manifest) => {
+                if let Some(m) = manifest {
+                    self.send(ProgressEvent::Log {
+                        vertex,
+                        stream: 1,
+                        data: format!("writing manifest {} done\n", m.digest).into_bytes(),
+                    });
+                }
+                self.send(ProgressEvent::Completed {
+                    vertex,
+                    name,
+                    duration,
+                });
+            }
+            Err(e) => self.send(ProgressEvent::Failed {
+                vertex,
+                name,
+                duration,
+                error: e.to_string(),
+            }),
+        }
     }
 }

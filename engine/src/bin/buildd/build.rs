@@ -110,10 +110,9 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
             for w in &outcome.warnings {
                 eprintln!("WARNING: {}: line {}: {}", w.rule, w.line, w.message);
             }
-            if !quiet {
-                for m in &outcome.manifests {
-                    eprintln!("exported manifest {}", m.digest);
-                }
+            // The manifest digest on stdout, for scripts (as `docker build -q` prints the id).
+            for m in &outcome.manifests {
+                println!("{}", m.digest);
             }
             Ok(())
         }
