@@ -8,7 +8,7 @@ use buildd_snapshot::{LayerId, Snapshot};
 use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::root::Root;
-use crate::solver::{BuildCtx, OpError, ProgressSender, Resolved, Vertex, Worker};
+use crate::solver::{BuildCtx, LogSink, OpError, Resolved, Vertex, Worker};
 
 /// What a vertex yields.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ impl Worker for BuildWorker {
         inputs: Vec<Arc<Resolved<Ref>>>,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
-        _progress: ProgressSender,
+        _log: LogSink,
     ) -> BoxFuture<'static, Result<Ref, OpError>> {
         let root = self.root.clone();
         async move {

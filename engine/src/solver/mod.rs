@@ -20,6 +20,6 @@ mod tests;
 pub use cache_key::cache_key;
 pub use error::{OpError, SolveError};
 pub use graph::{Graph, GraphError, Vertex, VertexLocation};
-pub use progress::{ProgressEvent, ProgressSender};
+pub use progress::{LogSink, ProgressEvent, ProgressSender};
 pub use scheduler::{SolveRequest, Solver, SolverConfig};
 pub use worker::{BuildCtx, Resolved, Worker};

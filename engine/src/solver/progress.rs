@@ -68,16 +68,42 @@ impl JobProgress {
         inner.subscribers.retain(|s| s.send(ev.clone()).is_ok());
         inner.history.push(ev);
     }
+}
 
-    /// A sender that forwards into this job's fan-out (for worker logs).
-    pub(crate) fn sender(self: &Arc<Self>) -> ProgressSender {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let me = self.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                me.emit(ev);
-            }
+/// Where an executing op writes its output: straight into its job's fan-out.
+#[derive(Clone)]
+pub struct LogSink {
+    progress: Arc<JobProgress>,
+    vertex: Digest,
+}
+
+impl LogSink {
+    pub(crate) fn new(progress: Arc<JobProgress>, vertex: Digest) -> Self {
+        Self { progress, vertex }
+    }
+
+    /// A sink that drops everything, for running ops outside a solve.
+    pub fn discard() -> Self {
+        Self::new(
+            Arc::new(JobProgress::default()),
+            Digest::from_bytes([0; 32]),
+        )
+    }
+
+    /// `stream` is 1 for stdout and 2 for stderr.
+    pub fn write(&self, stream: u8, data: &[u8]) {
+        self.progress.emit(ProgressEvent::Log {
+            vertex: self.vertex,
+            stream,
+            data: data.to_vec(),
         });
-        tx
+    }
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink")
+            .field("vertex", &self.vertex)
+            .finish()
     }
 }

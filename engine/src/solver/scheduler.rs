@@ -14,7 +14,7 @@ use super::cache_key::cache_key;
 use super::error::{OpError, SolveError};
 use super::graph::{Graph, Vertex};
 use super::job::{AbortOnDrop, JobEntry, JobFuture, JobResult, join_error};
-use super::progress::{JobProgress, ProgressEvent, ProgressSender};
+use super::progress::{JobProgress, LogSink, ProgressEvent, ProgressSender};
 use super::worker::{BuildCtx, Resolved, Worker};
 use crate::cache::{CacheIndex, Table};
 
@@ -274,7 +274,13 @@ impl<W: Worker> Inner<W> {
                 .expect("semaphore never closed");
             this.executed.fetch_add(1, Ordering::Relaxed);
             this.worker
-                .execute(vertex.clone(), inputs, key, ctx, progress.sender())
+                .execute(
+                    vertex.clone(),
+                    inputs,
+                    key,
+                    ctx,
+                    LogSink::new(progress.clone(), vertex.digest),
+                )
                 .await
         };
         let duration = started.elapsed();

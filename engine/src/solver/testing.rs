@@ -15,7 +15,7 @@ use buildd_proto::llb::{self, Definition, Input, MergeOp, Op, OpMetadata, Source
 use futures_util::future::{BoxFuture, FutureExt};
 use prost::Message;
 
-use super::{BuildCtx, OpError, ProgressSender, Resolved, Vertex, Worker};
+use super::{BuildCtx, LogSink, OpError, Resolved, Vertex, Worker};
 
 /// Builds a definition vertex by vertex.
 #[derive(Default)]
@@ -156,7 +156,7 @@ impl Worker for ScriptWorker {
         _: Vec<Arc<Resolved<Digest>>>,
         _: Digest,
         _: Arc<BuildCtx>,
-        _: ProgressSender,
+        _: LogSink,
     ) -> BoxFuture<'static, Result<Digest, OpError>> {
         let attrs = match &vertex.op.op {
             Some(op::Op::Source(s)) => s.attrs.clone(),

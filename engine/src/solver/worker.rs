@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::error::OpError;
 use super::graph::Vertex;
-use super::progress::ProgressSender;
+use super::progress::LogSink;
 
 /// What one build brings to the vertices it runs.
 #[derive(Debug, Default)]
@@ -47,7 +47,7 @@ pub trait Worker: Send + Sync + 'static {
         inputs: Vec<Arc<Resolved<Self::Output>>>,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
-        progress: ProgressSender,
+        log: LogSink,
     ) -> BoxFuture<'static, Result<Self::Output, OpError>>;
 
     /// Bytes to keep in the cache index for an output; `None` when the output must
