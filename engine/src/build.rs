@@ -56,7 +56,7 @@ pub enum BuildError {
     Root(#[from] crate::root::RootError),
     #[error("the build result is a local directory, not a filesystem")]
     LocalResult,
-    #[error("export")]
+    #[error("export: {0}")]
     Export(#[from] ExportError),
     #[error("{0}")]
     Internal(String),
@@ -165,8 +165,13 @@ async fn solve(
     progress: Option<ProgressSender>,
 ) -> Result<Snapshot, BuildError> {
     let graph = Arc::new(Graph::load(definition).map_err(SolveError::from)?);
+    // One directory, one spelling: builds of `.` and of its absolute path share jobs.
+    let context = std::fs::canonicalize(&req.context).map_err(|source| BuildError::Read {
+        path: req.context.clone(),
+        source,
+    })?;
     let ctx = Arc::new(BuildCtx {
-        locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), req.context.clone())]),
+        locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
         no_cache: req.no_cache,
     });
     let result = engine

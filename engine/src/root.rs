@@ -16,11 +16,15 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::{CacheIndex, IndexError, SledIndex, Table};
+use crate::cache::{CacheIndex, IndexError, SledIndex, Table, WriteBehind};
 use crate::store::{ContentStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
+    #[error(
+        "buildd must run as root for now: layers keep file ownership (rootless mode is not supported yet)"
+    )]
+    NotRoot,
     #[error("root {path} in use by another buildd process")]
     InUse { path: PathBuf },
     #[error("root {path}: {source}")]
@@ -52,6 +56,10 @@ impl std::fmt::Debug for Root {
 
 impl Root {
     pub fn open(path: &Path) -> Result<Self, RootError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(RootError::NotRoot);
+        }
         let io_err = |source| RootError::Io {
             path: path.to_owned(),
             source,
@@ -74,26 +82,36 @@ impl Root {
                 io_err(e)
             });
         }
-        let index = Arc::new(SledIndex::open(&path.join("index"))?);
+        let layers = buildd_snapshot::LayerStore::open(path)?;
+        // Records reach the durable index only after the layers they name are synced.
+        let layers_dir = File::open(path.join("layers")).map_err(io_err)?;
+        let index = Arc::new(WriteBehind::new(
+            SledIndex::open(&path.join("index"))?,
+            Box::new(move || syncfs(&layers_dir)),
+        ));
         let root = Self {
             path: path.to_owned(),
             content: ContentStore::open(path)?,
             index,
-            layers: buildd_snapshot::LayerStore::open(path)?,
+            layers,
             _lock: lock,
         };
         let dirty = path.join(DIRTY);
         if dirty.exists() {
             root.recover()?;
         }
-        File::create(&dirty).map_err(io_err)?;
+        // The marker must be durable before any layer is written, or a crash could
+        // leave torn layers and no sign that recovery is needed.
+        File::create(&dirty)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| File::open(path)?.sync_all())
+            .map_err(io_err)?;
         Ok(root)
     }
 
     /// Makes everything recorded so far durable: layers first, then the index that
     /// names them.
     pub fn flush(&self) -> Result<(), RootError> {
-        self.layers.sync()?;
         self.index.flush()?;
         Ok(())
     }
@@ -124,6 +142,17 @@ impl Root {
         }
         Ok(())
     }
+}
+
+fn syncfs(dir: &File) -> Result<(), IndexError> {
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(IndexError::Storage(format!(
+            "syncing layers: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }
 
 /// Present while a process uses the root; left behind by a crash.

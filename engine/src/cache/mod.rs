@@ -6,9 +6,11 @@
 
 mod memory_index;
 mod sled_index;
+mod write_behind;
 
 pub use memory_index::MemoryIndex;
 pub use sled_index::SledIndex;
+pub use write_behind::WriteBehind;
 
 /// The kinds of records the engine keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

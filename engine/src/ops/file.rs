@@ -1,6 +1,10 @@
 //! FileOp: actions applied on the host into a new layer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
 
 use buildd_proto::Digest;
 use buildd_proto::llb::{NO_INPUT, op};
@@ -23,7 +27,12 @@ pub(crate) fn run(
         Snapshot::scratch()
     } else {
         inputs
-            .get(usize::try_from(file.base).map_err(|_| OpError::new("bad base input"))?)
+            .get(usize::try_from(file.base).map_err(|_| {
+                OpError::new(format!(
+                    "file op base input {} is not an input index",
+                    file.base
+                ))
+            })?)
             .ok_or_else(|| {
                 OpError::new(format!("file op base input {} does not exist", file.base))
             })?
@@ -43,11 +52,25 @@ pub(crate) fn run(
         .collect();
     let pending = buildd_snapshot::apply_file_op(&root.layers, &base, file, &sources)
         .map_err(|e| OpError::new(e.to_string()))?;
-    // Layers are named by the cache key of the op that made them: the same work
-    // always lands in the same place.
-    let id = LayerId::new(cache_key.hex()).expect("hex is a valid layer id");
+    let id = fresh_layer_id(cache_key);
     pending
         .commit(&id)
         .map_err(|e| OpError::new(format!("committing layer: {e}")))?;
     Ok(Ref::Snapshot(base.with_layer(id)))
+}
+
+/// A name no other layer has or will have. Reusing the cache key would make a
+/// re-run (`--no-cache`, or after a crash) adopt the old layer instead of its own.
+fn fresh_layer_id(cache_key: Digest) -> LayerId {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = Sha256::new();
+    h.update(cache_key.as_bytes());
+    h.update(now.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(SEQ.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let id: [u8; 32] = h.finalize().into();
+    LayerId::new(hex::encode(id)).expect("hex is a valid layer id")
 }

@@ -17,6 +17,10 @@ pub enum GraphError {
     Decode { index: usize, message: String },
     #[error("op {index} has no operation")]
     EmptyOp { index: usize },
+    #[error("op {index} is not in canonical encoding (unknown fields or field order)")]
+    NotCanonical { index: usize },
+    #[error("result refers to output {0}; only output 0 exists")]
+    BadResultOutput(i64),
     #[error("vertex {vertex} refers to undefined input {input}")]
     UnknownInput { vertex: Digest, input: String },
     #[error("vertex {vertex} uses output {output} of {input}, which has only one output")]
@@ -93,6 +97,12 @@ impl Graph {
             if op.op.is_none() {
                 return Err(GraphError::EmptyOp { index });
             }
+            // Cache keys are computed from the decoded op; bytes it does not round-trip
+            // to (unknown fields, another encoder's field order) would let two
+            // different vertices share a key.
+            if op.encode_to_vec() != *bytes {
+                return Err(GraphError::NotCanonical { index });
+            }
             ops.insert(Digest::of(bytes), op);
         }
         let result = def.result.as_ref().ok_or(GraphError::NoResult)?;
@@ -102,6 +112,9 @@ impl Graph {
             .map_err(|_| GraphError::UnknownResult(result.digest.clone()))?;
         if !ops.contains_key(&result_digest) {
             return Err(GraphError::UnknownResult(result.digest.clone()));
+        }
+        if result.index != 0 {
+            return Err(GraphError::BadResultOutput(result.index));
         }
 
         // Walk from the result so unreferenced ops are never even considered.

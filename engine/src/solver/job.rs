@@ -41,12 +41,19 @@ impl<T> Future for AbortOnDrop<T> {
 }
 
 pub(crate) fn join_error(name: &str, e: tokio::task::JoinError) -> SolveError {
-    if e.is_cancelled() {
-        SolveError::Cancelled
-    } else {
-        SolveError::Internal {
-            name: name.to_owned(),
-            message: "the operation panicked".to_owned(),
+    match e.try_into_panic() {
+        Err(_) => SolveError::Cancelled,
+        Ok(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".to_owned());
+            tracing::error!(vertex = name, "operation panicked: {what}");
+            SolveError::Internal {
+                name: name.to_owned(),
+                message: format!("the operation panicked: {what}"),
+            }
         }
     }
 }

@@ -49,7 +49,12 @@ pub(crate) struct JobProgress {
 struct JobProgressInner {
     history: Vec<ProgressEvent>,
     subscribers: Vec<ProgressSender>,
+    log_bytes: usize,
 }
+
+/// Output kept and shown per vertex, as BuildKit clips: a runaway RUN must not
+/// exhaust the daemon's memory.
+pub const MAX_LOG_BYTES: usize = 2 << 20;
 
 impl JobProgress {
     pub(crate) fn subscribe(&self, tx: &ProgressSender) {
@@ -63,8 +68,17 @@ impl JobProgress {
         inner.subscribers.push(tx.clone());
     }
 
-    pub(crate) fn emit(&self, ev: ProgressEvent) {
+    pub(crate) fn emit(&self, mut ev: ProgressEvent) {
         let mut inner = self.inner.lock().unwrap();
+        if let ProgressEvent::Log { data, .. } = &mut ev {
+            if inner.log_bytes >= MAX_LOG_BYTES {
+                return;
+            }
+            inner.log_bytes += data.len();
+            if inner.log_bytes >= MAX_LOG_BYTES {
+                data.extend_from_slice(b"\n[output clipped, log limit 2MiB reached]\n");
+            }
+        }
         inner.subscribers.retain(|s| s.send(ev.clone()).is_ok());
         inner.history.push(ev);
     }
@@ -105,5 +119,31 @@ impl std::fmt::Debug for LogSink {
         f.debug_struct("LogSink")
             .field("vertex", &self.vertex)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_clipped_per_job() {
+        let p = Arc::new(JobProgress::default());
+        let sink = LogSink::new(p.clone(), Digest::of(b"v"));
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..5 {
+            sink.write(1, &chunk);
+        }
+        let inner = p.inner.lock().unwrap();
+        let kept: usize = inner
+            .history
+            .iter()
+            .map(|e| match e {
+                ProgressEvent::Log { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(kept < MAX_LOG_BYTES + 100, "{kept}");
+        assert_eq!(inner.history.len(), 2);
     }
 }

@@ -133,7 +133,8 @@ fn job_keys(graph: &Graph, ctx: &BuildCtx) -> Arc<Vec<Digest>> {
             .map(|v| {
                 let mut h = Sha256::new();
                 h.update(v.digest.as_bytes());
-                h.update([ctx.no_cache as u8]);
+                // A build that must not use the cache must not join one that may.
+                h.update([ctx.no_cache as u8, v.ignore_cache as u8]);
                 for name in &v.locals {
                     let path = ctx
                         .locals
@@ -260,20 +261,22 @@ impl<W: Worker> Inner<W> {
             this.index.remove(Table::Results, key.as_bytes())?;
         }
 
-        progress.emit(ProgressEvent::Started {
-            vertex: vertex.digest,
-            name: vertex.name.clone(),
-            at: SystemTime::now(),
-        });
-        let started = Instant::now();
-        let result = {
+        let (result, duration) = {
             let _permit = this
                 .permits
                 .acquire()
                 .await
                 .expect("semaphore never closed");
+            // Started once it may run, so durations do not include queueing.
+            progress.emit(ProgressEvent::Started {
+                vertex: vertex.digest,
+                name: vertex.name.clone(),
+                at: SystemTime::now(),
+            });
+            let started = Instant::now();
             this.executed.fetch_add(1, Ordering::Relaxed);
-            this.worker
+            let result = this
+                .worker
                 .execute(
                     vertex.clone(),
                     inputs,
@@ -281,9 +284,9 @@ impl<W: Worker> Inner<W> {
                     ctx,
                     LogSink::new(progress.clone(), vertex.digest),
                 )
-                .await
+                .await;
+            (result, started.elapsed())
         };
-        let duration = started.elapsed();
         match result {
             Ok(output) => {
                 if let Some(record) = this.worker.encode(&output) {

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 pub enum StoreError {
     #[error("content store {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("blob digest mismatch: expected {expected}, got {actual}")]
+    #[error("blob {expected}: content has digest {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
 }
 

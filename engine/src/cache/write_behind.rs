@@ -1,0 +1,167 @@
+//! A [`CacheIndex`] that holds writes in memory until [`flush`](CacheIndex::flush).
+//!
+//! A cache record must never be durable before the content it names. The engine
+//! commits layers without syncing each one; at flush it takes the pending records,
+//! runs `before_flush` (syncfs of the layer store), and only then hands the records
+//! to the durable index. Records written while a flush runs wait for the next one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{CacheIndex, IndexError, Table};
+
+type Pending = HashMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+type Hook = Box<dyn Fn() -> Result<(), IndexError> + Send + Sync>;
+
+pub struct WriteBehind<I> {
+    inner: I,
+    pending: Mutex<Pending>,
+    /// Serializes flushes, so one flush's records never overtake another's sync.
+    flushing: Mutex<()>,
+    before_flush: Hook,
+}
+
+impl<I: CacheIndex> WriteBehind<I> {
+    pub fn new(inner: I, before_flush: Hook) -> Self {
+        Self {
+            inner,
+            pending: Mutex::new(HashMap::new()),
+            flushing: Mutex::new(()),
+            before_flush,
+        }
+    }
+
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+}
+
+impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
+        if let Some(v) = self.pending.lock().unwrap().get(&(table, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        self.inner.get(table, key)
+    }
+
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), IndexError> {
+        self.pending
+            .lock()
+            .unwrap()
+            .insert((table, key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, table: Table, key: &[u8]) -> Result<(), IndexError> {
+        self.pending
+            .lock()
+            .unwrap()
+            .insert((table, key.to_vec()), None);
+        Ok(())
+    }
+
+    fn len(&self, table: Table) -> usize {
+        // Exact once flushed; while writes are pending it may count a key twice.
+        self.values(table).map_or(0, |v| v.len())
+    }
+
+    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
+        // Recovery-time scans run right after open, when nothing is pending; while
+        // writes are pending a key may appear with both its old and new value.
+        let mut out: Vec<Vec<u8>> = self
+            .pending
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .filter_map(|(_, v)| v.clone())
+            .collect();
+        out.extend(self.inner.values(table)?);
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), IndexError> {
+        let _one_at_a_time = self.flushing.lock().unwrap();
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+        let result = (|| {
+            (self.before_flush)()?;
+            for ((table, key), value) in &batch {
+                match value {
+                    Some(v) => self.inner.put(*table, key, v)?,
+                    None => self.inner.remove(*table, key)?,
+                }
+            }
+            self.inner.flush()
+        })();
+        if result.is_err() {
+            // Put the batch back (newer writes win) so a later flush can retry.
+            let mut pending = self.pending.lock().unwrap();
+            for (k, v) in batch {
+                pending.entry(k).or_insert(v);
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::cache::MemoryIndex;
+
+    #[test]
+    fn meets_contract() {
+        let index = WriteBehind::new(MemoryIndex::default(), Box::new(|| Ok(())));
+        crate::cache::tests::exercise(&index);
+    }
+
+    #[test]
+    fn nothing_reaches_the_inner_index_before_the_hook_ran() {
+        let synced = Arc::new(AtomicUsize::new(0));
+        let s = synced.clone();
+        let index = WriteBehind::new(
+            MemoryIndex::default(),
+            Box::new(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        );
+        index.put(Table::Results, b"k", b"v").unwrap();
+        assert_eq!(
+            index.get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(index.inner().get(Table::Results, b"k").unwrap(), None);
+        index.flush().unwrap();
+        assert_eq!(synced.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            index.inner().get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_keeps_the_records_pending() {
+        let fail = Arc::new(AtomicUsize::new(1));
+        let f = fail.clone();
+        let index = WriteBehind::new(
+            MemoryIndex::default(),
+            Box::new(move || {
+                if f.load(Ordering::SeqCst) == 1 {
+                    Err(IndexError::Storage("disk on fire".into()))
+                } else {
+                    Ok(())
+                }
+            }),
+        );
+        index.put(Table::Results, b"k", b"v").unwrap();
+        assert!(index.flush().is_err());
+        assert_eq!(index.inner().get(Table::Results, b"k").unwrap(), None);
+        fail.store(0, Ordering::SeqCst);
+        index.flush().unwrap();
+        assert!(index.inner().get(Table::Results, b"k").unwrap().is_some());
+    }
+}
