@@ -10,7 +10,7 @@ use buildd_proto::Digest;
 use buildd_proto::llb::{NO_INPUT, op};
 use buildd_snapshot::{CopySource, LayerId, Snapshot};
 
-use super::worker::Ref;
+use super::worker::{Cancelled, Ref};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
 
@@ -19,6 +19,7 @@ pub(crate) fn run(
     vertex: &Vertex,
     inputs: &[Arc<Resolved<Ref>>],
     cache_key: Digest,
+    cancelled: &Cancelled,
 ) -> Result<Ref, OpError> {
     let Some(op::Op::File(file)) = &vertex.op.op else {
         unreachable!("dispatched on op kind")
@@ -52,6 +53,10 @@ pub(crate) fn run(
         .collect();
     let pending = buildd_snapshot::apply_file_op(&root.layers, &base, file, &sources)
         .map_err(|e| OpError::new(e.to_string()))?;
+    if cancelled.is_set() {
+        // Nobody waits for this layer; dropping `pending` removes it.
+        return Err(OpError::new("cancelled"));
+    }
     let id = fresh_layer_id(cache_key);
     pending
         .commit(&id)

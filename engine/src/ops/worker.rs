@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use buildd_fsutil::dockerignore::PatternMatcher;
 use buildd_proto::Digest;
@@ -48,11 +49,34 @@ impl BuildWorker {
     }
 }
 
+/// Set when the job that started some blocking work is cancelled: the thread cannot
+/// be stopped, but it can decline to commit what it made.
+#[derive(Clone, Default)]
+pub(crate) struct Cancelled(Arc<AtomicBool>);
+
+impl Cancelled {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct SetOnDrop(Cancelled);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Runs blocking filesystem work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+    f: impl FnOnce(Cancelled) -> Result<T, OpError> + Send + 'static,
 ) -> Result<T, OpError> {
-    tokio::task::spawn_blocking(f)
+    let cancelled = Cancelled::default();
+    // Dropped with this future: if that happens before the work ends, the work was
+    // cancelled; after, setting the flag changes nothing.
+    let _guard = SetOnDrop(cancelled.clone());
+    tokio::task::spawn_blocking(move || f(cancelled))
         .await
         .unwrap_or_else(|e| Err(OpError::new(format!("internal error: {e}"))))
 }
@@ -70,7 +94,7 @@ impl Worker for BuildWorker {
         async move {
             match &vertex.op.op {
                 Some(op::Op::File(_)) => {
-                    blocking(move || super::content_key::file_op(&root, &vertex, &inputs)).await
+                    blocking(move |_| super::content_key::file_op(&root, &vertex, &inputs)).await
                 }
                 _ => Ok(None),
             }
@@ -91,7 +115,10 @@ impl Worker for BuildWorker {
             match &vertex.op.op {
                 Some(op::Op::Source(src)) => super::source::resolve(src, &ctx),
                 Some(op::Op::File(_)) => {
-                    blocking(move || super::file::run(&root, &vertex, &inputs, cache_key)).await
+                    blocking(move |cancelled| {
+                        super::file::run(&root, &vertex, &inputs, cache_key, &cancelled)
+                    })
+                    .await
                 }
                 Some(op::Op::Merge(_)) => super::merge::merge(&inputs),
                 Some(op::Op::Diff(d)) => super::merge::diff(d, &inputs),
