@@ -2,22 +2,23 @@
 //!
 //! For each selected root (its name included, since a copy names the result after
 //! it) and each entry in order, the digest covers the path relative to the
-//! selected root, the kind, mode, uid, gid, symlink target, device number, for a
-//! regular file the sha256 of its content, and which earlier entry a file is a hard
-//! link of. It leaves out times, inode numbers and sizes of directories, so the
-//! same tree checked out twice hashes the same. Every field is length-prefixed or
+//! selected root, the kind, mode, symlink target, device number, for a regular file
+//! the sha256 of its content, and which earlier entry a file is a hard link of. It
+//! leaves out times, inode numbers and sizes of directories, so the same tree checked
+//! out twice hashes the same, and owners: a copy from a context makes every file
+//! root:root unless it has --chown, which is part of the op and so of the key
+//! already. Files are opened below the root without following any symlink. Every field is length-prefixed or
 //! fixed-size, so distinct selections cannot encode to the same bytes.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use buildd_proto::Digest;
 use sha2::{Digest as _, Sha256};
 
+use crate::dirfd::{self, DirFd};
 use crate::select::{Entry, EntryKind, Selection};
 
 /// Identifies one version of a file for a per-file hash cache: any write changes
@@ -69,7 +70,11 @@ pub fn selection_digest(
             });
         }
     }
-    let contents = hash_files(root, &files, cache)?;
+    let root_fd = DirFd::open(root).map_err(|source| HashError::Io {
+        path: root.to_owned(),
+        source,
+    })?;
+    let contents = hash_files(root, &root_fd, &files, cache)?;
 
     let mut h = Sha256::new();
     h.update(b"buildd-fsutil selection v1\0");
@@ -83,9 +88,7 @@ pub fn selection_digest(
         for e in &root_sel.entries {
             let rel = relative_to(&e.rel, base);
             put_bytes(&mut h, rel.as_bytes());
-            for v in [e.mode, e.uid, e.gid] {
-                h.update(v.to_be_bytes());
-            }
+            h.update(e.mode.to_be_bytes());
             match &e.kind {
                 EntryKind::File => {
                     h.update([b'f']);
@@ -152,6 +155,7 @@ fn put_bytes(h: &mut Sha256, b: &[u8]) {
 /// The content digests of `files`, in order, computed by a bounded set of threads.
 fn hash_files(
     root: &Path,
+    root_fd: &DirFd,
     files: &[&Entry],
     cache: Option<&dyn HashCache>,
 ) -> Result<Vec<Digest>, HashError> {
@@ -163,7 +167,7 @@ fn hash_files(
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(e) = files.get(i) else { break };
-            match hash_file(root, e, cache, &mut buf) {
+            match hash_file(root, root_fd, e, cache, &mut buf) {
                 Ok(d) => done.push((i, d)),
                 Err(err) => {
                     failed.store(true, Ordering::Relaxed);
@@ -195,6 +199,7 @@ fn hash_files(
 
 fn hash_file(
     root: &Path,
+    root_fd: &DirFd,
     e: &Entry,
     cache: Option<&dyn HashCache>,
     buf: &mut [u8],
@@ -218,18 +223,14 @@ fn hash_file(
         source,
     };
     // No following a symlink swapped in since the walk, no blocking on a FIFO.
-    let mut file: File = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&key.path)
-    {
+    let mut file = match root_fd.open_file_beneath(&e.rel) {
         Ok(f) => f,
-        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => return Err(changed()),
+        Err(err) if dirfd::swapped(&err) => return Err(changed()),
         Err(err) => return Err(io_err(err)),
     };
     // The digest must describe the file the walk saw, or it would be cached under
     // the wrong key.
-    if !same_version(&key, &file.metadata().map_err(io_err)?) {
+    if !e.same_file(&file.metadata().map_err(io_err)?) {
         return Err(changed());
     }
     let mut h = Sha256::new();
@@ -241,7 +242,7 @@ fn hash_file(
             Err(err) => return Err(io_err(err)),
         }
     }
-    if !same_version(&key, &file.metadata().map_err(io_err)?) {
+    if !e.same_file(&file.metadata().map_err(io_err)?) {
         return Err(changed());
     }
     let d = Digest::from(h);
@@ -249,13 +250,4 @@ fn hash_file(
         c.put(&key, d);
     }
     Ok(d)
-}
-
-fn same_version(key: &StatKey, md: &Metadata) -> bool {
-    md.is_file()
-        && md.dev() == key.dev
-        && md.ino() == key.ino
-        && md.size() == key.size
-        && md.mtime() * 1_000_000_000 + md.mtime_nsec() == key.mtime_ns
-        && md.ctime() * 1_000_000_000 + md.ctime_nsec() == key.ctime_ns
 }

@@ -10,6 +10,7 @@
 mod entry;
 mod walk;
 
+use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub use entry::{Entry, EntryKind, path_order};
 
 use crate::cleanpath::{clean_rel, join};
 use crate::confine::{self, ConfineError, is_missing};
+use crate::dirfd::DirFd;
 use crate::dockerignore::{PatternError, PatternMatcher};
 use crate::glob::{self, GlobError};
 use walk::Filters;
@@ -84,10 +86,16 @@ pub enum SelectError {
     },
     #[error("{path:?}: file name is not valid UTF-8")]
     NonUtf8 { path: String },
+    #[error("{dir:?}: holds a selected file whose name is not valid UTF-8")]
+    NonUtf8Name { dir: String },
 }
 
 /// Selects what `src` names under `root`; see the module documentation.
 pub fn select(root: &Path, src: &str, opts: &SelectOptions<'_>) -> Result<Selection, SelectError> {
+    let root_fd = DirFd::open(root).map_err(|source| SelectError::Io {
+        path: String::new(),
+        source,
+    })?;
     let include = compile(opts.include_patterns, "include")?;
     let exclude = compile(opts.exclude_patterns, "exclude")?;
     let filters = Filters {
@@ -98,13 +106,13 @@ pub fn select(root: &Path, src: &str, opts: &SelectOptions<'_>) -> Result<Select
     let named = clean_rel(src);
     let wildcard = opts.allow_wildcard && glob::has_meta(&named);
     let candidates = if wildcard {
-        expand_wildcards(root, &named, src)?
+        expand_wildcards(root, &root_fd, &named, src)?
     } else {
         vec![named]
     };
     let mut roots = Vec::with_capacity(candidates.len());
     for cand in candidates {
-        match select_one(root, cand, opts.follow_symlink, filters)? {
+        match select_one(root, &root_fd, cand, opts.follow_symlink, filters)? {
             Some(r) => roots.push(r),
             None if wildcard => {}
             None => {
@@ -136,7 +144,12 @@ fn compile(patterns: &[String], list: &'static str) -> Result<Option<PatternMatc
 /// `filepath.Glob`), resolving each directory reached inside the root. Returns
 /// the matched paths as named, in order; they may not exist when a literal
 /// segment follows a wildcard one.
-fn expand_wildcards(root: &Path, named: &str, src: &str) -> Result<Vec<String>, SelectError> {
+fn expand_wildcards(
+    root: &Path,
+    root_fd: &DirFd,
+    named: &str,
+    src: &str,
+) -> Result<Vec<String>, SelectError> {
     let mut cands = vec![String::new()];
     for seg in named.split('/') {
         if !glob::has_meta(seg) {
@@ -154,7 +167,10 @@ fn expand_wildcards(root: &Path, named: &str, src: &str) -> Result<Vec<String>, 
         let mut next = Vec::new();
         for c in &cands {
             let dir = confine::resolve_in_root(root, c, true)?;
-            let listing = match std::fs::read_dir(root.join(&dir)) {
+            let dir = dir.to_str().ok_or_else(|| SelectError::NonUtf8 {
+                path: dir.to_string_lossy().into_owned(),
+            })?;
+            let listing = match root_fd.open_dir_beneath(dir).and_then(|d| d.names()) {
                 Ok(l) => l,
                 Err(e) if is_missing(&e) => continue,
                 Err(source) => {
@@ -165,16 +181,11 @@ fn expand_wildcards(root: &Path, named: &str, src: &str) -> Result<Vec<String>, 
                 }
             };
             let mut names = Vec::new();
-            for de in listing {
-                let de = de.map_err(|source| SelectError::Io {
-                    path: c.clone(),
-                    source,
-                })?;
-                let name = de.file_name();
+            for name in listing {
                 if glob::matches(seg, &name.to_string_lossy()).map_err(bad)? {
-                    let name = name.into_string().map_err(|n| SelectError::NonUtf8 {
-                        path: join(c, &n.to_string_lossy()),
-                    })?;
+                    let name = name
+                        .into_string()
+                        .map_err(|_| SelectError::NonUtf8Name { dir: c.clone() })?;
                     names.push(name);
                 }
             }
@@ -220,6 +231,7 @@ fn visibility(context: Option<&PatternMatcher>, rel: &str) -> Visibility {
 /// excluded from the context, which amounts to the same).
 fn select_one(
     root: &Path,
+    root_fd: &DirFd,
     named: String,
     follow: bool,
     filters: Filters<'_>,
@@ -237,15 +249,34 @@ fn select_one(
     if vis.contains(&Visibility::Hidden) {
         return Ok(None);
     }
-    let md = match std::fs::symlink_metadata(root.join(&real)) {
-        Ok(m) => m,
+    let (parent, name) = match real.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", real.as_str()),
+    };
+    let io_err = |source| SelectError::Io {
+        path: real.clone(),
+        source,
+    };
+    let (dir, name) = if real.is_empty() {
+        (root_fd.try_clone().map_err(io_err)?, c".".to_owned())
+    } else {
+        let name = CString::new(name).map_err(|e| io_err(e.into()))?;
+        match root_fd.open_dir_beneath(parent) {
+            Ok(d) => (d, name),
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let st = match dir.lstat(&name) {
+        Ok(Some(st)) => st,
+        Ok(None) => return Ok(None),
         Err(e) if is_missing(&e) => return Ok(None),
-        Err(source) => return Err(SelectError::Io { path: real, source }),
+        Err(e) => return Err(io_err(e)),
     };
     let only_if_contents = vis.contains(&Visibility::IfContentsVisible);
-    let mut entries = vec![Entry::from_metadata(root, real.clone(), &md)?];
-    if md.is_dir() {
-        let below = walk::walk(root, &real, filters)?;
+    let mut entries = vec![Entry::from_stat(&dir, &name, real.clone(), &st)?];
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        let below = walk::walk(root_fd, &real, filters)?;
         if only_if_contents && below.is_empty() {
             return Ok(None);
         }

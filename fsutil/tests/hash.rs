@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use buildd_fsutil::hash::{HashCache, StatKey, selection_digest};
+use buildd_fsutil::hash::{HashCache, HashError, StatKey, selection_digest};
 use buildd_fsutil::select::{SelectOptions, select};
 use buildd_proto::Digest;
 
@@ -179,4 +179,44 @@ fn many_files_hash_deterministically() {
     for _ in 0..3 {
         assert_eq!(digest(t.path()), first);
     }
+}
+
+#[test]
+fn owners_are_not_part_of_the_digest() {
+    // Context files are copied as root:root whatever their owner on the host.
+    let a = tree();
+    let b = tree();
+    std::os::unix::fs::lchown(b.path().join("README"), Some(4321), Some(4321)).unwrap();
+    std::os::unix::fs::lchown(b.path().join("src"), Some(4321), Some(4321)).unwrap();
+    assert_eq!(digest(a.path()), digest(b.path()));
+}
+
+#[test]
+fn a_parent_swapped_for_a_symlink_after_the_walk_is_not_followed() {
+    let t = tree();
+    let r = t.path();
+    let opts = SelectOptions::default();
+    let sel = select(r, ".", &opts).unwrap();
+    // Same file, same inode, now reached through a symlink: following it would
+    // read what the symlink points at, which could be anywhere.
+    fs::rename(r.join("src"), r.join("moved")).unwrap();
+    symlink("moved", r.join("src")).unwrap();
+    let err = selection_digest(r, &sel, None).unwrap_err();
+    assert!(
+        matches!(&err, HashError::Changed { path } if path.ends_with("src/main.rs")
+            || path.ends_with("src/sub/lib.rs")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_fifo_swapped_in_for_a_file_fails_without_hanging() {
+    let t = tree();
+    let r = t.path();
+    let sel = select(r, ".", &SelectOptions::default()).unwrap();
+    fs::remove_file(r.join("README")).unwrap();
+    let c = std::ffi::CString::new(r.join("README").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let err = selection_digest(r, &sel, None).unwrap_err();
+    assert!(matches!(err, HashError::Changed { .. }), "{err:?}");
 }

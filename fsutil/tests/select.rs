@@ -262,7 +262,7 @@ fn dockerignore_excluded_is_not_found_and_pruned() {
     // Without the exclusion the same walk fails on the bad name.
     assert!(matches!(
         select(r, ".", &SelectOptions::default()),
-        Err(SelectError::NonUtf8 { .. })
+        Err(SelectError::NonUtf8Name { .. })
     ));
 }
 
@@ -423,4 +423,72 @@ fn large_tree_is_complete_sorted_and_unique() {
     let rels = one_root(&s);
     assert_eq!(rels.len(), 1 + 20 + 20 * 10 + n);
     assert!(rels.windows(2).all(|w| path_order(&w[0], &w[1]).is_lt()));
+}
+
+#[test]
+fn non_utf8_names_fail_only_when_selected() {
+    let t = tree(&["src/ok.rs", "keep/x"]);
+    let r = t.path();
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.bin");
+    fs::write(r.join("src").join(bad), "").unwrap();
+    fs::create_dir(r.join("keep").join(bad)).unwrap();
+    fs::write(r.join("keep").join(bad).join("y"), "").unwrap();
+
+    // Excluded by a pattern that does not prune its directory: the walk lists the
+    // name, so it must filter before insisting on UTF-8.
+    let m = ignore("**/*.bin\n");
+    let opts = SelectOptions {
+        context_excludes: Some(&m),
+        ..Default::default()
+    };
+    assert_eq!(
+        one_root(&sel(r, ".", &opts)),
+        ["", "keep", "keep/x", "src", "src/ok.rs"]
+    );
+    // Entered only because an exception might want something below: nothing is.
+    let m = ignore("*\n!src/ok.rs\n!**/x\n");
+    let opts = SelectOptions {
+        context_excludes: Some(&m),
+        ..Default::default()
+    };
+    assert_eq!(
+        one_root(&sel(r, ".", &opts)),
+        ["", "keep", "keep/x", "src", "src/ok.rs"]
+    );
+    // Selected: an error naming the directory that holds the name.
+    let err = select(r, "src", &SelectOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, SelectError::NonUtf8Name { dir } if dir == "src"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "\"src\": holds a selected file whose name is not valid UTF-8"
+    );
+    // Below a non-UTF-8 directory, the error names the directory holding it.
+    let m = ignore("src\n");
+    let opts = SelectOptions {
+        context_excludes: Some(&m),
+        ..Default::default()
+    };
+    let err = select(r, ".", &opts).unwrap_err();
+    assert!(
+        matches!(&err, SelectError::NonUtf8Name { dir } if dir == "keep"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn far_future_times_do_not_overflow() {
+    let t = tree(&["f"]);
+    let c = std::ffi::CString::new(t.path().join("f").to_str().unwrap()).unwrap();
+    // The year 3000: seconds * 1e9 does not fit in an i64.
+    let ts = libc::timespec {
+        tv_sec: 32_503_680_000,
+        tv_nsec: 0,
+    };
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [ts, ts].as_ptr(), 0) };
+    assert_eq!(rc, 0);
+    let s = sel(t.path(), "f", &SelectOptions::default());
+    assert_eq!(s.roots[0].entries[0].mtime_ns, i64::MAX);
 }

@@ -262,7 +262,8 @@ impl Extractor<'_> {
                 self.clear(&parent, &name, &path, false)?;
                 let mut f = parent.create_file(&name).map_err(self.io_err(&path))?;
                 io::copy(&mut entry, &mut f).map_err(UnpackError::Archive)?;
-                dirfd::set_meta(&f, owner, meta.mode, meta.mtime).map_err(self.io_err(&path))?;
+                dirfd::set_meta(&f, owner, meta.mode, dirfd::secs(meta.mtime))
+                    .map_err(self.io_err(&path))?;
                 if let Some(caps) = caps {
                     dirfd::fset_xattr(&f, CAPABILITY_XATTR, &caps).map_err(self.io_err(&path))?;
                 }
@@ -277,7 +278,7 @@ impl Extractor<'_> {
                     parent.lchown(&name, uid, gid).map_err(self.io_err(&path))?;
                 }
                 parent
-                    .set_lmtime(&name, meta.mtime)
+                    .set_ltimes(&name, dirfd::secs(meta.mtime))
                     .map_err(self.io_err(&path))
             }
             EntryType::Link => {
@@ -314,7 +315,7 @@ impl Extractor<'_> {
                 }
                 parent.chmod(&name, meta.mode).map_err(self.io_err(&path))?;
                 parent
-                    .set_lmtime(&name, meta.mtime)
+                    .set_ltimes(&name, dirfd::secs(meta.mtime))
                     .map_err(self.io_err(&path))
             }
             EntryType::XGlobalHeader => Ok(()),
@@ -342,7 +343,8 @@ impl Extractor<'_> {
             let joined = &parts.join(&b'/');
             let dir = self.open_dir(joined, comps, false)?;
             let owner = self.chown.then_some((meta.uid, meta.gid));
-            dirfd::set_meta(&dir, owner, meta.mode, meta.mtime).map_err(self.io_err(joined))?;
+            dirfd::set_meta(&dir, owner, meta.mode, dirfd::secs(meta.mtime))
+                .map_err(self.io_err(joined))?;
         }
         Ok(())
     }

@@ -38,19 +38,24 @@ impl SnapshotError {
     }
 }
 
-/// A FileOp action failed. Displays as `<action> "<path>": <what went wrong>`.
+/// A FileOp action failed. Displays as `<action> "<path>": <what went wrong>`, or
+/// `fileop: <what went wrong>` for the op as a whole.
 #[derive(Debug)]
 pub struct FileOpError {
     /// `copy`, `mkdir`, `mkfile`, `rm`, `symlink`, or `fileop` for the op as a whole.
     pub action: &'static str,
-    /// The path of the action at fault, as the action spells it.
-    pub path: String,
+    /// The path of the action at fault, as the action spells it; None for the op as
+    /// a whole (its errors name what they are about themselves).
+    pub path: Option<String>,
     pub kind: FileOpErrorKind,
 }
 
 impl fmt::Display for FileOpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}: {}", self.action, self.path, self.kind)
+        match &self.path {
+            Some(p) => write!(f, "{} {p:?}: {}", self.action, self.kind),
+            None => write!(f, "{}: {}", self.action, self.kind),
+        }
     }
 }
 
@@ -92,6 +97,13 @@ pub enum FileOpErrorKind {
     BadInput(i64),
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    /// A context file is not the one the cache key was computed from.
+    #[error("{0:?} changed during the build")]
+    Changed(String),
+    /// `.wh.` names mark deletions in OCI layers; a real file so named would be
+    /// read back as one.
+    #[error("file names starting with \".wh.\" are reserved for whiteouts")]
+    ReservedName,
     #[error("{0}")]
     Select(#[source] buildd_fsutil::select::SelectError),
     #[error("{0}")]

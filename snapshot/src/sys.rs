@@ -8,6 +8,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use buildd_fsutil::dirfd;
+
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque\0";
 
 fn cpath(p: &Path) -> io::Result<CString> {
@@ -77,10 +79,7 @@ pub fn is_opaque(p: &Path) -> io::Result<bool> {
 /// Sets atime and mtime of `p` itself (never a symlink's target) to `ns` since the epoch.
 pub fn set_times(p: &Path, ns: i64) -> io::Result<()> {
     let c = cpath(p)?;
-    let ts = libc::timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000),
-    };
+    let ts = dirfd::timespec(ns);
     let times = [ts, ts];
     // SAFETY: valid path and a two-element timespec array.
     check(unsafe {
@@ -120,6 +119,50 @@ pub fn syncfs(p: &Path) -> io::Result<()> {
     check(unsafe { libc::syncfs(f.as_raw_fd()) })
 }
 
+/// Nanoseconds since the epoch, saturated beyond what an i64 holds (year 2262).
 pub fn mtime_ns(meta: &Metadata) -> i64 {
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+    dirfd::time_ns(meta.mtime(), meta.mtime_nsec())
+}
+
+/// Reads xattr `name` of `p` itself; None when absent or unsupported.
+pub fn lget_xattr(p: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let c = cpath(p)?;
+    let cname = CString::new(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid NUL-terminated path and name; `buf` outlives the call.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                cname.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
+pub fn lset_xattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let c = cpath(p)?;
+    let cname = CString::new(name)?;
+    // SAFETY: valid NUL-terminated path and name; `value` outlives the call.
+    check(unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
 }

@@ -1,5 +1,6 @@
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -75,6 +76,7 @@ fn copying_a_context_directory_with_dockerignore() {
     let src = [CopySource::Dir {
         root: ctx.path(),
         excludes: Some(&ignore),
+        selections: &BTreeMap::new(),
     }];
     let s = apply(
         &store,
@@ -110,6 +112,7 @@ fn wildcards_files_and_directories_land_where_docker_puts_them() {
     let src = [CopySource::Dir {
         root: ctx.path(),
         excludes: None,
+        selections: &BTreeMap::new(),
     }];
     let base = apply(
         &store,
@@ -154,6 +157,7 @@ fn copy_errors_name_the_action_and_path() {
     let src = [CopySource::Dir {
         root: ctx.path(),
         excludes: None,
+        selections: &BTreeMap::new(),
     }];
     let run = |actions| {
         apply(&store, &Snapshot::scratch(), "01", actions, &src)
@@ -227,6 +231,7 @@ fn chmod_chown_by_name_and_timestamp() {
     let src = [CopySource::Dir {
         root: ctx.path(),
         excludes: None,
+        selections: &BTreeMap::new(),
     }];
     let mut c = copy(0, "src/lib", "/opt/lib/");
     c.owner = Some(ChownOpt {
@@ -317,6 +322,7 @@ fn copies_cannot_escape_through_base_symlinks() {
     let src = [CopySource::Dir {
         root: ctx.path(),
         excludes: None,
+        selections: &BTreeMap::new(),
     }];
     let s = apply(
         &store,
@@ -354,6 +360,7 @@ fn the_same_op_twice_gives_byte_identical_layers() {
         let src = [CopySource::Dir {
             root: ctx.path(),
             excludes: None,
+            selections: &BTreeMap::new(),
         }];
         let actions = vec![
             mkdir("/work/a/b", 0o750, true),

@@ -100,3 +100,39 @@ fn exporting_scratch_makes_an_empty_directory() {
     export_tree(&store, &Snapshot::scratch(), &dest).unwrap();
     assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
 }
+
+#[test]
+fn read_only_directories_export_and_re_export_unprivileged() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, store) = common::store();
+    let s = layer(&store, &Snapshot::scratch(), "01", |r| {
+        write(r, "ro/sub/f", "f");
+        for p in ["ro/sub/f", "ro/sub", "ro", ""] {
+            std::os::unix::fs::lchown(r.join(p), Some(65534), Some(65534)).unwrap();
+        }
+        fs::set_permissions(r.join("ro/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::set_permissions(r.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    });
+    let dest = d.path().join("out");
+    fs::create_dir(&dest).unwrap();
+    std::os::unix::fs::lchown(&dest, Some(65534), Some(65534)).unwrap();
+    // Credentials are per thread: this one writes as an ordinary user would, without
+    // the capabilities that let root write into a 0555 directory.
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            unsafe {
+                libc::setfsgid(65534);
+                libc::setfsuid(65534);
+            }
+            export_tree(&store, &s, &dest).unwrap();
+            export_tree(&store, &s, &dest).unwrap();
+        });
+    });
+    let l = listing(&dest);
+    assert_eq!(
+        common::line(&l, "ro").split(' ').nth(2),
+        Some("555"),
+        "{l:#?}"
+    );
+    assert_eq!(fs::read_to_string(dest.join("ro/sub/f")).unwrap(), "f");
+}

@@ -9,7 +9,7 @@ use buildd_proto::llb::{file_action, op};
 use sha2::{Digest as _, Sha256};
 
 use super::hash_cache::IndexHashCache;
-use super::worker::Ref;
+use super::worker::{Ref, Selections};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
 
@@ -19,13 +19,13 @@ pub(crate) fn file_op(
     root: &Root,
     vertex: &Vertex,
     inputs: &[Arc<Resolved<Ref>>],
-) -> Result<Option<Digest>, OpError> {
+) -> Result<(Option<Digest>, Selections), OpError> {
+    let mut selections = Selections::new();
     let Some(op::Op::File(file)) = &vertex.op.op else {
-        return Ok(None);
+        return Ok((None, selections));
     };
     let cache = IndexHashCache(root.index.as_ref());
     let mut h = Sha256::new();
-    let mut any = false;
     for (i, action) in file.actions.iter().enumerate() {
         let Some(file_action::Action::Copy(copy)) = &action.action else {
             continue;
@@ -51,7 +51,8 @@ pub(crate) fn file_op(
             .map_err(|e| OpError::new(e.to_string()))?;
         h.update((i as u64).to_le_bytes());
         h.update(digest.as_bytes());
-        any = true;
+        selections.insert(i, selection);
     }
-    Ok(any.then(|| h.into()))
+    let key = (!selections.is_empty()).then(|| h.into());
+    Ok((key, selections))
 }

@@ -10,7 +10,7 @@ use buildd_proto::Digest;
 use buildd_proto::llb::{NO_INPUT, op};
 use buildd_snapshot::{CopySource, LayerId, Snapshot};
 
-use super::worker::{Cancelled, Ref};
+use super::worker::{Cancelled, Ref, Selections};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
 
@@ -18,6 +18,7 @@ pub(crate) fn run(
     root: &Root,
     vertex: &Vertex,
     inputs: &[Arc<Resolved<Ref>>],
+    selections: &Selections,
     cache_key: Digest,
     cancelled: &Cancelled,
 ) -> Result<Ref, OpError> {
@@ -48,6 +49,8 @@ pub(crate) fn run(
             Ref::Local(dir) => CopySource::Dir {
                 root: &dir.root,
                 excludes: dir.excludes.as_ref(),
+                // The very files the cache key hashed; the copy checks each is unchanged.
+                selections,
             },
         })
         .collect();

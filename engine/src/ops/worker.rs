@@ -1,8 +1,10 @@
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use buildd_fsutil::dockerignore::PatternMatcher;
+use buildd_fsutil::select::Selection;
 use buildd_proto::Digest;
 use buildd_proto::llb::op;
 use buildd_snapshot::{LayerId, Snapshot};
@@ -10,6 +12,9 @@ use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::root::Root;
 use crate::solver::{BuildCtx, LogSink, OpError, Resolved, Vertex, Worker};
+
+/// Context selections by copy action index.
+pub type Selections = BTreeMap<usize, Selection>;
 
 /// What a vertex yields.
 #[derive(Debug, Clone)]
@@ -83,20 +88,22 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 impl Worker for BuildWorker {
     type Output = Ref;
+    /// Per copy action (by index): the context selection its cache key hashed.
+    type Prepared = Selections;
 
     fn content_key(
         &self,
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Ref>>>,
         _ctx: Arc<BuildCtx>,
-    ) -> BoxFuture<'static, Result<Option<Digest>, OpError>> {
+    ) -> BoxFuture<'static, Result<(Option<Digest>, Selections), OpError>> {
         let root = self.root.clone();
         async move {
             match &vertex.op.op {
                 Some(op::Op::File(_)) => {
                     blocking(move |_| super::content_key::file_op(&root, &vertex, &inputs)).await
                 }
-                _ => Ok(None),
+                _ => Ok((None, Selections::new())),
             }
         }
         .boxed()
@@ -106,6 +113,7 @@ impl Worker for BuildWorker {
         &self,
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Ref>>>,
+        selections: Selections,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
         _log: LogSink,
@@ -116,7 +124,14 @@ impl Worker for BuildWorker {
                 Some(op::Op::Source(src)) => super::source::resolve(src, &ctx),
                 Some(op::Op::File(_)) => {
                     blocking(move |cancelled| {
-                        super::file::run(&root, &vertex, &inputs, cache_key, &cancelled)
+                        super::file::run(
+                            &root,
+                            &vertex,
+                            &inputs,
+                            &selections,
+                            cache_key,
+                            &cancelled,
+                        )
                     })
                     .await
                 }

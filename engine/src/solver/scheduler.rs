@@ -230,7 +230,7 @@ impl<W: Worker> Inner<W> {
                 .content_key(vertex.clone(), inputs.clone(), ctx.clone())
                 .await
         };
-        let content = content.map_err(|e| {
+        let (content, prepared) = content.map_err(|e| {
             progress.emit(ProgressEvent::Failed {
                 vertex: vertex.digest,
                 name: vertex.name.clone(),
@@ -280,6 +280,7 @@ impl<W: Worker> Inner<W> {
                 .execute(
                     vertex.clone(),
                     inputs,
+                    prepared,
                     key,
                     ctx,
                     LogSink::new(progress.clone(), vertex.digest),

@@ -140,20 +140,22 @@ impl Drop for DropFlag {
 
 impl Worker for ScriptWorker {
     type Output = Digest;
+    type Prepared = ();
 
     fn content_key(
         &self,
         _: Arc<Vertex>,
         _: Vec<Arc<Resolved<Digest>>>,
         _: Arc<BuildCtx>,
-    ) -> BoxFuture<'static, Result<Option<Digest>, OpError>> {
-        futures_util::future::ready(Ok(None)).boxed()
+    ) -> BoxFuture<'static, Result<(Option<Digest>, ()), OpError>> {
+        futures_util::future::ready(Ok((None, ()))).boxed()
     }
 
     fn execute(
         &self,
         vertex: Arc<Vertex>,
         _: Vec<Arc<Resolved<Digest>>>,
+        _: (),
         _: Digest,
         _: Arc<BuildCtx>,
         _: LogSink,

@@ -31,6 +31,9 @@ pub struct Resolved<O> {
 /// only knows how to compute one vertex from its resolved inputs.
 pub trait Worker: Send + Sync + 'static {
     type Output: Clone + Send + Sync + 'static;
+    /// What computing the content key learned that execution must reuse, so both
+    /// see the same content (e.g. the exact files a COPY selected and hashed).
+    type Prepared: Send + 'static;
 
     /// Digest of the content a vertex reads beyond its inputs' cache keys, e.g. the
     /// context files a COPY selects. `None` when the op and input keys say it all.
@@ -39,12 +42,14 @@ pub trait Worker: Send + Sync + 'static {
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Self::Output>>>,
         ctx: Arc<BuildCtx>,
-    ) -> BoxFuture<'static, Result<Option<Digest>, OpError>>;
+    ) -> BoxFuture<'static, Result<(Option<Digest>, Self::Prepared), OpError>>;
 
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Self::Output>>>,
+        prepared: Self::Prepared,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
         log: LogSink,

@@ -2,11 +2,12 @@
 //! cache key need.
 
 use std::cmp::Ordering;
+use std::ffi::CStr;
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
 
 use super::SelectError;
+use crate::dirfd::{DirFd, time_ns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EntryKind {
@@ -33,6 +34,7 @@ pub struct Entry {
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
+    /// Nanoseconds since the epoch, saturated outside 1678 to 2262.
     pub mtime_ns: i64,
     /// Status change time; part of a per-file hash cache key since an mtime can be
     /// set back by hand but a ctime cannot.
@@ -40,53 +42,64 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Builds the entry for `rel` from its `lstat` data, reading a symlink's target.
-    pub(crate) fn from_metadata(
-        root: &Path,
+    /// Builds the entry for `rel` from its `lstat` data; `name` in `dir` is the
+    /// object itself, whose target is read when it is a symlink.
+    // `stat` field types differ between targets; the casts are no-ops on some.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn from_stat(
+        dir: &DirFd,
+        name: &CStr,
         rel: String,
-        md: &Metadata,
+        st: &libc::stat,
     ) -> Result<Self, SelectError> {
-        let ft = md.file_type();
-        let kind = if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            let full = root.join(&rel);
-            let target = std::fs::read_link(&full).map_err(|source| SelectError::Io {
-                path: rel.clone(),
-                source,
-            })?;
-            let target =
-                target
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|t| SelectError::NonUtf8 {
-                        path: format!("{rel} -> {}", t.to_string_lossy()),
-                    })?;
-            EntryKind::Symlink { target }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else if ft.is_char_device() {
-            EntryKind::CharDev { rdev: md.rdev() }
-        } else if ft.is_block_device() {
-            EntryKind::BlockDev { rdev: md.rdev() }
-        } else {
-            EntryKind::Socket
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => {
+                let target = dir.read_link(name).map_err(|source| SelectError::Io {
+                    path: rel.clone(),
+                    source,
+                })?;
+                let target = target.into_string().map_err(|t| SelectError::NonUtf8 {
+                    path: format!("{rel} -> {}", t.to_string_lossy()),
+                })?;
+                EntryKind::Symlink { target }
+            }
+            libc::S_IFIFO => EntryKind::Fifo,
+            libc::S_IFCHR => EntryKind::CharDev {
+                rdev: st.st_rdev as u64,
+            },
+            libc::S_IFBLK => EntryKind::BlockDev {
+                rdev: st.st_rdev as u64,
+            },
+            _ => EntryKind::Socket,
         };
         Ok(Entry {
             rel,
             kind,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            size: md.size(),
-            dev: md.dev(),
-            ino: md.ino(),
-            nlink: md.nlink(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            mtime_ns: time_ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: time_ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
         })
+    }
+
+    /// Whether `md` (an `fstat` of a file opened at `rel`) is the very version of the
+    /// regular file this entry describes: same inode, size, mtime and ctime. Any
+    /// write or metadata change since the entry was taken moves the ctime.
+    pub fn same_file(&self, md: &Metadata) -> bool {
+        self.kind == EntryKind::File
+            && md.is_file()
+            && md.dev() == self.dev
+            && md.ino() == self.ino
+            && md.size() == self.size
+            && time_ns(md.mtime(), md.mtime_nsec()) == self.mtime_ns
+            && time_ns(md.ctime(), md.ctime_nsec()) == self.ctime_ns
     }
 
     pub fn is_dir(&self) -> bool {

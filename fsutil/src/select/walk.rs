@@ -1,16 +1,19 @@
 //! Parallel walk of a selected directory: worker threads share a queue of
 //! directories, list them with `readdir` + `lstat` (never reading file contents or
-//! following symlinks) and prune directories the filters rule out entirely.
+//! following symlinks) and prune directories the filters rule out entirely. Each
+//! directory is opened relative to its parent's descriptor with `O_NOFOLLOW`, so a
+//! symlink swapped in for a directory during the walk is never followed.
 
 use std::collections::HashSet;
+use std::ffi::CString;
 use std::io;
-use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::SelectError;
 use super::entry::{Entry, path_order};
 use crate::cleanpath::join;
 use crate::confine::is_missing;
+use crate::dirfd::DirFd;
 use crate::dockerignore::PatternMatcher;
 
 /// The filters a walk applies. `context` sees paths relative to the context root,
@@ -23,6 +26,10 @@ pub(super) struct Filters<'a> {
 }
 
 struct DirTask {
+    /// The directory holding this one, and this one's name in it; no name for the
+    /// selected directory, which is `rel` below the root.
+    at: Arc<DirFd>,
+    name: Option<CString>,
     /// Relative to the context root.
     rel: String,
     /// Relative to the selected directory.
@@ -30,6 +37,9 @@ struct DirTask {
     /// Whether the directory itself passed the filters; an unkept one was entered
     /// only because an exception or include pattern may want something below it.
     kept: bool,
+    /// When a name on the way here is not UTF-8 (so `rel` is lossy), the directory
+    /// holding the first such name: keeping anything below is an error naming it.
+    non_utf8: Option<String>,
 }
 
 #[derive(Default)]
@@ -48,15 +58,22 @@ struct Queue {
 /// Everything below the directory `base` (relative to `root`, symlink-free) that
 /// passes `filters`, plus the directories leading to it, in [`path_order`].
 pub(super) fn walk(
-    root: &Path,
+    root: &DirFd,
     base: &str,
     filters: Filters<'_>,
 ) -> Result<Vec<Entry>, SelectError> {
+    let root = root.try_clone().map_err(|source| SelectError::Io {
+        path: String::new(),
+        source,
+    })?;
     let queue = Mutex::new(Queue {
         tasks: vec![DirTask {
+            at: Arc::new(root),
+            name: None,
             rel: base.to_owned(),
             sub: String::new(),
             kept: true,
+            non_utf8: None,
         }],
         active: 0,
         failed: None,
@@ -65,9 +82,9 @@ pub(super) fn walk(
     let workers = crate::workers::count(16, 2);
     let mut found: Vec<Found> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..workers)
-            .map(|_| s.spawn(|| work(root, filters, &queue, &wake)))
+            .map(|_| s.spawn(|| work(filters, &queue, &wake)))
             .collect();
-        let mut all = vec![work(root, filters, &queue, &wake)];
+        let mut all = vec![work(filters, &queue, &wake)];
         all.extend(
             handles
                 .into_iter()
@@ -109,7 +126,7 @@ fn ancestors_of<'e>(entries: &'e [Entry], base: &str) -> HashSet<&'e str> {
     needed
 }
 
-fn work(root: &Path, filters: Filters<'_>, queue: &Mutex<Queue>, wake: &Condvar) -> Found {
+fn work(filters: Filters<'_>, queue: &Mutex<Queue>, wake: &Condvar) -> Found {
     let mut found = Found::default();
     let mut children = Vec::new();
     loop {
@@ -129,7 +146,7 @@ fn work(root: &Path, filters: Filters<'_>, queue: &Mutex<Queue>, wake: &Condvar)
                 q = wake.wait(q).expect("walk queue poisoned");
             }
         };
-        let res = list_dir(root, filters, &task, &mut found, &mut children);
+        let res = list_dir(filters, &task, &mut found, &mut children);
         let mut q = queue.lock().expect("walk queue poisoned");
         q.active -= 1;
         match res {
@@ -144,7 +161,6 @@ fn work(root: &Path, filters: Filters<'_>, queue: &Mutex<Queue>, wake: &Condvar)
 }
 
 fn list_dir(
-    root: &Path,
     filters: Filters<'_>,
     task: &DirTask,
     found: &mut Found,
@@ -154,7 +170,11 @@ fn list_dir(
         path: path.to_owned(),
         source,
     };
-    let dir = match std::fs::read_dir(root.join(&task.rel)) {
+    let opened = match &task.name {
+        Some(name) => task.at.open_dir(name),
+        None => task.at.open_dir_beneath(&task.rel),
+    };
+    let dir = match opened.and_then(|d| d.names().map(|n| (d, n))) {
         Ok(d) => d,
         // Gone since it was listed, or an unreadable directory nobody asked for
         // (fsutil ignores those too).
@@ -162,27 +182,31 @@ fn list_dir(
         Err(e) if !task.kept && e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
         Err(e) => return Err(io_err(&task.rel, e)),
     };
-    for de in dir {
-        let de = de.map_err(|e| io_err(&task.rel, e))?;
-        let name = de
-            .file_name()
-            .into_string()
-            .map_err(|n| SelectError::NonUtf8 {
-                path: join(&task.rel, &n.to_string_lossy()),
-            })?;
+    let (dir, names) = dir;
+    let dir = Arc::new(dir);
+    for cname in names {
+        // Filters see a lossy name; only a name that is kept must be valid UTF-8.
+        let (name, non_utf8) = match cname.to_str() {
+            Ok(n) => (n.to_owned(), task.non_utf8.clone()),
+            Err(_) => (
+                cname.to_string_lossy().into_owned(),
+                task.non_utf8.clone().or_else(|| Some(task.rel.clone())),
+            ),
+        };
         let rel = join(&task.rel, &name);
         let sub = join(&task.sub, &name);
-        // DirEntry::metadata is an lstat relative to the open directory.
-        let md = match de.metadata() {
-            Ok(m) => m,
+        let st = match dir.lstat(&cname) {
+            Ok(Some(st)) => st,
+            Ok(None) => continue,
             Err(e) if is_missing(&e) => continue,
             Err(e) => return Err(io_err(&rel, e)),
         };
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let ctx_out = filters.context.is_some_and(|m| m.matches(&rel));
         let copy_out = filters.exclude.is_some_and(|m| m.matches(&sub));
         let included = filters.include.is_none_or(|m| m.matches(&sub));
         let kept = !ctx_out && !copy_out && included;
-        let enter = md.is_dir()
+        let enter = is_dir
             && (kept
                 || ((!ctx_out || !filters.context.is_some_and(|m| m.can_skip_dir(&rel)))
                     && (!copy_out || !filters.exclude.is_some_and(|m| m.can_skip_dir(&sub)))
@@ -190,14 +214,26 @@ fn list_dir(
         if !kept && !enter {
             continue;
         }
-        let entry = Entry::from_metadata(root, rel.clone(), &md)?;
+        if kept && let Some(holder) = &non_utf8 {
+            return Err(SelectError::NonUtf8Name {
+                dir: holder.clone(),
+            });
+        }
+        let entry = Entry::from_stat(&dir, &cname, rel.clone(), &st)?;
         if kept {
             found.kept.push(entry);
         } else {
             found.entered.push(entry);
         }
         if enter {
-            children.push(DirTask { rel, sub, kept });
+            children.push(DirTask {
+                at: Arc::clone(&dir),
+                name: Some(cname),
+                rel,
+                sub,
+                kept,
+                non_utf8,
+            });
         }
     }
     Ok(())

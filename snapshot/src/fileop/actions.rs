@@ -65,7 +65,7 @@ pub(super) fn mkfile(w: &mut Writer<'_>, a: &FileActionMkFile) -> Result<(), Fil
         mode: a.mode & 0o7777,
         mtime_ns: now,
     };
-    w.create_file(&r.rel, &mut a.data.as_slice(), attrs, now)
+    w.create_file(&r.rel, &mut a.data.as_slice(), attrs, None, now)
         .map_err(&err)
 }
 

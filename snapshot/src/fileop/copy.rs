@@ -1,15 +1,14 @@
 //! The copy action, with Docker's rules for where a source lands.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use buildd_fsutil::dirfd::fget_xattr;
 use buildd_proto::llb::FileActionCopy;
 
-use super::source::{self, Kind, SrcItem};
-use super::writer::{Attrs, Writer};
+use super::source::{self, Kind, Listing, SrcEntry, SrcItem};
+use super::writer::{Attrs, CAPABILITY_XATTR, Writer};
 use super::{CopySource, at, owner};
 use crate::error::{FileOpError, FileOpErrorKind};
 use crate::store::LayerStore;
@@ -18,6 +17,7 @@ use crate::view::show;
 /// Per-action state shared by every item of one copy.
 struct Ctx<'c> {
     a: &'c FileActionCopy,
+    listing: &'c Listing,
     owner: Option<(u32, u32)>,
     keep_owner: bool,
     now: i64,
@@ -33,6 +33,7 @@ pub(super) fn copy(
     w: &mut Writer<'_>,
     store: &LayerStore,
     a: &FileActionCopy,
+    index: usize,
     sources: &[CopySource<'_>],
 ) -> Result<(), FileOpError> {
     let src_err = at("copy", &a.src);
@@ -47,9 +48,9 @@ pub(super) fn copy(
         .and_then(|i| sources.get(i))
         .ok_or_else(|| src_err(FileOpErrorKind::BadInput(a.source_input)))?;
     let owner = owner::resolve(&w.view, a.owner.as_ref()).map_err(&dest_err)?;
-    let listing = source::list(store, source, a).map_err(&src_err)?;
+    let listing = source::list(store, source, a, index).map_err(&src_err)?;
     if a.attempt_unpack {
-        refuse_archives(&listing.items).map_err(&src_err)?;
+        refuse_archives(&listing).map_err(&src_err)?;
     }
     if listing.items.is_empty() {
         return Ok(()); // an empty wildcard match the action allows
@@ -57,6 +58,7 @@ pub(super) fn copy(
     let now = a.timestamp.unwrap_or(0);
     let mut cx = Ctx {
         a,
+        listing: &listing,
         owner,
         keep_owner: listing.keep_owner,
         now,
@@ -101,12 +103,19 @@ pub(super) fn copy(
             let parent = r.parent.expect("only the root has no parent");
             w.ensure_dir(&parent.rel).map_err(&dest_err)?;
             let item = &listing.items[0];
-            if into_dir || (item.is_dir() && (a.dir_copy_contents || item.name.is_none())) {
+            if into_dir {
                 // The destination is a directory the copy creates, not a copied one.
                 w.create_dir(&r.rel, implicit, now).map_err(&dest_err)?;
                 for item in &listing.items {
                     copy_into(w, &mut cx, item, &r.rel)?;
                 }
+            } else if item.is_dir() && (a.dir_copy_contents || item.name.is_none()) {
+                // The source directory's contents land in a new directory that takes
+                // the source directory's metadata, as BuildKit's copier does.
+                let attrs = entry_attrs(&cx, &item.entries[0]);
+                w.create_dir(&r.rel, attrs, now).map_err(&dest_err)?;
+                cx.dir_times.push((r.rel.clone(), attrs.mtime_ns));
+                copy_entries(w, &mut cx, item, &r.rel, true)?;
             } else {
                 copy_entries(w, &mut cx, item, &r.rel, false)?;
             }
@@ -164,18 +173,7 @@ fn copy_entries(
         };
         let shown = show(&dest).display().to_string();
         let err = at("copy", &shown);
-        let (uid, gid) = cx.owner.unwrap_or(if cx.keep_owner {
-            (e.uid, e.gid)
-        } else {
-            (0, 0)
-        });
-        let mode = a.mode.map_or(e.mode, |m| m & 0o7777);
-        let attrs = Attrs {
-            uid,
-            gid,
-            mode,
-            mtime_ns: a.timestamp.unwrap_or(e.mtime_ns),
-        };
+        let attrs = entry_attrs(cx, e);
         let existing = w.view.lookup_rel(&dest).map_err(|k| err(k.into()))?;
         let existing_dir = existing.as_ref().map(|n| n.is_dir());
         let replace = a.always_replace_existing_dest_paths;
@@ -198,12 +196,12 @@ fn copy_entries(
                     w.create_hardlink(&dest, first, cx.now).map_err(&err)?;
                     continue;
                 }
-                let mut f = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&e.host)
-                    .map_err(|k| at("copy", &a.src)(k.into()))?;
-                w.create_file(&dest, &mut f, attrs, cx.now).map_err(&err)?;
+                let src_err = at("copy", &a.src);
+                let mut f = cx.listing.open(e).map_err(&src_err)?;
+                // File capabilities are part of what an image's binaries can do.
+                let caps = fget_xattr(&f, CAPABILITY_XATTR).map_err(|k| src_err(k.into()))?;
+                w.create_file(&dest, &mut f, attrs, caps.as_deref(), cx.now)
+                    .map_err(&err)?;
                 if e.nlink > 1 {
                     cx.links.insert(key, dest);
                 }
@@ -219,16 +217,31 @@ fn copy_entries(
     Ok(())
 }
 
+/// The owner, mode and mtime the copy of `e` gets.
+fn entry_attrs(cx: &Ctx<'_>, e: &SrcEntry) -> Attrs {
+    let (uid, gid) = cx.owner.unwrap_or(if cx.keep_owner {
+        (e.uid, e.gid)
+    } else {
+        (0, 0)
+    });
+    Attrs {
+        uid,
+        gid,
+        mode: cx.a.mode.map_or(e.mode, |m| m & 0o7777),
+        mtime_ns: cx.a.timestamp.unwrap_or(e.mtime_ns),
+    }
+}
+
 /// ADD's archive extraction is not implemented: fail rather than copy an archive
 /// that Docker would have unpacked. Anything else copies as usual.
-fn refuse_archives(items: &[SrcItem]) -> Result<(), FileOpErrorKind> {
-    for item in items {
+fn refuse_archives(listing: &Listing) -> Result<(), FileOpErrorKind> {
+    for item in &listing.items {
         let e = &item.entries[0];
         if e.kind != Kind::File {
             continue;
         }
         let mut head = [0u8; 262];
-        let n = fs::File::open(&e.host)?.read(&mut head)?;
+        let n = listing.open(e)?.read(&mut head)?;
         let head = &head[..n];
         let compressed = [
             &[0x1f, 0x8b][..],

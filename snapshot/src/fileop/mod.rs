@@ -6,13 +6,16 @@ mod owner;
 mod source;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use buildd_fsutil::dockerignore::PatternMatcher;
+use buildd_fsutil::select::Selection;
 use buildd_proto::llb::{FileOp, file_action::Action};
 
 use crate::error::{FileOpError, FileOpErrorKind};
 use crate::store::{LayerStore, PendingLayer, Snapshot};
+pub(crate) use writer::CAPABILITY_XATTR;
 use writer::Writer;
 
 /// A copy source: one of `Op.inputs`, as the engine resolved it.
@@ -23,6 +26,11 @@ pub enum CopySource<'a> {
     Dir {
         root: &'a Path,
         excludes: Option<&'a PatternMatcher>,
+        /// What each copy action reading this directory selected when its cache key
+        /// was computed, by the action's index in `FileOp.actions`. A copy with an
+        /// entry here copies exactly that selection and fails if a file in it changed
+        /// since; one without selects afresh.
+        selections: &'a BTreeMap<usize, Selection>,
     },
     /// The output of another vertex.
     Snapshot(&'a Snapshot),
@@ -38,7 +46,7 @@ pub fn apply_file_op(
 ) -> Result<PendingLayer, FileOpError> {
     let whole = |kind: FileOpErrorKind| FileOpError {
         action: "fileop",
-        path: String::new(),
+        path: None,
         kind,
     };
     let pending = store
@@ -46,13 +54,13 @@ pub fn apply_file_op(
         .map_err(|e| whole(FileOpErrorKind::Store(e)))?;
     let mut w =
         Writer::new(store, base, pending.path()).map_err(|e| whole(FileOpErrorKind::Store(e)))?;
-    for action in &op.actions {
+    for (index, action) in op.actions.iter().enumerate() {
         match &action.action {
             Some(Action::Mkdir(a)) => actions::mkdir(&mut w, a)?,
             Some(Action::Mkfile(a)) => actions::mkfile(&mut w, a)?,
             Some(Action::Symlink(a)) => actions::symlink(&mut w, a)?,
             Some(Action::Rm(a)) => actions::rm(&mut w, a)?,
-            Some(Action::Copy(a)) => copy::copy(&mut w, store, a, sources)?,
+            Some(Action::Copy(a)) => copy::copy(&mut w, store, a, index, sources)?,
             None => {
                 return Err(whole(FileOpErrorKind::Unsupported(
                     "an action without a kind",
@@ -71,7 +79,7 @@ pub(crate) fn at<'p>(
 ) -> impl Fn(FileOpErrorKind) -> FileOpError + 'p {
     move |kind| FileOpError {
         action,
-        path: path.to_owned(),
+        path: Some(path.to_owned()),
         kind,
     }
 }

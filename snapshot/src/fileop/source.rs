@@ -3,11 +3,14 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use buildd_fsutil::dirfd::{self, DirFd};
 use buildd_fsutil::dockerignore::PatternMatcher;
-use buildd_fsutil::select::{self, EntryKind, SelectError, SelectOptions};
+use buildd_fsutil::select::{self, Entry, EntryKind, SelectError, SelectOptions};
 use buildd_fsutil::{cleanpath, glob};
 use buildd_proto::llb::FileActionCopy;
 
@@ -42,8 +45,17 @@ pub(crate) struct SrcEntry {
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
-    /// Where a regular file's bytes are on the host.
-    pub host: PathBuf,
+    /// Where a regular file's bytes are.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// In a layer of the store, which only buildd writes.
+    Layer(PathBuf),
+    /// In the context directory, as its selection saw it: opened below
+    /// [`Listing::context`] and checked to be that very version of the file.
+    Context(Entry),
 }
 
 /// One selected object (a wildcard selects several).
@@ -67,36 +79,76 @@ pub(crate) struct Listing {
     /// Whether copies keep the source's owners. Context files are owned by root, as
     /// BuildKit resets their owners when it transfers the context.
     pub keep_owner: bool,
+    /// The context directory, for a copy from one.
+    pub context: Option<DirFd>,
+}
+
+impl Listing {
+    /// Opens the regular file `e` for reading, refusing anything else: a context
+    /// file must still be the one its selection saw, reached without following
+    /// any symlink swapped in since.
+    pub fn open(&self, e: &SrcEntry) -> Result<File, FileOpErrorKind> {
+        match (&e.origin, &self.context) {
+            (Origin::Layer(host), _) => Ok(File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(host)?),
+            (Origin::Context(entry), Some(dir)) => {
+                let changed = || FileOpErrorKind::Changed(entry.rel.clone());
+                let f = match dir.open_file_beneath(&entry.rel) {
+                    Ok(f) => f,
+                    Err(err) if dirfd::swapped(&err) || err.kind() == io::ErrorKind::NotFound => {
+                        return Err(changed());
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                if !entry.same_file(&f.metadata()?) {
+                    return Err(changed());
+                }
+                Ok(f)
+            }
+            (Origin::Context(_), None) => unreachable!("context entries come with their directory"),
+        }
+    }
 }
 
 pub(crate) fn list(
     store: &LayerStore,
     source: &CopySource<'_>,
     a: &FileActionCopy,
+    index: usize,
 ) -> Result<Listing, FileOpErrorKind> {
     match source {
-        CopySource::Dir { root, excludes } => {
-            let opts = SelectOptions {
-                follow_symlink: a.follow_symlink,
-                allow_wildcard: a.allow_wildcard,
-                allow_empty_wildcard: a.allow_empty_wildcard,
-                context_excludes: *excludes,
-                include_patterns: &a.include_patterns,
-                exclude_patterns: &a.exclude_patterns,
+        CopySource::Dir {
+            root,
+            excludes,
+            selections,
+        } => {
+            let fresh;
+            let sel = match selections.get(&index) {
+                Some(sel) => sel,
+                None => {
+                    let opts = SelectOptions {
+                        follow_symlink: a.follow_symlink,
+                        allow_wildcard: a.allow_wildcard,
+                        allow_empty_wildcard: a.allow_empty_wildcard,
+                        context_excludes: *excludes,
+                        include_patterns: &a.include_patterns,
+                        exclude_patterns: &a.exclude_patterns,
+                    };
+                    fresh = select::select(root, &a.src, &opts).map_err(|e| match e {
+                        SelectError::NotFound { .. } => FileOpErrorKind::NotFound,
+                        SelectError::NoMatch { .. } => FileOpErrorKind::NoMatch,
+                        e => FileOpErrorKind::Select(e),
+                    })?;
+                    &fresh
+                }
             };
-            let sel = select::select(root, &a.src, &opts).map_err(|e| match e {
-                SelectError::NotFound { .. } => FileOpErrorKind::NotFound,
-                SelectError::NoMatch { .. } => FileOpErrorKind::NoMatch,
-                e => FileOpErrorKind::Select(e),
-            })?;
-            let items = sel
-                .roots
-                .into_iter()
-                .map(|r| from_selection(root, r))
-                .collect();
+            let items = sel.roots.iter().map(from_selection).collect();
             Ok(Listing {
                 items,
                 keep_owner: false,
+                context: Some(DirFd::open(root)?),
             })
         }
         CopySource::Snapshot(snap) => {
@@ -104,16 +156,17 @@ pub(crate) fn list(
             Ok(Listing {
                 items,
                 keep_owner: true,
+                context: None,
             })
         }
     }
 }
 
-fn from_selection(root: &Path, r: select::SelectedRoot) -> SrcItem {
-    let base = r.entries[0].rel.clone();
+fn from_selection(r: &select::SelectedRoot) -> SrcItem {
+    let base = r.entries[0].rel.as_str();
     let entries = r
         .entries
-        .into_iter()
+        .iter()
         .map(|e| {
             let rel = if e.rel == base {
                 PathBuf::new()
@@ -125,7 +178,7 @@ fn from_selection(root: &Path, r: select::SelectedRoot) -> SrcItem {
                 };
                 PathBuf::from(below)
             };
-            let kind = match e.kind {
+            let kind = match &e.kind {
                 EntryKind::Dir => Kind::Dir,
                 EntryKind::File => Kind::File,
                 EntryKind::Symlink { target } => Kind::Symlink(target.into()),
@@ -135,11 +188,11 @@ fn from_selection(root: &Path, r: select::SelectedRoot) -> SrcItem {
                 },
                 EntryKind::CharDev { rdev } => Kind::Special {
                     file_type: libc::S_IFCHR,
-                    rdev,
+                    rdev: *rdev,
                 },
                 EntryKind::BlockDev { rdev } => Kind::Special {
                     file_type: libc::S_IFBLK,
-                    rdev,
+                    rdev: *rdev,
                 },
                 EntryKind::Socket => Kind::Special {
                     file_type: libc::S_IFSOCK,
@@ -147,7 +200,7 @@ fn from_selection(root: &Path, r: select::SelectedRoot) -> SrcItem {
                 },
             };
             SrcEntry {
-                host: root.join(&e.rel),
+                origin: Origin::Context(e.clone()),
                 rel,
                 kind,
                 mode: e.mode,
@@ -289,6 +342,6 @@ fn snapshot_entry(
         dev: m.dev(),
         ino: m.ino(),
         nlink: m.nlink(),
-        host,
+        origin: Origin::Layer(host),
     })
 }

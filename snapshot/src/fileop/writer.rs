@@ -8,12 +8,25 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use buildd_fsutil::dirfd;
+
 use crate::error::{FileOpErrorKind, SnapshotError};
 use crate::store::{LayerStore, Snapshot};
 use crate::sys;
 use crate::view::{LayeredView, Node, Resolved};
 
 type Result<T> = std::result::Result<T, FileOpErrorKind>;
+
+/// File capabilities, kept on copies so binaries keep what they may do.
+pub(crate) const CAPABILITY_XATTR: &str = "security.capability";
+
+/// Refuses a name an OCI layer would read back as a whiteout.
+fn check_name(rel: &Path) -> Result<()> {
+    match rel.file_name() {
+        Some(n) if n.as_encoded_bytes().starts_with(b".wh.") => Err(FileOpErrorKind::ReservedName),
+        _ => Ok(()),
+    }
+}
 
 /// Owner, permission bits and mtime of an entry to create.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +95,10 @@ impl<'a> Writer<'a> {
                 fs::create_dir(&host)?;
                 let m = &child.meta;
                 sys::set_meta(&host, m.uid(), m.gid(), m.mode(), 0)?;
+                let lower = self.view.host_path(&child);
+                if let Some(caps) = sys::lget_xattr(&lower, CAPABILITY_XATTR)? {
+                    sys::lset_xattr(&host, CAPABILITY_XATTR, &caps)?;
+                }
                 self.dir_times.insert(child.rel.clone(), sys::mtime_ns(m));
             }
             node = child;
@@ -166,6 +183,7 @@ impl<'a> Writer<'a> {
     /// Creates directory `rel` in place of whatever is there. The parent must
     /// already be in the diff.
     pub fn create_dir(&mut self, rel: &Path, a: Attrs, now: i64) -> Result<()> {
+        check_name(rel)?;
         let below = self.clear(rel)?;
         let host = self.host(rel);
         fs::create_dir(&host)?;
@@ -179,13 +197,16 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// A regular file with `content`, and file capabilities `caps` if any.
     pub fn create_file(
         &mut self,
         rel: &Path,
         content: &mut dyn Read,
         a: Attrs,
+        caps: Option<&[u8]>,
         now: i64,
     ) -> Result<()> {
+        check_name(rel)?;
         self.clear(rel)?;
         let host = self.host(rel);
         let mut f = fs::OpenOptions::new()
@@ -195,13 +216,22 @@ impl<'a> Writer<'a> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&host)?;
         io::copy(content, &mut f)?;
-        drop(f);
-        sys::set_meta(&host, a.uid, a.gid, a.mode, a.mtime_ns)?;
+        // Capabilities last: chown clears them.
+        dirfd::set_meta(
+            &f,
+            Some((a.uid, a.gid)),
+            a.mode,
+            dirfd::timespec(a.mtime_ns),
+        )?;
+        if let Some(caps) = caps {
+            dirfd::fset_xattr(&f, CAPABILITY_XATTR, caps)?;
+        }
         self.touch_parent(rel, now);
         Ok(())
     }
 
     pub fn create_symlink(&mut self, rel: &Path, target: &Path, a: Attrs, now: i64) -> Result<()> {
+        check_name(rel)?;
         self.clear(rel)?;
         let host = self.host(rel);
         std::os::unix::fs::symlink(target, &host)?;
@@ -220,6 +250,7 @@ impl<'a> Writer<'a> {
         a: Attrs,
         now: i64,
     ) -> Result<()> {
+        check_name(rel)?;
         self.clear(rel)?;
         let host = self.host(rel);
         sys::mknod(&host, file_type | (a.mode & 0o7777), rdev)?;
@@ -230,6 +261,7 @@ impl<'a> Writer<'a> {
 
     /// Makes `rel` another name for `existing`, a file this op already wrote.
     pub fn create_hardlink(&mut self, rel: &Path, existing: &Path, now: i64) -> Result<()> {
+        check_name(rel)?;
         self.clear(rel)?;
         fs::hard_link(self.host(existing), self.host(rel))?;
         self.touch_parent(rel, now);
