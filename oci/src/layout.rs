@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -111,8 +112,8 @@ impl LayoutWriter {
         Ok(Self { state })
     }
 
-    /// Adds a blob already on disk at `path`. A directory layout hardlinks it when it can
-    /// (same filesystem) and otherwise copies it, verifying the digest while copying.
+    /// Adds a blob already on disk at `path`, copying it and verifying the digest while
+    /// copying.
     pub fn add_blob_file(
         &mut self,
         digest: Digest,
@@ -123,19 +124,22 @@ impl LayoutWriter {
         match &mut self.state {
             State::Dir(root) => {
                 let dest = blob_path(root, &digest);
-                if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_file() && md.len() == size) {
-                    // Content-addressed and only ever renamed into place whole: already there.
+                // The destination belongs to the user: a blob already there counts only
+                // if its content checks out.
+                if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_file() && md.len() == size)
+                    && copy_verified(digest, size, &dest, &mut io::sink()).is_ok()
+                {
                     return Ok(());
                 }
+                // Always a copy, never a hard link: editing the exported file must not
+                // be able to change the engine's content store.
                 let tmp = temp_name(&dest);
-                if fs::hard_link(path, &tmp).is_err() {
-                    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-                    let copied = copy_verified(digest, size, path, &mut f)
-                        .and_then(|()| f.sync_all().map_err(io_err(&tmp)));
-                    if let Err(e) = copied {
-                        let _ = fs::remove_file(&tmp);
-                        return Err(e);
-                    }
+                let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+                let copied = copy_verified(digest, size, path, &mut f)
+                    .and_then(|()| f.sync_all().map_err(io_err(&tmp)));
+                if let Err(e) = copied {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
                 }
                 rename(&tmp, &dest)
             }
@@ -348,6 +352,10 @@ fn write_tar(
     tarfmt::write_end(&mut w).map_err(werr)?;
     w.flush().map_err(werr)?;
     drop(w);
+    // tempfile creates 0600; an exported image is an ordinary readable file.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(dest).map_err(|e| LayoutError::Io {
         path: dest.to_owned(),

@@ -85,7 +85,7 @@ fn tar_layout_is_sorted_normalized_and_deterministic() {
 }
 
 #[test]
-fn dir_layout_has_layout_files_and_hardlinks_blobs() {
+fn dir_layout_has_layout_files_and_copies_blobs() {
     let d = tempfile::tempdir().unwrap();
     let blob = d.path().join("layer");
     fs::write(&blob, b"layer bytes").unwrap();
@@ -100,17 +100,21 @@ fn dir_layout_has_layout_files_and_hardlinks_blobs() {
     let copied = out
         .join("blobs/sha256")
         .join(Digest::of(b"layer bytes").hex());
-    assert_eq!(
+    // A copy, not a link: editing the export must not reach the source blob.
+    assert_ne!(
         fs::metadata(&copied).unwrap().ino(),
         fs::metadata(&blob).unwrap().ino()
     );
+    assert_eq!(fs::read(&copied).unwrap(), b"layer bytes");
     assert_eq!(
         fs::read(out.join("blobs/sha256").join(m.hex())).unwrap(),
         br#"{"schemaVersion":2}"#
     );
-    // Writing again into the same layout is idempotent.
+    // Writing again into the same layout is idempotent, and repairs a damaged blob.
+    fs::write(&copied, b"LAYER BYTES").unwrap();
     write_layout(LayoutTarget::Dir(out.clone()), &blob);
     assert_eq!(fs::read_dir(out.join("blobs/sha256")).unwrap().count(), 2);
+    assert_eq!(fs::read(&copied).unwrap(), b"layer bytes");
 }
 
 #[test]

@@ -41,6 +41,11 @@ fn oci_archive_passes_skopeo_and_umoci() {
     ])
     .success();
 
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o644,
+        "the archive is an ordinary readable file"
+    );
     let config = skopeo_config(&out);
     let c = &config["config"];
     assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
