@@ -47,3 +47,27 @@ fn dump_llb_prints_the_graph_without_building() {
     assert!(text.contains("local://context"), "{text}");
     assert!(text.contains("COPY a /a"), "{text}");
 }
+
+#[test]
+fn outline_lists_stages_and_args() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "ARG BASE=scratch\nFROM scratch AS build\nARG VERSION=1.0\nFROM build\n",
+    )
+    .unwrap();
+    let out = buildd()
+        .args(["debug", "outline"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("build"), "{text}");
+    assert!(text.contains("VERSION"), "{text}");
+    assert!(text.contains("1.0"), "{text}");
+}

@@ -2,11 +2,14 @@
 //!
 //! [`parse`] turns text into an [`Ast`] with exact spans; [`compile`] types the
 //! instructions, expands words ([`shell`]), and builds the LLB graph of the target
-//! stage together with the image config it would produce.
+//! stage together with the image config it would produce, plus BuildKit's
+//! build-check warnings ([`Warning`]; `# check=skip=...;error=true` is
+//! honoured). [`outline`] lists stages and build args without compiling.
 
 mod compile;
 mod error;
 mod instructions;
+mod outline;
 pub mod parser;
 pub mod shell;
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 
 pub use buildd_oci::Platform;
 pub use error::{Error, Warning};
+pub use outline::{Outline, OutlineArg, OutlineStage};
 pub use parser::{Ast, Node, parse};
 
 /// Options of one build.
@@ -91,4 +95,9 @@ pub struct Compiled {
 /// Compiles a Dockerfile to LLB for `opts.target` (or the last stage).
 pub fn compile(dockerfile: &str, opts: &BuildOptions) -> Result<Compiled, Error> {
     compile::compile(dockerfile, opts)
+}
+
+/// The stages and build args of a Dockerfile, for `buildd debug outline`.
+pub fn outline(dockerfile: &str, opts: &BuildOptions) -> Result<Outline, Error> {
+    outline::outline(dockerfile, opts)
 }

@@ -220,3 +220,74 @@ fn images_come_from_the_resolver() {
         "Dockerfile:1:1: FROM: failed to resolve image \"busybox\": busybox: not found"
     );
 }
+
+#[test]
+fn outline_lists_stages_and_args() {
+    let text = "ARG BASE=scratch\n# VERSION the release to build\nARG VERSION\nFROM ${BASE} AS build\nARG NAME=app TOKEN\nFROM build\nARG EXTRA=1\n";
+    let mut o = opts();
+    o.build_args.insert("VERSION".into(), "2.0".into());
+    o.target = Some("build".into());
+    let out = buildd_frontend::outline(text, &o).unwrap();
+    assert_eq!(out.target, Some(0));
+    let stages: Vec<_> = out
+        .stages
+        .iter()
+        .map(|s| (s.index, s.name.as_deref(), s.base.as_str(), s.line))
+        .collect();
+    assert_eq!(
+        stages,
+        [(0, Some("build"), "${BASE}", 4), (1, None, "build", 6)]
+    );
+    let args: Vec<_> = out
+        .args
+        .iter()
+        .map(|a| (a.name.as_str(), a.default.as_deref(), a.line, a.stage))
+        .collect();
+    assert_eq!(
+        args,
+        [
+            ("BASE", Some("scratch"), 1, None),
+            ("VERSION", None, 3, None),
+            ("NAME", Some("app"), 5, Some(0)),
+            ("TOKEN", None, 5, Some(0)),
+            ("EXTRA", Some("1"), 7, Some(1)),
+        ]
+    );
+    assert_eq!(out.args[1].value.as_deref(), Some("2.0"));
+    assert_eq!(
+        out.args[1].description.as_deref(),
+        Some("the release to build")
+    );
+    let shown = out.to_string();
+    assert!(shown.starts_with("STAGES\n* 0   build"), "{shown}");
+    assert!(shown.contains("VERSION                          line 3     global  (set to \"2.0\")  # the release to build"), "{shown}");
+    o.target = Some("nope".into());
+    assert!(buildd_frontend::outline(text, &o).is_err());
+}
+
+#[test]
+fn big_dockerfile_parses_and_compiles() {
+    let text = common::big::dockerfile();
+    let start = std::time::Instant::now();
+    let ast = buildd_frontend::parse(&text).unwrap();
+    let parsed = start.elapsed();
+    assert_eq!(ast.nodes.len(), common::big::INSTRUCTIONS);
+    let froms = ast.nodes.iter().filter(|n| n.name() == "FROM").count();
+    assert_eq!(froms, common::big::STAGES);
+    let start = std::time::Instant::now();
+    let c = compile(&text, &opts()).unwrap_or_else(|e| panic!("{e}"));
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    eprintln!(
+        "big Dockerfile ({build} build): parse {parsed:?}, parse + compile {:?}",
+        start.elapsed()
+    );
+    assert!(c.definition.def.len() > 1_000);
+    assert_eq!(
+        c.image.config.cmd.as_deref(),
+        Some(&["/bin/app".to_owned(), "--serve".to_owned()][..])
+    );
+}

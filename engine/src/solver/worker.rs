@@ -19,6 +19,10 @@ pub struct BuildCtx {
     pub no_cache: bool,
 }
 
+/// A content digest for the cache key (if the op reads content beyond its inputs)
+/// and what execution should reuse of the work that computed it.
+pub type ContentKey<P> = (Option<Digest>, P);
+
 /// A vertex's result together with its cache key.
 #[derive(Debug)]
 pub struct Resolved<O> {
@@ -42,7 +46,7 @@ pub trait Worker: Send + Sync + 'static {
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Self::Output>>>,
         ctx: Arc<BuildCtx>,
-    ) -> BoxFuture<'static, Result<(Option<Digest>, Self::Prepared), OpError>>;
+    ) -> BoxFuture<'static, Result<ContentKey<Self::Prepared>, OpError>>;
 
     #[allow(clippy::too_many_arguments)]
     fn execute(

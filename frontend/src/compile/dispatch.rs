@@ -1,30 +1,33 @@
 //! Dispatching one stage: each instruction updates the stage's filesystem state
 //! (adding LLB vertices) and its image config.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use buildd_oci::ImageConfig;
-use buildd_proto::llb::{
-    self, ExecOp, FileAction, FileActionCopy, FileActionMkDir, FileOp, Meta, Mount, Op, SourceOp,
-    file_action, op,
-};
+use buildd_proto::llb::{self, FileAction, FileActionMkDir, FileOp, Op, SourceOp, file_action, op};
 
 use super::Ctx;
 use super::graph::{Graph, Output, State};
 use super::image::{self, add_history, resolve_path};
-use super::stages::{Base, Source, Stages};
+use super::stages::{Base, Source, SourceRef, Stages};
 use crate::ResolvedImage;
-use crate::error::Error;
-use crate::instructions::{Command, CommandLine, CopyCmd, Instruction};
+use crate::error::{Error, Warning};
+use crate::instructions::{Command, Instruction};
 use crate::parser::Node;
 
 mod config;
+mod copy;
+mod run;
 
 /// A dispatched stage.
 #[derive(Debug, Clone)]
 pub(crate) struct Built {
     pub state: State,
     pub image: ImageConfig,
+    /// A WORKDIR of the build set the working directory.
+    pub workdir_set: bool,
 }
 
 /// The one `local://` source of the build; its follow paths are known only once
@@ -74,6 +77,9 @@ impl ContextSource {
     }
 }
 
+/// Variables visible to word expansion, later entries winning.
+pub(super) type Vars = Vec<(String, String)>;
+
 pub(crate) struct Dispatcher<'c, 'o, 'a> {
     pub(super) ctx: &'c mut Ctx<'o>,
     graph: &'c mut Graph,
@@ -88,6 +94,10 @@ pub(crate) struct Dispatcher<'c, 'o, 'a> {
     /// ARGs declared in this stage, in order, with their values.
     pub(super) args: Vec<(String, Option<String>)>,
     pub(super) cmd_set: bool,
+    workdir_set: bool,
+    env_cache: RefCell<Option<Rc<Vars>>>,
+    /// Warnings found while expanding words, which borrows `self` immutably.
+    pending: RefCell<Vec<Warning>>,
 }
 
 pub(crate) fn stage(
@@ -129,14 +139,19 @@ pub(crate) fn stage(
         image: image::scratch(&ctx_platform),
         args: Vec::new(),
         cmd_set: false,
+        workdir_set: false,
+        env_cache: RefCell::new(None),
+        pending: RefCell::new(Vec::new()),
     };
     d.init_base(st.from.node, &st.base)?;
-    for (ins, source) in st.commands.iter().zip(&st.copy_sources) {
-        d.dispatch(ins, source.as_ref())?;
+    for (ins, refs) in st.commands.iter().zip(&st.sources) {
+        d.dispatch(ins, refs)?;
     }
+    d.ctx.warnings.append(d.pending.get_mut());
     Ok(Built {
         state: d.state,
         image: d.image,
+        workdir_set: d.workdir_set,
     })
 }
 
@@ -151,6 +166,7 @@ impl Dispatcher<'_, '_, '_> {
                     .expect("stages are dispatched in order");
                 self.state = b.state;
                 self.image = b.image;
+                self.workdir_set = b.workdir_set;
             }
             Base::Image(reference) => {
                 let resolved = self.resolve_image(node, node.span, reference)?;
@@ -169,6 +185,7 @@ impl Dispatcher<'_, '_, '_> {
         self.image.os = platform.os;
         self.image.architecture = platform.architecture;
         self.image.variant = platform.variant;
+        self.invalidate_env();
         Ok(())
     }
 
@@ -231,7 +248,7 @@ impl Dispatcher<'_, '_, '_> {
         let text = self
             .ctx
             .lexer
-            .process_word(&node.original, &env)
+            .process_word(&node.original, &*env)
             .unwrap_or_else(|_| node.original.clone());
         let text = match text.split_once(' ') {
             Some((kw, rest)) => format!("{} {rest}", kw.to_ascii_uppercase()),
@@ -241,7 +258,23 @@ impl Dispatcher<'_, '_, '_> {
     }
 
     /// Variables for word expansion: the stage's ARGs, overridden by ENV.
-    pub(super) fn expand_env(&self) -> Vec<(String, String)> {
+    /// Cached until [`Dispatcher::invalidate_env`], as most instructions
+    /// expand several words and change no variable.
+    pub(super) fn expand_env(&self) -> Rc<Vars> {
+        if let Some(env) = &*self.env_cache.borrow() {
+            return Rc::clone(env);
+        }
+        let env = Rc::new(self.compute_env());
+        *self.env_cache.borrow_mut() = Some(Rc::clone(&env));
+        env
+    }
+
+    /// To be called whenever the stage's ARGs or ENV change.
+    pub(super) fn invalidate_env(&mut self) {
+        *self.env_cache.get_mut() = None;
+    }
+
+    fn compute_env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .args
             .iter()
@@ -260,9 +293,27 @@ impl Dispatcher<'_, '_, '_> {
         env
     }
 
+    /// Expands a word of the instruction, noting variables used undefined
+    /// (UndefinedVar): declared ARGs count as defined even without a value.
     pub(super) fn expand(&self, node: &Node, word: &str) -> Result<String, Error> {
         let env = self.expand_env();
-        self.ctx.expand(node, word, &env)
+        let expanded = self.ctx.expand_tracked(node, word, &*env)?;
+        for name in &expanded.unmatched {
+            if self.args.iter().any(|(k, _)| k == name) {
+                continue;
+            }
+            let mut message = format!("Usage of undefined variable '${name}'");
+            let known = env.iter().map(|(k, _)| k.as_str());
+            if let Some(hint) = super::checks::suggest(name, known) {
+                message.push_str(&format!(" (did you mean ${hint}?)"));
+            }
+            self.pending.borrow_mut().push(Warning {
+                rule: "UndefinedVar".to_owned(),
+                line: node.span.start.line,
+                message,
+            });
+        }
+        Ok(expanded.value)
     }
 
     pub(super) fn workdir(&self) -> String {
@@ -272,12 +323,28 @@ impl Dispatcher<'_, '_, '_> {
         }
     }
 
-    fn dispatch(&mut self, ins: &Instruction<'_>, source: Option<&Source>) -> Result<(), Error> {
+    /// The filesystem a `--from` or mount `from=` names; `None` for a stage
+    /// that is an empty filesystem.
+    pub(super) fn source_state(&mut self, node: &Node, r: &SourceRef) -> Result<State, Error> {
+        match &r.source {
+            Source::Stage(j) => Ok(self.built[*j]
+                .as_ref()
+                .expect("stages are dispatched in order")
+                .state),
+            Source::Image(reference) => {
+                let resolved = self.resolve_image(node, r.span, reference)?;
+                let name = format!("[internal] load image {}", resolved.reference);
+                Ok(Some(self.image_vertex(&resolved, name, node)))
+            }
+        }
+    }
+
+    fn dispatch(&mut self, ins: &Instruction<'_>, refs: &[Option<SourceRef>]) -> Result<(), Error> {
         let node = ins.node;
         match &ins.command {
             Command::From(_) => unreachable!("FROM starts a stage"),
-            Command::Copy(c) => self.copy(node, c, source),
-            Command::Run(c) => self.run(node, c),
+            Command::Copy(c) => self.copy(node, c, refs.first().and_then(Option::as_ref)),
+            Command::Run(c) => self.run(node, c, refs),
             Command::Workdir(p) => self.workdir_cmd(node, p),
             Command::Arg(args) => self.arg(node, args),
             Command::Env(pairs) => self.env(node, pairs),
@@ -299,11 +366,6 @@ impl Dispatcher<'_, '_, '_> {
             Command::Volume(v) => self.volume(node, v),
             Command::StopSignal(s) => self.stop_signal(node, s),
             Command::Maintainer(m) => {
-                self.ctx.warn(
-                    node,
-                    "MaintainerDeprecated",
-                    "Maintainer instruction is deprecated in favor of using label".to_owned(),
-                );
                 self.image.author = Some(m.clone());
                 add_history(&mut self.image, format!("MAINTAINER {m}"), true);
                 Ok(())
@@ -317,14 +379,13 @@ impl Dispatcher<'_, '_, '_> {
         }
     }
 
-    fn add_file_op(&mut self, node: &Node, extra: Option<Output>, actions: Vec<FileAction>) {
-        let mut inputs: Vec<Output> = self.state.into_iter().collect();
+    fn add_file_op(&mut self, node: &Node, actions: Vec<FileAction>) {
+        let inputs: Vec<Output> = self.state.into_iter().collect();
         let base = if self.state.is_some() {
             0
         } else {
             llb::NO_INPUT
         };
-        inputs.extend(extra);
         let op = Op {
             op: Some(op::Op::File(FileOp { base, actions })),
             ..Default::default()
@@ -333,163 +394,18 @@ impl Dispatcher<'_, '_, '_> {
         self.state = Some(self.graph.add(op, inputs, name, Some(lines(node))));
     }
 
-    fn copy(&mut self, node: &Node, c: &CopyCmd, source: Option<&Source>) -> Result<(), Error> {
-        let sources = c
-            .sources
-            .iter()
-            .map(|s| self.expand(node, s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dest_raw = self.expand(node, &c.dest)?;
-        let owner = match &c.chown {
-            Some(l) => {
-                let v = self.expand(node, &l.value)?;
-                Some(image::parse_chown(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
-            }
-            None => None,
-        };
-        let mode = match &c.chmod {
-            Some(l) => {
-                let v = self.expand(node, &l.value)?;
-                Some(image::parse_chmod(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
-            }
-            None => None,
-        };
-        let src_state = match source {
-            None => {
-                for s in &sources {
-                    self.context.paths.insert(resolve_path("/", s));
-                }
-                self.context.get(self.ctx, self.graph)
-            }
-            Some(Source::Stage(j)) => {
-                let b = self.built[*j]
-                    .as_ref()
-                    .expect("stages are dispatched in order");
-                b.state.ok_or_else(|| {
-                    let name = super::stages::display_name(self.stages, *j);
-                    let span = c.from.as_ref().map_or(node.span, |f| f.span);
-                    self.ctx.error_at(
-                        node,
-                        span,
-                        format!("stage {name:?} has an empty filesystem, there is nothing to copy"),
-                    )
-                })?
-            }
-            Some(Source::Image(r)) => {
-                let span = c.from.as_ref().map_or(node.span, |f| f.span);
-                let resolved = self.resolve_image(node, span, r)?;
-                let name = format!("[internal] load image {}", resolved.reference);
-                self.image_vertex(&resolved, name, node)
-            }
-        };
-        let mut dest = resolve_path(&self.workdir(), &dest_raw);
-        let dir_dest =
-            dest_raw.is_empty() || dest_raw == "." || dest_raw.ends_with('/') || sources.len() > 1;
-        if dir_dest && !dest.ends_with('/') {
-            dest.push('/');
-        }
-        let source_input = if self.state.is_some() { 1 } else { 0 };
-        let actions = sources
-            .iter()
-            .map(|s| FileAction {
-                action: Some(file_action::Action::Copy(FileActionCopy {
-                    source_input,
-                    src: resolve_path("/", s),
-                    dest: dest.clone(),
-                    owner: owner.clone(),
-                    mode,
-                    follow_symlink: true,
-                    dir_copy_contents: true,
-                    create_dest_path: true,
-                    allow_wildcard: true,
-                    allow_empty_wildcard: false,
-                    ..Default::default()
-                })),
-            })
-            .collect();
-        self.add_file_op(node, Some(src_state), actions);
-        add_history(
-            &mut self.image,
-            format!("COPY {} {dest_raw} # buildkit", sources.join(" ")),
-            false,
-        );
-        Ok(())
-    }
-
-    fn run(&mut self, node: &Node, c: &CommandLine) -> Result<(), Error> {
-        let args = self.with_shell(c);
-        let env = self.run_env();
-        let meta = Meta {
-            args: args.clone(),
-            env,
-            cwd: self.workdir(),
-            user: self.image.config.user.clone(),
-            ..Default::default()
-        };
-        let mount = Mount {
-            input: if self.state.is_some() {
-                0
-            } else {
-                llb::NO_INPUT
-            },
-            dest: "/".to_owned(),
-            output: 0,
-            ..Default::default()
-        };
-        let op = Op {
-            op: Some(op::Op::Exec(ExecOp {
-                meta: Some(meta),
-                mounts: vec![mount],
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        let name = self.progress(node);
-        let inputs = self.state.into_iter().collect();
-        self.state = Some(self.graph.add(op, inputs, name, Some(lines(node))));
-        let created_by = format!("RUN {} # buildkit", self.run_command_string(&args));
-        add_history(&mut self.image, created_by, false);
-        Ok(())
-    }
-
-    /// The process environment: ENV, then ARGs that ENV does not override.
-    fn run_env(&self) -> Vec<String> {
-        let mut env = self.image.config.env.clone();
-        for (k, v) in &self.args {
-            let Some(v) = v else { continue };
-            let shadowed = env
-                .iter()
-                .any(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == k);
-            if !shadowed {
-                env.push(format!("{k}={v}"));
-            }
-        }
-        env
-    }
-
-    /// BuildKit's history form of RUN: `|N K=V ... args`.
-    fn run_command_string(&self, args: &[String]) -> String {
-        let env = self.expand_env();
-        let mut parts: Vec<String> = self
-            .args
-            .iter()
-            .map(|(k, v)| {
-                let value = crate::shell::Env::get(&env, k)
-                    .map(str::to_owned)
-                    .or_else(|| v.clone())
-                    .unwrap_or_default();
-                format!("{k}={value}")
-            })
-            .collect();
-        if !parts.is_empty() {
-            parts.insert(0, format!("|{}", parts.len()));
-        }
-        parts.extend(args.iter().cloned());
-        parts.join(" ")
-    }
-
     fn workdir_cmd(&mut self, node: &Node, p: &str) -> Result<(), Error> {
         let p = self.expand(node, p)?;
+        if !self.workdir_set && !p.starts_with('/') {
+            self.ctx.warn(
+                node,
+                "WorkdirRelativePath",
+                format!(
+                    "Relative workdir {p:?} can have unexpected results if the base image changes"
+                ),
+            );
+        }
+        self.workdir_set = true;
         let wd = resolve_path(&self.workdir(), &p);
         self.image.config.working_dir = wd.clone();
         if wd == "/" {
@@ -509,22 +425,9 @@ impl Dispatcher<'_, '_, '_> {
                 timestamp: None,
             })),
         };
-        self.add_file_op(node, None, vec![mkdir]);
+        self.add_file_op(node, vec![mkdir]);
         add_history(&mut self.image, format!("WORKDIR {wd}"), false);
         Ok(())
-    }
-
-    fn with_shell(&self, c: &CommandLine) -> Vec<String> {
-        if !c.shell_form {
-            return c.args.clone();
-        }
-        let mut args = if self.image.config.shell.is_empty() {
-            vec!["/bin/sh".to_owned(), "-c".to_owned()]
-        } else {
-            self.image.config.shell.clone()
-        };
-        args.extend(c.args.iter().cloned());
-        args
     }
 }
 

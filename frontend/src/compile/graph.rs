@@ -94,16 +94,37 @@ struct Marshaller<'a> {
 }
 
 impl Marshaller<'_> {
-    fn visit(&mut self, id: usize) -> String {
-        if let Some(d) = self.digests.get(&id) {
-            return d.clone();
+    /// Digests `root` and everything it depends on, emitting each vertex
+    /// after its inputs, inputs in order. Iterative, so that long chains of
+    /// instructions cannot overflow the stack.
+    fn visit(&mut self, root: usize) -> String {
+        // (vertex, how many of its inputs are done)
+        let mut stack = vec![(root, 0usize)];
+        while let Some((id, done)) = stack.pop() {
+            if self.digests.contains_key(&id) {
+                continue;
+            }
+            let inputs = &self.graph.vertices[id].inputs;
+            if let Some(next) = inputs.get(done) {
+                stack.push((id, done + 1));
+                if !self.digests.contains_key(&next.vertex) {
+                    stack.push((next.vertex, 0));
+                }
+                continue;
+            }
+            self.emit(id);
         }
+        self.digests[&root].clone()
+    }
+
+    /// Encodes vertex `id`, whose inputs are all digested.
+    fn emit(&mut self, id: usize) {
         let v = &self.graph.vertices[id];
         let inputs = v
             .inputs
             .iter()
             .map(|i| Input {
-                digest: self.visit(i.vertex),
+                digest: self.digests[&i.vertex].clone(),
                 index: i.index,
             })
             .collect();
@@ -143,7 +164,6 @@ impl Marshaller<'_> {
                 },
             );
         }
-        self.digests.insert(id, digest.clone());
-        digest
+        self.digests.insert(id, digest);
     }
 }

@@ -103,25 +103,61 @@ pub(crate) fn resolve_path(dir: &str, p: &str) -> String {
     }
 }
 
-/// EXPOSE's `port[/proto]` or `start-end[/proto]` to `port/proto` keys.
-pub(crate) fn parse_port(spec: &str) -> Result<Vec<String>, String> {
+/// A parsed EXPOSE argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortSpec {
+    /// `port/proto` keys for the image config.
+    pub keys: Vec<String>,
+    /// The protocol was not written in lower case (ExposeProtoCasing).
+    pub proto_not_lower: bool,
+    /// An IP address or host port was given (ExposeInvalidFormat).
+    pub mapping: bool,
+}
+
+/// EXPOSE's `[ip:[host_port:]]port[-end][/proto]`; like BuildKit, a host
+/// mapping is accepted (with a warning) and ignored.
+pub(crate) fn parse_port(spec: &str) -> Result<PortSpec, String> {
     let bad = || format!("invalid port specification: {spec:?}");
-    let (ports, proto) = match spec.split_once('/') {
-        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-        None => (spec, "tcp".to_owned()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+    // BuildKit's splitParts: the last two colon-separated parts are the host
+    // and container ports, anything before them the IP.
+    let mut parts = spec.rsplitn(3, ':');
+    let container = parts.next().unwrap_or_default();
+    let host = parts.next().unwrap_or_default();
+    let ip = parts.next().unwrap_or_default();
+    let (ports, proto) = container.split_once('/').unwrap_or((container, "tcp"));
+    let lower = proto.to_ascii_lowercase();
+    if !matches!(lower.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("invalid port protocol {proto:?} in {spec:?}"));
     }
-    let num = |s: &str| s.parse::<u16>().map_err(|_| bad());
-    let (start, end) = match ports.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(ports)?, num(ports)?),
+    let range = |s: &str| -> Result<(u16, u16), String> {
+        let num = |s: &str| s.parse::<u16>().map_err(|_| bad());
+        let (start, end) = match s.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(s)?, num(s)?),
+        };
+        if end < start {
+            return Err(bad());
+        }
+        Ok((start, end))
     };
-    if end < start {
-        return Err(bad());
+    let (start, end) = range(ports)?;
+    if !host.is_empty() {
+        range(host)?;
     }
-    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+    let ip_ok = ip.is_empty()
+        || ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+    if !ip_ok {
+        return Err(format!("invalid IP address {ip:?} in {spec:?}"));
+    }
+    Ok(PortSpec {
+        keys: (start..=end).map(|p| format!("{p}/{lower}")).collect(),
+        proto_not_lower: proto != lower,
+        mapping: !ip.is_empty() || !host.is_empty(),
+    })
 }
 
 /// `user[:group]`, each numeric (an id) or a name resolved at build time.
@@ -208,9 +244,24 @@ mod tests {
 
     #[test]
     fn values() {
-        assert_eq!(parse_port("80").unwrap(), ["80/tcp"]);
-        assert_eq!(parse_port("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(parse_port("8000-8001").unwrap(), ["8000/tcp", "8001/tcp"]);
+        assert_eq!(parse_port("80").unwrap().keys, ["80/tcp"]);
+        let udp = parse_port("53/UDP").unwrap();
+        assert_eq!(
+            (udp.keys.as_slice(), udp.proto_not_lower),
+            (&["53/udp".to_owned()][..], true)
+        );
+        assert_eq!(
+            parse_port("8000-8001").unwrap().keys,
+            ["8000/tcp", "8001/tcp"]
+        );
+        let mapped = parse_port("127.0.0.1:8080:80").unwrap();
+        assert_eq!(
+            (mapped.keys.as_slice(), mapped.mapping),
+            (&["80/tcp".to_owned()][..], true)
+        );
+        assert!(parse_port("[::1]:80:80").unwrap().mapping);
+        assert!(parse_port("80:80").unwrap().mapping);
+        assert!(parse_port("x.y:80:80").is_err());
         assert!(parse_port("http").is_err());
         assert_eq!(parse_chmod("0755").unwrap(), 0o755);
         assert!(parse_chmod("u+x").is_err());

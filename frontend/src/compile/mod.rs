@@ -1,8 +1,10 @@
 //! Typed instructions to LLB and an image config.
 
+mod checks;
 mod dispatch;
 mod graph;
 mod image;
+mod remote;
 mod stages;
 
 use std::collections::BTreeSet;
@@ -89,6 +91,7 @@ impl Ctx<'_> {
 pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error> {
     let file = opts.dockerfile_name.clone();
     let ast = parser::parse_named(text, &file)?;
+    let check_config = checks::config(&ast, &file)?;
     let mut ctx = Ctx {
         opts,
         file,
@@ -102,6 +105,7 @@ pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error
         .map(|n| instructions::parse(n).map_err(|e| parse_error(&ctx, n, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let stages = stages::split(&mut ctx, typed)?;
+    checks::static_checks(&mut ctx, &stages);
     let target = stages::target(&ctx, &stages)?;
     let reachable = stages::reachable(&stages, target);
 
@@ -115,6 +119,7 @@ pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error
         }
     }
     context.finish(&mut graph);
+    checks::finish(&mut ctx, &check_config)?;
     let out = built[target]
         .take()
         .expect("the target stage is dispatched");

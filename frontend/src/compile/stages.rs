@@ -14,11 +14,18 @@ pub(crate) enum Base {
     Image(String),
 }
 
-/// What `COPY --from` copies from.
+/// What `COPY --from` or `RUN --mount=from=` refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
     Stage(usize),
     Image(String),
+}
+
+/// A resolved reference and the span of the flag that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SourceRef {
+    pub source: Source,
+    pub span: Span,
 }
 
 pub(crate) struct Stage<'a> {
@@ -28,8 +35,9 @@ pub(crate) struct Stage<'a> {
     pub name: Option<String>,
     pub base: Base,
     pub commands: Vec<Instruction<'a>>,
-    /// The resolved `--from` of each COPY in `commands`, by command index.
-    pub copy_sources: Vec<Option<Source>>,
+    /// By command index: the resolved `--from` of a COPY (one entry), or the
+    /// `from=` of each `--mount` of a RUN; empty for other instructions.
+    pub sources: Vec<Vec<Option<SourceRef>>>,
 }
 
 impl Stage<'_> {
@@ -57,34 +65,13 @@ pub(crate) fn split<'a>(
         match (&ins.command, stages.last_mut()) {
             (Command::From(f), _) => {
                 let name = f.name.as_ref().map(|(lower, _)| lower.clone());
-                if let Some((lower, written)) = &f.name
-                    && lower != written
-                {
-                    ctx.warn(
-                        ins.node,
-                        "StageNameCasing",
-                        format!("Stage name '{written}' should be lowercase"),
-                    );
-                }
-                if f.as_casing_mismatch {
-                    ctx.warn(
-                        ins.node,
-                        "FromAsCasing",
-                        "'as' and 'FROM' keywords' casing do not match".to_owned(),
-                    );
-                }
-                if let Some(n) = &name
-                    && stages.iter().any(|s| s.name.as_ref() == Some(n))
-                {
-                    return Err(ctx.error(ins.node, format!("duplicate stage name {n:?}")));
-                }
                 stages.push(Stage {
                     index: stages.len(),
                     from: ins,
                     name,
                     base: Base::Scratch,
                     commands: Vec::new(),
-                    copy_sources: Vec::new(),
+                    sources: Vec::new(),
                 });
             }
             (Command::Arg(args), None) => {
@@ -128,15 +115,15 @@ pub(crate) fn split<'a>(
 fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
     let env = ctx.meta_env(&s.meta_args);
     let names: Vec<Option<String>> = s.stages.iter().map(|st| st.name.clone()).collect();
-    let lookup = |word: &str, own: usize| -> Option<usize> {
+    // A name refers to the latest stage of that name defined before `before`
+    // (names may repeat, with a DuplicateStageName warning), else to a later one.
+    let lookup = |word: &str, before: usize| -> Option<usize> {
         let lower = word.to_ascii_lowercase();
-        if let Some(i) = names
-            .iter()
-            .position(|n| n.as_deref() == Some(lower.as_str()))
-        {
-            return (i != own).then_some(i);
-        }
-        None
+        let named = |j: &usize| names[*j].as_deref() == Some(lower.as_str());
+        (0..before.min(names.len()))
+            .rev()
+            .find(named)
+            .or_else(|| (before.min(names.len())..names.len()).find(named))
     };
     for i in 0..s.stages.len() {
         let from = s.stages[i].base_cmd().clone();
@@ -144,11 +131,12 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
         let expanded = ctx.expand_tracked(node, &from.base, &env)?;
         for name in &expanded.unmatched {
             if !s.meta_args.iter().any(|(k, _)| k == name) {
-                ctx.warn(
-                    node,
-                    "UndefinedArgInFrom",
-                    format!("FROM argument '{name}' is not declared"),
-                );
+                let mut message = format!("FROM argument '{name}' is not declared");
+                let known = env.iter().map(|(k, _)| k.as_str());
+                if let Some(hint) = super::checks::suggest(name, known) {
+                    message.push_str(&format!(" (did you mean {hint}?)"));
+                }
+                ctx.warn(node, "UndefinedArgInFrom", message);
             }
         }
         let base = expanded.value;
@@ -161,7 +149,7 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
         if let Some(p) = &from.platform {
             check_platform(ctx, node, p, &env)?;
         }
-        s.stages[i].base = if let Some(j) = lookup(&base, i) {
+        s.stages[i].base = if let Some(j) = lookup(&base, i).filter(|j| *j != i) {
             Base::Stage(j)
         } else if base.eq_ignore_ascii_case("scratch") {
             Base::Scratch
@@ -170,33 +158,45 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
         };
         let mut sources = Vec::with_capacity(s.stages[i].commands.len());
         for ins in &s.stages[i].commands {
-            let Command::Copy(copy) = &ins.command else {
-                sources.push(None);
-                continue;
+            // Each reference expanded, with the span of its flag.
+            let refs: Vec<Option<(String, Span)>> = match &ins.command {
+                Command::Copy(copy) => match &copy.from {
+                    Some(f) => vec![Some((ctx.expand(ins.node, &f.value, &env)?, f.span))],
+                    None => vec![None],
+                },
+                Command::Run(run) => run
+                    .mounts
+                    .iter()
+                    .map(|m| mount_from(ctx, ins.node, m, &env))
+                    .collect(),
+                _ => Vec::new(),
             };
-            let Some(from) = &copy.from else {
-                sources.push(None);
-                continue;
-            };
-            let value = ctx.expand(ins.node, &from.value, &env)?;
-            let source = match (lookup(&value, usize::MAX), value.parse::<usize>()) {
-                (Some(j), _) => Source::Stage(j),
-                (None, Ok(j)) if j < names.len() => Source::Stage(j),
-                (None, Ok(j)) => {
-                    return Err(ctx.error_at(
-                        ins.node,
-                        from.span,
-                        format!(
-                            "invalid stage index {j}, the Dockerfile has {} stages",
-                            names.len()
-                        ),
-                    ));
-                }
-                (None, Err(_)) => Source::Image(value),
-            };
-            sources.push(Some(source));
+            let mut resolved = Vec::with_capacity(refs.len());
+            for r in refs {
+                let Some((value, span)) = r else {
+                    resolved.push(None);
+                    continue;
+                };
+                let source = match (lookup(&value, i), value.parse::<usize>()) {
+                    (Some(j), _) => Source::Stage(j),
+                    (None, Ok(j)) if j < names.len() => Source::Stage(j),
+                    (None, Ok(j)) => {
+                        return Err(ctx.error_at(
+                            ins.node,
+                            span,
+                            format!(
+                                "invalid stage index {j}, the Dockerfile has {} stages",
+                                names.len()
+                            ),
+                        ));
+                    }
+                    (None, Err(_)) => Source::Image(value),
+                };
+                resolved.push(Some(SourceRef { source, span }));
+            }
+            sources.push(resolved);
         }
-        s.stages[i].copy_sources = sources;
+        s.stages[i].sources = sources;
     }
     check_cycles(ctx, s)?;
     check_order(ctx, s)
@@ -218,16 +218,30 @@ fn check_platform(
     Ok(())
 }
 
+/// The `from=` of a `--mount`, found by parsing the flag with the global ARGs;
+/// a flag that does not parse is reported when the RUN is dispatched.
+fn mount_from(
+    ctx: &Ctx,
+    node: &crate::parser::Node,
+    flag: &Located,
+    env: &dyn crate::shell::Env,
+) -> Option<(String, Span)> {
+    let value = ctx.expand(node, &flag.value, env).ok()?;
+    let spec = crate::instructions::mounts::parse(&value).ok()?;
+    spec.from.map(|from| (from, flag.span))
+}
+
 /// The stages stage `i` depends on, with the instruction and span referring to each.
 fn edges<'a>(stage: &Stage<'a>) -> Vec<(usize, &'a crate::parser::Node, Span)> {
     let mut out = Vec::new();
     if let Base::Stage(j) = stage.base {
         out.push((j, stage.from.node, stage.from.node.span));
     }
-    for (ins, src) in stage.commands.iter().zip(&stage.copy_sources) {
-        if let (Some(Source::Stage(j)), Command::Copy(c)) = (src, &ins.command) {
-            let span = c.from.as_ref().map_or(ins.node.span, |f| f.span);
-            out.push((*j, ins.node, span));
+    for (ins, refs) in stage.commands.iter().zip(&stage.sources) {
+        for r in refs.iter().flatten() {
+            if let Source::Stage(j) = r.source {
+                out.push((j, ins.node, r.span));
+            }
         }
     }
     out
@@ -292,7 +306,7 @@ pub(crate) fn target(ctx: &Ctx, s: &Stages<'_>) -> Result<usize, Error> {
     let lower = t.to_ascii_lowercase();
     s.stages
         .iter()
-        .position(|st| st.name.as_deref() == Some(lower.as_str()))
+        .rposition(|st| st.name.as_deref() == Some(lower.as_str()))
         .ok_or_else(|| Error {
             file: ctx.file.clone(),
             line: 0,

@@ -9,29 +9,15 @@ pub(crate) enum FlagType {
     Strings,
 }
 
-/// A flag this frontend knows: `supported: false` means BuildKit has it but it
-/// is not implemented yet, which is reported as such rather than as unknown.
+/// A flag an instruction accepts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FlagSpec {
     pub name: &'static str,
     pub kind: FlagType,
-    pub supported: bool,
 }
 
 pub(crate) const fn flag(name: &'static str, kind: FlagType) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        supported: true,
-    }
-}
-
-pub(crate) const fn unsupported(name: &'static str, kind: FlagType) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        supported: false,
-    }
+    FlagSpec { name, kind }
 }
 
 /// A flag error with the span of the flag at fault.
@@ -65,9 +51,6 @@ impl Flags {
             let Some(spec) = specs.iter().find(|s| s.name == name) else {
                 return Err(err(format!("unknown flag: --{name}")));
             };
-            if !spec.supported {
-                return Err(err(format!("flag --{name} is not supported yet")));
-            }
             if spec.kind != FlagType::Strings && out.get(name).is_some() {
                 return Err(err(format!("duplicate flag specified: --{name}")));
             }
@@ -99,6 +82,23 @@ impl Flags {
             .iter()
             .find(|(n, _, _)| *n == name)
             .map(|(_, v, s)| (v.as_str(), *s))
+    }
+
+    /// Every value of a repeatable flag, in order.
+    pub(crate) fn strings(&self, name: &str) -> Vec<Located> {
+        self.values
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, v, span)| Located {
+                value: v.clone(),
+                span: *span,
+            })
+            .collect()
+    }
+
+    /// A boolean flag: `None` when absent.
+    pub(crate) fn bool(&self, name: &str) -> Option<bool> {
+        self.get(name).map(|(v, _)| v == "true")
     }
 
     pub(crate) fn string(&self, name: &str) -> Option<Located> {
@@ -133,7 +133,7 @@ mod tests {
     const SPECS: &[FlagSpec] = &[
         flag("from", FlagType::String),
         flag("link", FlagType::Bool),
-        unsupported("parents", FlagType::Bool),
+        flag("exclude", FlagType::Strings),
     ];
 
     #[test]
@@ -152,6 +152,14 @@ mod tests {
             e(&["--link=maybe"]),
             "expecting boolean value for flag --link, not: maybe"
         );
-        assert_eq!(e(&["--parents"]), "flag --parents is not supported yet");
+        let f = Flags::parse(
+            &flags(&["--exclude=a", "--exclude=b", "--link=false"]),
+            SPECS,
+        )
+        .unwrap();
+        let ex: Vec<_> = f.strings("exclude").into_iter().map(|l| l.value).collect();
+        assert_eq!(ex, ["a", "b"]);
+        assert_eq!(f.bool("link"), Some(false));
+        assert_eq!(f.bool("from"), None);
     }
 }

@@ -1,12 +1,15 @@
 //! Typed instructions built from parser [`Node`]s: argument counts and flags are
 //! checked here; words are expanded later, when the stage's variables are known.
 
+mod copy;
 mod flags;
+pub(crate) mod mounts;
 
+pub(crate) use copy::CopyCmd;
 pub(crate) use flags::Located;
-use flags::{FlagError, FlagSpec, FlagType, Flags, flag, unsupported};
+use flags::{FlagError, FlagSpec, FlagType, Flags, flag};
 
-use crate::parser::{Node, Span};
+use crate::parser::{Heredoc, Node, Span};
 
 /// A shell-form command line or an exec-form argument list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +24,19 @@ pub(crate) struct FromCmd {
     /// The `AS` name, lower-cased, and how it was written.
     pub name: Option<(String, String)>,
     pub platform: Option<Located>,
-    /// `AS` was written in a different case than `FROM`.
-    pub as_casing_mismatch: bool,
+    /// The `AS` keyword as written.
+    pub as_keyword: Option<String>,
 }
 
+/// RUN: the command, its heredoc files and the `--mount`, `--network` and
+/// `--security` flags (expanded and checked at dispatch).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CopyCmd {
-    pub sources: Vec<String>,
-    pub dest: String,
-    pub from: Option<Located>,
-    pub chown: Option<Located>,
-    pub chmod: Option<Located>,
+pub(crate) struct RunCmd {
+    pub line: CommandLine,
+    pub files: Vec<Heredoc>,
+    pub mounts: Vec<Located>,
+    pub network: Option<Located>,
+    pub security: Option<Located>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +56,9 @@ pub(crate) enum Command {
     Arg(Vec<(String, Option<String>)>),
     Env(Vec<(String, String)>),
     Label(Vec<(String, String)>),
+    /// COPY and ADD.
     Copy(CopyCmd),
-    Run(CommandLine),
+    Run(RunCmd),
     Cmd(CommandLine),
     Entrypoint(CommandLine),
     Shell(Vec<String>),
@@ -94,18 +100,10 @@ impl From<FlagError> for ParseError {
 
 const NO_FLAGS: &[FlagSpec] = &[];
 const FROM_FLAGS: &[FlagSpec] = &[flag("platform", FlagType::String)];
-const COPY_FLAGS: &[FlagSpec] = &[
-    flag("from", FlagType::String),
-    flag("chown", FlagType::String),
-    flag("chmod", FlagType::String),
-    unsupported("link", FlagType::Bool),
-    unsupported("parents", FlagType::Bool),
-    unsupported("exclude", FlagType::Strings),
-];
 const RUN_FLAGS: &[FlagSpec] = &[
-    unsupported("mount", FlagType::Strings),
-    unsupported("network", FlagType::String),
-    unsupported("security", FlagType::String),
+    flag("mount", FlagType::Strings),
+    flag("network", FlagType::String),
+    flag("security", FlagType::String),
 ];
 const HEALTH_FLAGS: &[FlagSpec] = &[
     flag("interval", FlagType::String),
@@ -124,7 +122,8 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
     let keyword = node.keyword.to_ascii_lowercase();
     let specs = match keyword.as_str() {
         "from" => FROM_FLAGS,
-        "copy" => COPY_FLAGS,
+        "copy" => copy::COPY_FLAGS,
+        "add" => copy::ADD_FLAGS,
         "run" => RUN_FLAGS,
         "healthcheck" => HEALTH_FLAGS,
         _ => NO_FLAGS,
@@ -156,9 +155,6 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
             span: node.span,
             known: false,
         });
-    }
-    if keyword == "add" {
-        return Err(fail("ADD is not supported yet, use COPY"));
     }
     let flags = Flags::parse(&node.flags, specs)?;
     let args = &node.args;
@@ -214,20 +210,16 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
         }
         "env" => Command::Env(pairs()?),
         "label" => Command::Label(pairs()?),
-        "copy" => {
-            if args.len() < 2 {
-                return Err(fail("requires at least two arguments"));
-            }
-            let (dest, sources) = args.split_last().expect("two arguments");
-            Command::Copy(CopyCmd {
-                sources: sources.to_vec(),
-                dest: dest.clone(),
-                from: flags.string("from"),
-                chown: flags.string("chown"),
-                chmod: flags.string("chmod"),
-            })
+        "copy" | "add" => {
+            Command::Copy(copy::parse(node, keyword == "add", &flags).map_err(|m| fail(&m))?)
         }
-        "run" => Command::Run(line(false)?),
+        "run" => Command::Run(RunCmd {
+            line: line(false)?,
+            files: node.heredocs.clone(),
+            mounts: flags.strings("mount"),
+            network: flags.string("network"),
+            security: flags.string("security"),
+        }),
         "cmd" => Command::Cmd(line(true)?),
         "entrypoint" => Command::Entrypoint(line(true)?),
         "shell" => {
@@ -274,16 +266,11 @@ fn parse_from(node: &Node, flags: &Flags) -> Result<FromCmd, String> {
         }
         _ => return Err("requires either one or three arguments".to_owned()),
     };
-    let as_casing_mismatch = args.get(1).is_some_and(|a| {
-        let kw_upper = node.keyword == node.keyword.to_ascii_uppercase();
-        let as_upper = *a == a.to_ascii_uppercase();
-        kw_upper != as_upper
-    });
     Ok(FromCmd {
         base: args[0].clone(),
+        as_keyword: name.as_ref().map(|_| args[1].clone()),
         name,
         platform: flags.string("platform"),
-        as_casing_mismatch,
     })
 }
 
@@ -350,7 +337,7 @@ mod tests {
                 base: "a".into(),
                 name: Some(("build".into(), "Build".into())),
                 platform: None,
-                as_casing_mismatch: false,
+                as_keyword: Some("AS".into()),
             })
         );
         assert_eq!(
@@ -384,8 +371,16 @@ mod tests {
             "requires the arguments to be in JSON form"
         );
         assert_eq!(
-            first("RUN --mount=type=cache x").unwrap_err(),
-            "flag --mount is not supported yet"
+            first("RUN --mnt=type=cache x").unwrap_err(),
+            "unknown flag: --mnt"
+        );
+        assert_eq!(
+            first("ADD --from=a x /").unwrap_err(),
+            "unknown flag: --from"
+        );
+        assert_eq!(
+            first("COPY x <<EOF\nEOF").unwrap_err(),
+            "COPY cannot accept a heredoc as a destination"
         );
         assert_eq!(
             first("ONBUILD FROM x").unwrap_err(),

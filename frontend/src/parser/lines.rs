@@ -2,8 +2,9 @@
 //! logical lines to [`Node`]s with spans.
 
 use super::directives::DirectiveParser;
+use super::heredoc;
 use super::line_parsers::{self, Kind};
-use super::split::{parse_words, split_command};
+use super::split::split_command;
 use super::{Ast, Flag, Node, Position, Span};
 use crate::error::{Error, Warning};
 
@@ -71,7 +72,7 @@ fn is_comment(s: &str) -> bool {
 /// BuildKit's continuation regex `([^E])E[ \t]*$|^E[ \t]*$`: a trailing escape
 /// character not itself escaped. Returns the line without it and whether the
 /// logical line ends here.
-fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
+pub(super) fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     let body = line.trim_end_matches([' ', '\t']);
     let Some(before) = body.strip_suffix(escape) else {
         return (line, true);
@@ -180,8 +181,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
         if empty_continuation {
             warnings.push(Warning {
                 rule: "NoEmptyContinuation".to_owned(),
-                line: current,
-                message: "empty continuation line".to_owned(),
+                line: start_line,
+                message: "Empty continuation line".to_owned(),
             });
         }
         let mut node = node_from_line(&logical, 0, escape).map_err(|m| {
@@ -191,7 +192,35 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
         node.span.start.line = start_line;
         node.span.end = logical.end;
         node.comments = std::mem::take(&mut comments);
-        check_heredoc(&node, escape).map_err(|m| err(start_line, node.span.start.column, m))?;
+        if heredoc::can_contain(&node) && logical.text.contains("<<") {
+            for (offset, mut doc) in heredoc::markers(&logical.text) {
+                let marker = logical.position(offset);
+                let mut terminated = false;
+                for raw in lines.by_ref() {
+                    current += 1;
+                    if heredoc::is_terminator(raw, &doc) {
+                        terminated = true;
+                        node.span.end = Position {
+                            line: current,
+                            column: trim_newline(raw).chars().count().max(1) as u32,
+                        };
+                        break;
+                    }
+                    doc.content.push_str(raw);
+                }
+                if !terminated {
+                    return Err(err(
+                        marker.line,
+                        marker.column,
+                        format!(
+                            "unterminated heredoc {:?}: no line holds only its delimiter",
+                            doc.name
+                        ),
+                    ));
+                }
+                node.heredocs.push(doc);
+            }
+        }
         nodes.push(node);
     }
     if nodes.is_empty() {
@@ -241,31 +270,8 @@ fn node_from_line(logical: &Logical, from: usize, escape: char) -> Result<Node, 
         original: line.trim().to_owned(),
         span: logical.span(start, logical.text.len()),
         comments: Vec::new(),
+        heredocs: Vec::new(),
     })
-}
-
-/// Heredocs (`RUN <<EOF`) are not implemented yet; refuse them instead of
-/// silently treating the body as instructions.
-fn check_heredoc(node: &Node, escape: char) -> Result<(), String> {
-    let target = node.sub.as_deref().unwrap_or(node);
-    let kw = target.keyword.to_ascii_lowercase();
-    if target.json || !matches!(kw.as_str(), "run" | "copy" | "add") {
-        return Ok(());
-    }
-    let is_heredoc = |w: &str| {
-        let rest = w.trim_start_matches(|c: char| c.is_ascii_digit());
-        rest.strip_prefix("<<")
-            .map(|r| r.strip_prefix('-').unwrap_or(r))
-            .is_some_and(|r| !r.is_empty() && !r.contains('<'))
-    };
-    let args = target.args.join(" ");
-    if parse_words(&args, escape).iter().any(|w| is_heredoc(w)) {
-        return Err(format!(
-            "heredocs in {} are not supported yet",
-            target.keyword.to_ascii_uppercase()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -305,11 +311,38 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_is_refused() {
-        let e = parse("FROM scratch\nRUN cat <<EOF\nhi\nEOF\n", "Dockerfile").unwrap_err();
+    fn heredoc_bodies() {
+        let text = "FROM scratch\nRUN cat <<A <<-'B' \\\n  > /x\nhello $X\nA\n\tbye\n\tB\nCOPY <<C /c\n# not a comment\nC\n";
+        let ast = parse(text, "Dockerfile").unwrap();
+        assert_eq!(ast.nodes.len(), 3);
+        let run = &ast.nodes[1];
+        assert_eq!(run.args, ["cat <<A <<-'B'   > /x"]);
+        let docs: Vec<_> = run
+            .heredocs
+            .iter()
+            .map(|d| (d.name.as_str(), d.content.as_str(), d.expand, d.chomp))
+            .collect();
+        assert_eq!(
+            docs,
+            [
+                ("A", "hello $X\n", true, false),
+                ("B", "\tbye\n", false, true)
+            ]
+        );
+        assert_eq!(run.heredocs[1].data(), "bye\n");
+        assert_eq!((run.span.start.line, run.span.end.line), (2, 7));
+        assert_eq!(ast.nodes[2].heredocs[0].content, "# not a comment\n");
+        // Exec form and other instructions take no heredocs.
+        let ast = parse("FROM scratch\nRUN [\"<<EOF\"]\nENV A=<<EOF\n", "Dockerfile").unwrap();
+        assert!(ast.nodes.iter().all(|n| n.heredocs.is_empty()));
+    }
+
+    #[test]
+    fn unterminated_heredoc_points_at_its_marker() {
+        let e = parse("FROM scratch\nRUN cat <<EOF\nhi\nEO\n", "Dockerfile").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "Dockerfile:2:1: heredocs in RUN are not supported yet"
+            "Dockerfile:2:9: unterminated heredoc \"EOF\": no line holds only its delimiter"
         );
         assert!(parse("FROM scratch\nRUN echo '<<'\n", "Dockerfile").is_ok());
     }

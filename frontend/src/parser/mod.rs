@@ -4,12 +4,15 @@
 
 mod directives;
 mod dump;
+mod heredoc;
 mod line_parsers;
 mod lines;
+mod print;
 mod split;
 
 pub use directives::Directive;
 pub use dump::go_quote;
+pub use heredoc::{Heredoc, chomp as chomp_heredoc, parse_marker as parse_heredoc_marker};
 
 use crate::error::{Error, Warning};
 
@@ -54,6 +57,8 @@ pub struct Node {
     pub span: Span,
     /// Comment lines directly above the instruction.
     pub comments: Vec<String>,
+    /// Heredoc bodies, in the order of their markers (RUN, COPY, ADD).
+    pub heredocs: Vec<Heredoc>,
 }
 
 impl Node {

@@ -2,11 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use super::pattern::Pattern;
 use super::{Env, ShellError};
 
-/// Accumulates fields for [`super::Lexer::process_words`].
+/// Accumulates fields for [`super::Lexer::process_words`]; disabled, it does
+/// nothing, which spares single-word expansions the work.
 #[derive(Default)]
 struct Words {
+    enabled: bool,
     word: String,
     words: Vec<String>,
     in_word: bool,
@@ -14,6 +17,9 @@ struct Words {
 
 impl Words {
     fn add_char(&mut self, c: char) {
+        if !self.enabled {
+            return;
+        }
         if c.is_whitespace() {
             if self.in_word && !self.word.is_empty() {
                 self.words.push(std::mem::take(&mut self.word));
@@ -25,15 +31,24 @@ impl Words {
     }
 
     fn add_raw_char(&mut self, c: char) {
+        if !self.enabled {
+            return;
+        }
         self.word.push(c);
         self.in_word = true;
     }
 
     fn add_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         s.chars().for_each(|c| self.add_char(c));
     }
 
     fn add_raw_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         self.word.push_str(s);
         self.in_word = true;
     }
@@ -51,6 +66,8 @@ pub(super) struct ShellWord<'a> {
     pos: usize,
     env: &'a dyn Env,
     escape: char,
+    /// Whether the caller wants fields ([`super::Lexer::process_words`]).
+    pub(super) split: bool,
     pub(super) unmatched: BTreeSet<String>,
 }
 
@@ -61,6 +78,7 @@ impl<'a> ShellWord<'a> {
             pos: 0,
             env,
             escape,
+            split: false,
             unmatched: BTreeSet::new(),
         }
     }
@@ -70,6 +88,38 @@ impl<'a> ShellWord<'a> {
             word: source.to_owned(),
             reason,
         })
+    }
+
+    /// A heredoc body: variables expand, quotes are literal, and the escape
+    /// character only escapes `$`, itself and a newline, as in a shell.
+    pub(super) fn run_heredoc(&mut self, source: &str) -> Result<String, ShellError> {
+        let mut out = String::new();
+        while let Some(c) = self.peek() {
+            if c == '$' {
+                out.push_str(&self.process_dollar().map_err(|reason| ShellError {
+                    word: source.to_owned(),
+                    reason,
+                })?);
+                continue;
+            }
+            self.next();
+            if c == self.escape {
+                match self.peek() {
+                    Some('\n') => {
+                        self.next();
+                        continue;
+                    }
+                    Some(n) if n == '$' || n == self.escape => {
+                        self.next();
+                        out.push(n);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            out.push(c);
+        }
+        Ok(out)
     }
 
     fn peek(&self) -> Option<char> {
@@ -87,7 +137,11 @@ impl<'a> ShellWord<'a> {
     /// Processes until `stop` (consumed) or the end of input.
     fn process_stop_on(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
         let mut result = String::new();
-        let mut words = Words::default();
+        // Only the outermost level splits into fields, and only when asked.
+        let mut words = Words {
+            enabled: self.split && stop.is_none(),
+            ..Words::default()
+        };
         while let Some(c) = self.peek() {
             if Some(c) == stop {
                 self.next();
@@ -217,10 +271,44 @@ impl<'a> ShellWord<'a> {
         match c {
             '}' => return Ok(self.lookup(&name, true).unwrap_or_default()),
             ':' | '+' | '-' | '?' => {}
-            '#' | '%' | '/' => {
-                return Err(format!(
-                    "modifier ({c}) in substitution is not supported yet"
-                ));
+            '#' | '%' => {
+                let longest = self.peek() == Some(c);
+                if longest {
+                    self.next();
+                }
+                let (pattern, _) = self.process_pattern(&['}'])?;
+                let value = self.lookup(&name, true).unwrap_or_default();
+                let pattern = Pattern::new(&pattern);
+                return Ok(if c == '#' {
+                    pattern.trim_prefix(&value, longest)
+                } else {
+                    pattern.trim_suffix(&value, longest)
+                });
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let (pattern, stop) = self.process_pattern(&['/', '}'])?;
+                let with = if stop == '/' {
+                    self.process_stop_on(Some('}'))
+                        .map_err(|e| {
+                            if self.peek().is_none() {
+                                "syntax error: missing '}'".to_owned()
+                            } else {
+                                e
+                            }
+                        })?
+                        .0
+                } else {
+                    String::new()
+                };
+                let value = self.lookup(&name, true).unwrap_or_default();
+                if pattern.is_empty() {
+                    return Ok(value);
+                }
+                return Ok(Pattern::new(&pattern).replace(&value, &with, all));
             }
             _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
         }
@@ -259,6 +347,46 @@ impl<'a> ShellWord<'a> {
                 Ok(value.unwrap_or_default())
             }
         }
+    }
+
+    /// A pattern up to one of `stops` (consumed and returned): variables
+    /// expand, while escaped and quoted characters come out backslash-escaped
+    /// so that they match literally.
+    fn process_pattern(&mut self, stops: &[char]) -> Result<(String, char), String> {
+        let mut out = String::new();
+        let literal = |out: &mut String, s: &str| {
+            for c in s.chars() {
+                out.push('\\');
+                out.push(c);
+            }
+        };
+        while let Some(c) = self.peek() {
+            if stops.contains(&c) {
+                self.next();
+                return Ok((out, c));
+            }
+            match c {
+                '$' => out.push_str(&self.process_dollar()?),
+                '\'' => {
+                    let s = self.process_single_quote()?;
+                    literal(&mut out, &s);
+                }
+                '"' => {
+                    let s = self.process_double_quote()?;
+                    literal(&mut out, &s);
+                }
+                _ => {
+                    self.next();
+                    if c == self.escape {
+                        let Some(n) = self.next() else { break };
+                        literal(&mut out, &n.to_string());
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        Err("syntax error: missing '}'".to_owned())
     }
 
     /// A variable name: alphanumerics and `_`, or all leading digits, or one

@@ -2,11 +2,12 @@
 //! `frontend/dockerfile/shell`): variables, quotes and escapes, without running
 //! anything.
 //!
-//! Supported now: `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`,
-//! `${V:?w}`, `${V?w}`. The pattern modifiers (`#`, `%`, `/`) are rejected with
-//! a clear error until they are implemented.
+//! Supported: `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`,
+//! `${V:?w}`, `${V?w}`, and the pattern forms `${V#p}`, `${V##p}`, `${V%p}`,
+//! `${V%%p}`, `${V/p/r}`, `${V//p/r}`.
 
 mod lex;
+mod pattern;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,9 +74,15 @@ impl Lexer {
         })
     }
 
+    /// Expands the variables of a heredoc body, leaving quotes alone.
+    pub fn process_heredoc(&self, body: &str, env: &dyn Env) -> Result<String, ShellError> {
+        lex::ShellWord::new(body, env, self.escape).run_heredoc(body)
+    }
+
     /// Expands `word` and splits the result into fields on unquoted white space.
     pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, ShellError> {
         let mut sw = lex::ShellWord::new(word, env, self.escape);
+        sw.split = true;
         sw.run(word).map(|(_, words)| words)
     }
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod big;
+
 use buildd_frontend::{BuildOptions, Compiled, Platform};
 
 pub fn platform() -> Platform {

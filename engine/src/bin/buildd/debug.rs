@@ -10,6 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 pub enum DebugCommand {
     /// Print the LLB graph a Dockerfile compiles to.
     DumpLlb(DumpArgs),
+    /// List a Dockerfile's stages and build args with their defaults and lines.
+    Outline(DumpArgs),
 }
 
 #[derive(Args)]
@@ -34,25 +36,35 @@ enum Format {
 pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
     match cmd {
         DebugCommand::DumpLlb(args) => {
-            let input = read_frontend_input(&args.context, args.file.as_deref())?;
-            let build_args = crate::args::build_args(&args.build_args);
-            let opts = buildd_frontend::BuildOptions {
-                dockerfile_name: input.dockerfile_name,
-                target: args.target,
-                build_args,
-                context_name: CONTEXT_NAME.to_owned(),
-                dockerignore: input.dockerignore,
-                platform: buildd_oci::host_platform(),
-                resolver: None,
-            };
-            let compiled =
-                buildd_frontend::compile(&input.dockerfile, &opts).context("compiling")?;
+            let (dockerfile, opts) = frontend_input(&args)?;
+            let compiled = buildd_frontend::compile(&dockerfile, &opts).context("compiling")?;
             let out = match args.format {
                 Format::Text => buildd_proto::dump::to_text(&compiled.definition),
                 Format::Json => buildd_proto::dump::to_json(&compiled.definition),
             };
             print!("{out}");
-            Ok(())
+        }
+        DebugCommand::Outline(args) => {
+            let (dockerfile, opts) = frontend_input(&args)?;
+            print!(
+                "{}",
+                buildd_frontend::outline(&dockerfile, &opts).context("outline")?
+            );
         }
     }
+    Ok(())
+}
+
+fn frontend_input(args: &DumpArgs) -> anyhow::Result<(String, buildd_frontend::BuildOptions)> {
+    let input = read_frontend_input(&args.context, args.file.as_deref())?;
+    let opts = buildd_frontend::BuildOptions {
+        dockerfile_name: input.dockerfile_name,
+        target: args.target.clone(),
+        build_args: crate::args::build_args(&args.build_args),
+        context_name: CONTEXT_NAME.to_owned(),
+        dockerignore: input.dockerignore,
+        platform: buildd_oci::host_platform(),
+        resolver: None,
+    };
+    Ok((input.dockerfile, opts))
 }

@@ -57,6 +57,7 @@ impl Dispatcher<'_, '_, '_> {
             self.ctx.consumed.insert(key.clone());
             self.args.retain(|(k, _)| *k != key);
             self.args.push((key, value));
+            self.invalidate_env();
         }
         add_history(&mut self.image, format!("ARG {}", history.join(" ")), true);
         Ok(())
@@ -75,6 +76,7 @@ impl Dispatcher<'_, '_, '_> {
         for (k, v) in &expanded {
             set_env(&mut self.image.config.env, k, v);
         }
+        self.invalidate_env();
         let text: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
         add_history(&mut self.image, format!("ENV {}", text.join(" ")), true);
         Ok(())
@@ -96,7 +98,22 @@ impl Dispatcher<'_, '_, '_> {
         let mut specs = Vec::with_capacity(ports.len());
         for p in ports {
             let p = self.expand(node, p)?;
-            for key in image::parse_port(&p).map_err(|m| self.ctx.error(node, m))? {
+            let spec = image::parse_port(&p).map_err(|m| self.ctx.error(node, m))?;
+            if spec.proto_not_lower {
+                self.ctx.warn(
+                    node,
+                    "ExposeProtoCasing",
+                    format!("Defined protocol '{p}' in EXPOSE instruction should be lowercase"),
+                );
+            }
+            if spec.mapping {
+                self.ctx.warn(
+                    node,
+                    "ExposeInvalidFormat",
+                    format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{p}'"),
+                );
+            }
+            for key in spec.keys {
                 self.image.config.exposed_ports.insert(key, Empty {});
             }
             specs.push(p);

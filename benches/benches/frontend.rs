@@ -1,0 +1,22 @@
+//! Parse and compile of a 2,000-instruction, 50-stage Dockerfile (the generator is
+//! shared with the frontend's scale tests).
+
+#[path = "../../frontend/tests/common/big.rs"]
+mod big;
+
+use buildd_frontend::{BuildOptions, compile, parse};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn bench(c: &mut Criterion) {
+    let text = big::dockerfile();
+    let opts = BuildOptions::new(buildd_oci::host_platform());
+    let mut group = c.benchmark_group("frontend-2000x50");
+    group.bench_function("parse", |b| b.iter(|| parse(&text).unwrap()));
+    group.bench_function("parse+compile", |b| {
+        b.iter(|| compile(&text, &opts).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

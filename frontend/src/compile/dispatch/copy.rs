@@ -1,0 +1,305 @@
+//! COPY and ADD: sources from the context, a stage, an image, a URL, a git
+//! repository or a heredoc, copied into the stage (or, with `--link`, into an
+//! independent layer merged onto it).
+
+use buildd_proto::llb::{
+    self, FileAction, FileActionCopy, FileActionMkFile, FileOp, MergeOp, Op, SourceOp, file_action,
+    op,
+};
+
+use super::{Dispatcher, lines};
+use crate::compile::graph::Output;
+use crate::compile::image::{self, add_history, resolve_path};
+use crate::compile::remote::{self, Remote};
+use crate::compile::stages::{Source, SourceRef};
+use crate::error::Error;
+use crate::instructions::CopyCmd;
+use crate::parser::Node;
+
+/// The inputs of the FileOp being built, deduplicated.
+#[derive(Default)]
+struct Inputs(Vec<Output>);
+
+impl Inputs {
+    fn index(&mut self, out: Output) -> i64 {
+        let i = self.0.iter().position(|o| *o == out).unwrap_or_else(|| {
+            self.0.push(out);
+            self.0.len() - 1
+        });
+        i as i64
+    }
+}
+
+impl Dispatcher<'_, '_, '_> {
+    pub(super) fn copy(
+        &mut self,
+        node: &Node,
+        c: &CopyCmd,
+        from: Option<&SourceRef>,
+    ) -> Result<(), Error> {
+        let keyword = if c.add { "ADD" } else { "COPY" };
+        let sources = c
+            .sources
+            .iter()
+            .map(|s| self.expand(node, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dest_raw = self.expand(node, &c.dest)?;
+        let owner = match &c.chown {
+            Some(l) => {
+                let v = self.expand(node, &l.value)?;
+                Some(image::parse_chown(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
+            }
+            None => None,
+        };
+        let mode = match &c.chmod {
+            Some(l) => {
+                let v = self.expand(node, &l.value)?;
+                Some(image::parse_chmod(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
+            }
+            None => None,
+        };
+        let excludes = c
+            .exclude
+            .iter()
+            .map(|l| self.expand(node, &l.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        let checksum = match &c.checksum {
+            Some(l) => Some((self.expand(node, &l.value)?, l.span)),
+            None => None,
+        };
+
+        let mut dest = resolve_path(&self.workdir(), &dest_raw);
+        let count = sources.len() + c.contents.len();
+        let dir_dest =
+            dest_raw.is_empty() || dest_raw == "." || dest_raw.ends_with('/') || count > 1;
+        if dir_dest && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        // Without --link the copy applies to the stage; with it, to scratch.
+        let base = if c.link { None } else { self.state };
+        let mut inputs = Inputs::default();
+        let base_index = base.map_or(llb::NO_INPUT, |b| inputs.index(b));
+        let template = FileActionCopy {
+            dest: dest.clone(),
+            owner: owner.clone(),
+            mode,
+            create_dest_path: true,
+            exclude_patterns: excludes,
+            ..Default::default()
+        };
+
+        let mut actions = Vec::new();
+        let mut remote_seen = false;
+        for src in &sources {
+            let remote =
+                remote::classify(src).filter(|r| c.add || matches!(r, Remote::Http { .. }));
+            let Some(remote) = remote else {
+                let source_input = self.local_input(node, src, from, &mut inputs)?;
+                actions.push(FileActionCopy {
+                    source_input,
+                    src: source_path(src, c.parents),
+                    follow_symlink: true,
+                    dir_copy_contents: true,
+                    allow_wildcard: true,
+                    allow_empty_wildcard: false,
+                    attempt_unpack: c.add && c.unpack != Some(false),
+                    parents: c.parents,
+                    ..template.clone()
+                });
+                continue;
+            };
+            if !c.add {
+                return Err(self
+                    .ctx
+                    .error(node, format!("source can't be a URL for COPY: {src}")));
+            }
+            remote_seen = true;
+            if let Some((v, span)) = &checksum {
+                remote
+                    .check_checksum(v)
+                    .map_err(|m| self.ctx.error_at(node, *span, m))?;
+            }
+            let (identifier, attrs) =
+                remote.source(checksum.as_ref().map(|(v, _)| v.as_str()), c.keep_git_dir);
+            let op = Op {
+                op: Some(op::Op::Source(SourceOp {
+                    identifier,
+                    attrs,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            };
+            let out = self.graph.add(
+                op,
+                Vec::new(),
+                format!("[internal] add {src}"),
+                Some(lines(node)),
+            );
+            let source_input = inputs.index(out);
+            actions.push(match remote {
+                Remote::Http { filename, .. } => FileActionCopy {
+                    source_input,
+                    src: format!("/{filename}"),
+                    attempt_unpack: c.unpack == Some(true),
+                    ..template.clone()
+                },
+                Remote::Git(_) => FileActionCopy {
+                    source_input,
+                    src: "/".to_owned(),
+                    dir_copy_contents: true,
+                    ..template.clone()
+                },
+            });
+        }
+        if let (Some((_, span)), false) = (&checksum, remote_seen) {
+            return Err(self.ctx.error_at(
+                node,
+                *span,
+                "--checksum can only be used with URL or git sources".to_owned(),
+            ));
+        }
+        let env = self.expand_env();
+        for content in &c.contents {
+            let data = if content.expand {
+                self.ctx
+                    .lexer
+                    .process_heredoc(&content.data, &*env)
+                    .map_err(|e| self.ctx.error(node, e.to_string()))?
+            } else {
+                content.data.clone()
+            };
+            let path = resolve_path("/", &content.path);
+            let out = self.inline_file(node, &path, 0o644, data);
+            actions.push(FileActionCopy {
+                source_input: inputs.index(out),
+                src: path,
+                ..template.clone()
+            });
+        }
+
+        let op = Op {
+            op: Some(op::Op::File(FileOp {
+                base: base_index,
+                actions: actions
+                    .into_iter()
+                    .map(|a| FileAction {
+                        action: Some(file_action::Action::Copy(a)),
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        };
+        let name = self.progress(node);
+        let layer = self
+            .graph
+            .add(op, inputs.0, name.clone(), Some(lines(node)));
+        self.state = Some(match (c.link, self.state) {
+            (true, Some(below)) => {
+                let merge = Op {
+                    op: Some(op::Op::Merge(MergeOp {})),
+                    ..Default::default()
+                };
+                self.graph
+                    .add(merge, vec![below, layer], name, Some(lines(node)))
+            }
+            _ => layer,
+        });
+        let mut history = keyword.to_owned();
+        for s in &sources {
+            history.push(' ');
+            history.push_str(s);
+        }
+        for content in &c.contents {
+            history.push_str(&format!(" <<{}", content.path));
+        }
+        add_history(
+            &mut self.image,
+            format!("{history} {dest_raw} # buildkit"),
+            false,
+        );
+        Ok(())
+    }
+
+    /// The input a local source is read from: the `--from` stage or image, or
+    /// the build context (whose transferred paths it extends).
+    fn local_input(
+        &mut self,
+        node: &Node,
+        src: &str,
+        from: Option<&SourceRef>,
+        inputs: &mut Inputs,
+    ) -> Result<i64, Error> {
+        let Some(r) = from else {
+            self.context.paths.insert(resolve_path("/", src));
+            let ctx_out = self.context.get(self.ctx, self.graph);
+            return Ok(inputs.index(ctx_out));
+        };
+        let state = self.source_state(node, r)?.ok_or_else(|| {
+            let Source::Stage(j) = r.source else {
+                unreachable!("images always have a vertex")
+            };
+            let name = crate::compile::stages::display_name(self.stages, j);
+            self.ctx.error_at(
+                node,
+                r.span,
+                format!("stage {name:?} has an empty filesystem, there is nothing to copy"),
+            )
+        })?;
+        Ok(inputs.index(state))
+    }
+
+    /// A scratch filesystem holding one file at `path` (absolute, clean), as
+    /// BuildKit prepares heredocs.
+    pub(super) fn inline_file(
+        &mut self,
+        node: &Node,
+        path: &str,
+        mode: u32,
+        data: String,
+    ) -> Output {
+        let mkfile = FileAction {
+            action: Some(file_action::Action::Mkfile(FileActionMkFile {
+                path: path.to_owned(),
+                mode,
+                data: data.into_bytes(),
+                owner: None,
+                timestamp: None,
+            })),
+        };
+        let op = Op {
+            op: Some(op::Op::File(FileOp {
+                base: llb::NO_INPUT,
+                actions: vec![mkfile],
+            })),
+            ..Default::default()
+        };
+        let name = "[internal] preparing inline document".to_owned();
+        self.graph.add(op, Vec::new(), name, Some(lines(node)))
+    }
+}
+
+/// The source path in its input. With `--parents`, a `/./` in it marks where
+/// the kept parent directories start, so it survives cleaning.
+fn source_path(src: &str, parents: bool) -> String {
+    match src.split_once("/./") {
+        Some((above, below)) if parents => {
+            let above = resolve_path("/", above);
+            let below = crate::compile::image::clean_path(below);
+            format!("{}/./{below}", above.trim_end_matches('/'))
+        }
+        _ => resolve_path("/", src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_path;
+
+    #[test]
+    fn parents_pivot_survives_cleaning() {
+        assert_eq!(source_path("src/./pkg/a", true), "/src/./pkg/a");
+        assert_eq!(source_path("a/../src//./x/", true), "/src/./x");
+        assert_eq!(source_path("./x", true), "/x");
+        assert_eq!(source_path("src/./pkg", false), "/src/pkg");
+    }
+}

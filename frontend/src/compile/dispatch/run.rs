@@ -1,0 +1,375 @@
+//! RUN: an ExecOp over the stage's filesystem, with its `--mount`s, network
+//! and security mode, and heredoc scripts.
+
+use buildd_proto::llb::{
+    self, CacheOpt, CacheSharingOpt, ExecOp, Meta, Mount, MountType as LlbMount, NetMode, Op,
+    SecretEnv, SecretOpt, SecurityMode, SshOpt, TmpfsOpt, op,
+};
+
+use super::{Dispatcher, lines};
+use crate::compile::graph::{Output, State};
+use crate::compile::image::{add_history, clean_path, resolve_path};
+use crate::compile::stages::SourceRef;
+use crate::error::Error;
+use crate::instructions::mounts::{self, MountSpec, MountType, Sharing};
+use crate::instructions::{CommandLine, Located, RunCmd};
+use crate::parser::{Node, parse_heredoc_marker};
+
+/// Where a script heredoc (`RUN <<EOF` starting with `#!`) is mounted.
+const PIPES_DIR: &str = "/dev/pipes/";
+
+/// The inputs of the ExecOp being built: the root first, then mount sources.
+struct Inputs {
+    list: Vec<Output>,
+}
+
+impl Inputs {
+    fn index(&mut self, state: State) -> i64 {
+        let Some(out) = state else {
+            return llb::NO_INPUT;
+        };
+        let i = match self.list.iter().position(|o| *o == out) {
+            Some(i) => i,
+            None => {
+                self.list.push(out);
+                self.list.len() - 1
+            }
+        };
+        i as i64
+    }
+}
+
+impl Dispatcher<'_, '_, '_> {
+    pub(super) fn run(
+        &mut self,
+        node: &Node,
+        c: &RunCmd,
+        refs: &[Option<SourceRef>],
+    ) -> Result<(), Error> {
+        let mut inputs = Inputs { list: Vec::new() };
+        let root = inputs.index(self.state);
+        let mut mounts = Vec::new();
+        let mut secret_env = Vec::new();
+        let mut line = c.line.clone();
+        let mut summary = None;
+        if let Some(script) = self.heredoc_script(node, c, &mut line, &mut summary)? {
+            mounts.push(Mount {
+                input: inputs.index(Some(script)),
+                selector: "/".to_owned(),
+                dest: PIPES_DIR.to_owned(),
+                output: llb::NO_INPUT,
+                readonly: true,
+                ..Default::default()
+            });
+        }
+        let mut ssh_count = 0;
+        for (i, flag) in c.mounts.iter().enumerate() {
+            let spec = self.mount_spec(node, flag)?;
+            let from = refs.get(i).and_then(Option::as_ref);
+            if spec.kind == MountType::Secret && spec.env.is_some() {
+                secret_env.push(SecretEnv {
+                    id: secret_id(&spec),
+                    name: spec.env.clone().unwrap_or_default(),
+                    optional: !spec.required,
+                });
+                if spec.target.is_none() {
+                    continue;
+                }
+            }
+            let mount = self.mount(node, flag, &spec, from, &mut inputs, &mut ssh_count)?;
+            mounts.push(mount);
+        }
+        // Parents before children, deterministically; the root stays first.
+        mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
+        mounts.insert(
+            0,
+            Mount {
+                input: root,
+                dest: "/".to_owned(),
+                output: 0,
+                ..Default::default()
+            },
+        );
+        let args = self.with_shell(&line);
+        let mut env = self.run_env();
+        if let Some(sock) = mounts
+            .iter()
+            .find_map(|m| m.ssh_opt.as_ref().map(|_| m.dest.clone()))
+            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={sock}"));
+        }
+        let meta = Meta {
+            args: args.clone(),
+            env,
+            cwd: self.workdir(),
+            user: self.image.config.user.clone(),
+            ..Default::default()
+        };
+        let network = match &c.network {
+            Some(l) => match self.expand(node, &l.value)?.as_str() {
+                "default" => NetMode::Unset,
+                "none" => NetMode::None,
+                "host" => NetMode::Host,
+                v => return Err(self.flag_error(node, l, "network", v, "default, none or host")),
+            },
+            None => NetMode::Unset,
+        };
+        let security = match &c.security {
+            Some(l) => match self.expand(node, &l.value)?.as_str() {
+                "sandbox" => SecurityMode::Sandbox,
+                "insecure" => SecurityMode::Insecure,
+                v => return Err(self.flag_error(node, l, "security", v, "sandbox or insecure")),
+            },
+            None => SecurityMode::Sandbox,
+        };
+        let op = Op {
+            op: Some(op::Op::Exec(ExecOp {
+                meta: Some(meta),
+                mounts,
+                network: network as i32,
+                security: security as i32,
+                secret_env,
+            })),
+            ..Default::default()
+        };
+        let mut name = self.progress(node);
+        if let Some(s) = summary {
+            name = format!("{name} ({s})");
+        }
+        self.state = Some(self.graph.add(op, inputs.list, name, Some(lines(node))));
+        let created_by = format!("RUN {} # buildkit", self.run_command_string(&args));
+        add_history(&mut self.image, created_by, false);
+        Ok(())
+    }
+
+    fn flag_error(&self, node: &Node, l: &Located, flag: &str, v: &str, want: &str) -> Error {
+        self.ctx.error_at(
+            node,
+            l.span,
+            format!("invalid --{flag} value {v:?}, expected {want}"),
+        )
+    }
+
+    fn mount_spec(&self, node: &Node, flag: &Located) -> Result<MountSpec, Error> {
+        let value = self.expand(node, &flag.value)?;
+        mounts::parse(&value)
+            .map_err(|m| self.ctx.error_at(node, flag.span, format!("--mount: {m}")))
+    }
+
+    /// BuildKit's heredoc forms of RUN: a lone `<<EOF` runs its body (as a
+    /// script file when it starts with `#!`); otherwise the bodies are appended
+    /// to the command for the shell to read. Returns the script's filesystem.
+    fn heredoc_script(
+        &mut self,
+        node: &Node,
+        c: &RunCmd,
+        line: &mut CommandLine,
+        summary: &mut Option<String>,
+    ) -> Result<Option<Output>, Error> {
+        if c.files.is_empty() {
+            return Ok(None);
+        }
+        let [cmd] = line.args.as_mut_slice() else {
+            return Err(self
+                .ctx
+                .error(node, "heredocs need the shell form of RUN".to_owned()));
+        };
+        if parse_heredoc_marker(cmd).is_none() {
+            for f in &c.files {
+                cmd.push('\n');
+                cmd.push_str(&f.content);
+                cmd.push_str(&f.name);
+            }
+            return Ok(None);
+        }
+        let file = &c.files[0];
+        let data = file.data();
+        *summary = Some(summarize(&file.content));
+        if !data.starts_with("#!") {
+            *cmd = data;
+            return Ok(None);
+        }
+        // The delimiter names the file; cleaning keeps it inside the mount.
+        let path = resolve_path("/", &file.name);
+        let out = self.inline_file(node, &path, 0o755, data);
+        *cmd = format!("{PIPES_DIR}{}", path.trim_start_matches('/'));
+        Ok(Some(out))
+    }
+
+    fn mount(
+        &mut self,
+        node: &Node,
+        flag: &Located,
+        spec: &MountSpec,
+        from: Option<&SourceRef>,
+        inputs: &mut Inputs,
+        ssh_count: &mut usize,
+    ) -> Result<Mount, Error> {
+        let default = match spec.kind {
+            MountType::Secret => format!("/run/secrets/{}", base_name(&secret_id(spec))),
+            MountType::Ssh => format!("/run/buildkit/ssh_agent.{ssh_count}"),
+            _ => self.workdir(),
+        };
+        let dest = match &spec.target {
+            Some(t) => resolve_path(&self.workdir(), t),
+            None => default,
+        };
+        if dest == "/" {
+            return Err(self.ctx.error_at(
+                node,
+                flag.span,
+                format!("--mount: invalid mount target {dest:?}"),
+            ));
+        }
+        let selector = spec
+            .source
+            .as_deref()
+            .map(|s| resolve_path("/", s))
+            .filter(|s| s != "/")
+            .unwrap_or_default();
+        let mut m = Mount {
+            dest,
+            input: llb::NO_INPUT,
+            output: llb::NO_INPUT,
+            readonly: spec.readonly,
+            ..Default::default()
+        };
+        match spec.kind {
+            MountType::Bind => {
+                let state = match from {
+                    Some(r) => self.source_state(node, r)?,
+                    None => {
+                        let path = if selector.is_empty() { "/" } else { &selector };
+                        self.context.paths.insert(path.to_owned());
+                        Some(self.context.get(self.ctx, self.graph))
+                    }
+                };
+                m.input = inputs.index(state);
+                m.selector = selector;
+            }
+            MountType::Cache => {
+                if let Some(r) = from {
+                    m.input = inputs.index(self.source_state(node, r)?);
+                    m.selector = selector;
+                }
+                m.mount_type = LlbMount::Cache as i32;
+                let sharing = match spec.sharing {
+                    None | Some(Sharing::Shared) => CacheSharingOpt::CacheSharingShared,
+                    Some(Sharing::Private) => CacheSharingOpt::CacheSharingPrivate,
+                    Some(Sharing::Locked) => CacheSharingOpt::CacheSharingLocked,
+                };
+                m.cache_opt = Some(CacheOpt {
+                    id: spec.id.clone().unwrap_or_else(|| clean_path(&m.dest)),
+                    sharing: sharing as i32,
+                    uid: spec.uid,
+                    gid: spec.gid,
+                    mode: spec.mode,
+                });
+            }
+            MountType::Tmpfs => {
+                m.mount_type = LlbMount::Tmpfs as i32;
+                m.tmpfs_opt = Some(TmpfsOpt {
+                    size: spec.size.unwrap_or(0),
+                });
+            }
+            MountType::Secret => {
+                let id = secret_id(spec);
+                m.readonly = false;
+                m.mount_type = LlbMount::Secret as i32;
+                m.secret_opt = Some(SecretOpt {
+                    id,
+                    uid: spec.uid.unwrap_or(0),
+                    gid: spec.gid.unwrap_or(0),
+                    mode: spec.mode.unwrap_or(0o400),
+                    optional: !spec.required,
+                });
+            }
+            MountType::Ssh => {
+                *ssh_count += 1;
+                m.readonly = false;
+                m.mount_type = LlbMount::Ssh as i32;
+                m.ssh_opt = Some(SshOpt {
+                    id: spec.id.clone().unwrap_or_else(|| "default".to_owned()),
+                    uid: spec.uid.unwrap_or(0),
+                    gid: spec.gid.unwrap_or(0),
+                    mode: spec.mode.unwrap_or(0o600),
+                    optional: !spec.required,
+                });
+            }
+        }
+        Ok(m)
+    }
+
+    /// The process environment: ENV, then ARGs that ENV does not override.
+    fn run_env(&self) -> Vec<String> {
+        let mut env = self.image.config.env.clone();
+        for (k, v) in &self.args {
+            let Some(v) = v else { continue };
+            let shadowed = env
+                .iter()
+                .any(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == k);
+            if !shadowed {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env
+    }
+
+    /// BuildKit's history form of RUN: `|N K=V ... args`.
+    fn run_command_string(&self, args: &[String]) -> String {
+        let env = self.expand_env();
+        let mut parts: Vec<String> = self
+            .args
+            .iter()
+            .map(|(k, v)| {
+                let value = crate::shell::Env::get(&*env, k)
+                    .map(str::to_owned)
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
+                format!("{k}={value}")
+            })
+            .collect();
+        if !parts.is_empty() {
+            parts.insert(0, format!("|{}", parts.len()));
+        }
+        parts.extend(args.iter().cloned());
+        parts.join(" ")
+    }
+
+    pub(super) fn with_shell(&self, c: &CommandLine) -> Vec<String> {
+        if !c.shell_form {
+            return c.args.clone();
+        }
+        let mut args = if self.image.config.shell.is_empty() {
+            vec!["/bin/sh".to_owned(), "-c".to_owned()]
+        } else {
+            self.image.config.shell.clone()
+        };
+        args.extend(c.args.iter().cloned());
+        args
+    }
+}
+
+/// A secret's id: `id=`, else `source=`, else the target's file name.
+fn secret_id(spec: &MountSpec) -> String {
+    spec.id
+        .clone()
+        .or_else(|| spec.source.clone())
+        .or_else(|| spec.target.as_deref().map(base_name))
+        .unwrap_or_default()
+}
+
+fn base_name(p: &str) -> String {
+    let p = p.trim_end_matches('/');
+    p.rsplit('/').next().unwrap_or(p).to_owned()
+}
+
+/// BuildKit's `summarizeHeredoc`: the first line, with `...` when there are more.
+fn summarize(doc: &str) -> String {
+    let doc = doc.trim().replace("\r\n", "\n");
+    match doc.split_once('\n') {
+        Some((first, _)) => format!("{first}..."),
+        None => doc,
+    }
+}
