@@ -1,0 +1,111 @@
+//! Running build steps (Dockerfile `RUN`) in real containers.
+//!
+//! A run gets a root filesystem made of snapshot layers: the layers (overlayfs upper-dir
+//! format) become the lowerdirs of an overlay mount whose upperdir receives exactly the
+//! changes of the run. [`RuncExecutor`] drives an OCI runtime (runc or crun) over a bundle
+//! it generates, streams the process's output to an [`OutputSink`] and removes every trace
+//! of the container afterwards, also when the run's future is dropped.
+
+mod error;
+mod etc;
+mod flatten;
+mod netns;
+mod overlay;
+mod runc;
+mod spec;
+mod stubs;
+mod sys;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+
+pub use error::ExecError;
+pub use runc::RuncExecutor;
+
+/// The root filesystem of a run.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Layer directories, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// An empty directory that receives the changes of the run, in overlayfs upper-dir
+    /// format. Its parent must be writable: the overlay work dir is created next to it.
+    pub upper: PathBuf,
+}
+
+/// The network a run gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A private network namespace with only the loopback interface.
+    None,
+    /// The host's network namespace.
+    Host,
+    /// A private network namespace with outbound access through slirp4netns, or the
+    /// host's network when slirp4netns is not installed.
+    #[default]
+    Default,
+}
+
+/// An extra mount in the container, for `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// A host directory or file bind-mounted at `dest`.
+    Bind {
+        src: PathBuf,
+        dest: String,
+        readonly: bool,
+    },
+    /// An empty tmpfs at `dest`; `size` in bytes, `None` for the kernel's default.
+    Tmpfs { dest: String, size: Option<u64> },
+}
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// The command line; the first element is looked up in the container's `PATH`.
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Working directory inside the container, created when missing. Empty means `/`.
+    pub cwd: String,
+    /// `uid[:gid]`, numeric; names are resolved by the caller. Empty means `0:0`.
+    pub user: String,
+    /// Empty means `buildkitsandbox`, as in BuildKit.
+    pub hostname: String,
+    pub network: Network,
+    /// Extra `/etc/hosts` entries.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+    pub mounts: Vec<MountSpec>,
+}
+
+/// Receives the output of a run as it comes.
+pub trait OutputSink: Send + Sync {
+    /// `stream` is 1 for stdout and 2 for stderr.
+    fn write(&self, stream: u8, data: &[u8]);
+}
+
+/// How the process of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code; a process killed by signal `n` reports `128 + n`, as a shell does.
+    pub code: i32,
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs processes in containers.
+pub trait Executor: Send + Sync {
+    /// Runs `spec` on `rootfs`, streaming output to `out`. Dropping the future kills the
+    /// container and removes everything the run set up.
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a RootfsPlan,
+        spec: &'a RunSpec,
+        out: &'a dyn OutputSink,
+    ) -> BoxFuture<'a, Result<ExitStatus, ExecError>>;
+}

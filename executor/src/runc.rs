@@ -1,0 +1,351 @@
+//! [`Executor`] over an OCI runtime command line (runc, or crun which accepts the same).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::error::ExecError;
+use crate::etc;
+use crate::flatten;
+use crate::netns::SlirpNetns;
+use crate::overlay::{Overlay, remove_all, strip_overlay_xattrs};
+use crate::spec::{self, Files, NetNs};
+use crate::stubs::Stubs;
+use crate::{Executor, ExitStatus, Network, OutputSink, RootfsPlan, RunSpec};
+
+/// Runs containers with an OCI runtime binary.
+#[derive(Debug, Clone)]
+pub struct RuncExecutor {
+    runtime: PathBuf,
+    state_dir: PathBuf,
+    scratch_dir: PathBuf,
+    slirp4netns: Option<PathBuf>,
+}
+
+impl RuncExecutor {
+    /// `runtime` is the runc or crun binary (a bare name is looked up in `PATH`),
+    /// `state_dir` the runtime's `--root` and `scratch_dir` where bundles, rootfs mount
+    /// points and flattened layers live during a run. slirp4netns is looked up in `PATH`.
+    pub fn new(
+        runtime: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        scratch_dir: impl Into<PathBuf>,
+    ) -> Self {
+        RuncExecutor {
+            runtime: runtime.into(),
+            state_dir: state_dir.into(),
+            scratch_dir: scratch_dir.into(),
+            slirp4netns: find_in_path("slirp4netns"),
+        }
+    }
+
+    /// Overrides the slirp4netns binary; `None` gives [`Network::Default`] runs the host's
+    /// network.
+    pub fn with_slirp4netns(mut self, slirp4netns: Option<PathBuf>) -> Self {
+        self.slirp4netns = slirp4netns;
+        self
+    }
+
+    /// runc or else crun, from `PATH`.
+    pub fn find_runtime() -> Option<PathBuf> {
+        find_in_path("runc").or_else(|| find_in_path("crun"))
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    async fn run_inner(
+        &self,
+        rootfs: &RootfsPlan,
+        spec: &RunSpec,
+        out: &dyn OutputSink,
+    ) -> Result<ExitStatus, ExecError> {
+        let id = container_id();
+        let (me, plan, rs, id2) = (self.clone(), rootfs.clone(), spec.clone(), id.clone());
+        // If this future is dropped while preparing, the task still finishes and its
+        // result, dropped unclaimed, cleans up after itself.
+        let mut run = blocking(move || Prepared::new(&me, &plan, &rs, id2)).await?;
+
+        let mut cmd = Command::new(&self.runtime);
+        cmd.arg("--root")
+            .arg(&self.state_dir)
+            .arg("--log")
+            .arg(run.dir.join("runtime.log"))
+            .args(["--log-format", "json", "run", "--bundle"])
+            .arg(&run.dir)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ExecError::RuntimeNotFound {
+                path: self.runtime.clone(),
+            },
+            _ => ExecError::io("start", &self.runtime)(e),
+        })?;
+        run.container = Some(Container {
+            runtime: self.runtime.clone(),
+            state_dir: self.state_dir.clone(),
+            id,
+        });
+        let (stdout, stderr) = (
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        let (o, e, status) = tokio::join!(pump(stdout, 1, out), pump(stderr, 2, out), child.wait());
+        let status = status.map_err(ExecError::io("wait for", &self.runtime))?;
+        o.and(e)
+            .map_err(ExecError::io("read output of", &self.runtime))?;
+        let code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        });
+
+        let runtime = self.runtime.clone();
+        blocking(move || {
+            let failure = (code != 0).then(|| run.runtime_error()).flatten();
+            run.finish()?;
+            match failure {
+                Some(message) => Err(ExecError::Runtime { runtime, message }),
+                None => Ok(ExitStatus { code }),
+            }
+        })
+        .await
+    }
+}
+
+impl Executor for RuncExecutor {
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a RootfsPlan,
+        spec: &'a RunSpec,
+        out: &'a dyn OutputSink,
+    ) -> BoxFuture<'a, Result<ExitStatus, ExecError>> {
+        self.run_inner(rootfs, spec, out).boxed()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ExecError> + Send + 'static,
+) -> Result<T, ExecError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ExecError::io("run", "blocking task")(io::Error::other(e))))
+}
+
+async fn pump(mut r: impl AsyncRead + Unpin, stream: u8, out: &dyn OutputSink) -> io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write(stream, &buf[..n]);
+    }
+}
+
+fn container_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "buildd-{:x}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A created container, force-deleted when dropped.
+#[derive(Debug)]
+struct Container {
+    runtime: PathBuf,
+    state_dir: PathBuf,
+    id: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Synchronous on purpose: this also runs when the run's future is dropped, and
+        // the container must be gone before its rootfs is unmounted.
+        let res = std::process::Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.state_dir)
+            .args(["delete", "--force", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Err(e) = res {
+            tracing::warn!("delete container {}: {e}", self.id);
+        }
+    }
+}
+
+/// Everything a run set up, torn down in reverse order when dropped.
+#[derive(Debug)]
+struct Prepared {
+    dir: PathBuf,
+    container: Option<Container>,
+    netns: Option<SlirpNetns>,
+    overlay: Option<Overlay>,
+    upper: PathBuf,
+    stubs: Stubs,
+    /// Set when the rootfs could not be unmounted: the directory holding it stays.
+    keep_dir: bool,
+}
+
+impl Prepared {
+    fn new(
+        ex: &RuncExecutor,
+        plan: &RootfsPlan,
+        spec: &RunSpec,
+        id: String,
+    ) -> Result<Self, ExecError> {
+        let scratch = std::path::absolute(&ex.scratch_dir)
+            .map_err(ExecError::io("resolve", &ex.scratch_dir))?;
+        std::fs::create_dir_all(&scratch).map_err(ExecError::io("create", &scratch))?;
+        let dir = scratch.join(&id);
+        std::fs::create_dir(&dir).map_err(ExecError::io("create", &dir))?;
+        let mut run = Prepared {
+            dir,
+            container: None,
+            netns: None,
+            overlay: None,
+            upper: plan.upper.clone(),
+            stubs: Stubs::default(),
+            keep_dir: false,
+        };
+        let dir = run.dir.clone();
+
+        let mut lowers = flatten::reduce(&plan.lowers, &dir)?;
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir(&empty).map_err(ExecError::io("create", &empty))?;
+            lowers.push(empty);
+        }
+        let name = plan.upper.file_name().unwrap_or_default().to_string_lossy();
+        let work = plan.upper.with_file_name(format!(".{name}-work-{id}"));
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(ExecError::io("create", &rootfs))?;
+        run.overlay = Some(Overlay::mount(
+            &lowers,
+            Some((&plan.upper, &work)),
+            &rootfs,
+            &dir.join("l"),
+        )?);
+        run.stubs = Stubs::record(&rootfs, spec::mount_destinations(spec))
+            .map_err(ExecError::io("inspect", &rootfs))?;
+
+        let mut network = spec.network;
+        if network == Network::Default && ex.slirp4netns.is_none() {
+            tracing::warn!("slirp4netns not found: running with the host's network");
+            network = Network::Host;
+        }
+        let hostname = if spec.hostname.is_empty() {
+            "buildkitsandbox"
+        } else {
+            &spec.hostname
+        };
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (hosts, resolv) = (dir.join("hosts"), dir.join("resolv.conf"));
+        write(&hosts, &etc::hosts(hostname, &spec.extra_hosts))?;
+        write(
+            &resolv,
+            &etc::resolv_conf(&host_resolv, network, network == Network::Default),
+        )?;
+
+        if let (Network::Default, Some(slirp)) = (network, &ex.slirp4netns) {
+            run.netns = Some(SlirpNetns::create(
+                slirp,
+                &dir.join("netns"),
+                &dir.join("slirp.log"),
+            )?);
+        }
+        let net = match (&run.netns, network) {
+            (Some(ns), _) => NetNs::Path(ns.path()),
+            (None, Network::Host) => NetNs::Host,
+            (None, _) => NetNs::New,
+        };
+        let files = Files {
+            rootfs: &rootfs,
+            hosts: &hosts,
+            resolv_conf: &resolv,
+        };
+        let config = spec::config(spec, &files, net, &id)?;
+        let json = serde_json::to_string_pretty(&config).expect("json values serialize");
+        write(&dir.join("config.json"), &json)?;
+        Ok(run)
+    }
+
+    /// The error the runtime logged, if it failed itself rather than the process.
+    fn runtime_error(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.dir.join("runtime.log")).ok()?;
+        let msgs: Vec<String> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+            .filter_map(|v| v["msg"].as_str().map(str::to_owned))
+            .collect();
+        (!msgs.is_empty()).then(|| msgs.join("; "))
+    }
+
+    /// Tears down in order, reporting the first failure.
+    fn finish(mut self) -> Result<(), ExecError> {
+        self.container.take();
+        self.netns.take();
+        if let Some(ov) = self.overlay.take() {
+            let target = ov.target().to_owned();
+            let stubs = self
+                .stubs
+                .remove(&target)
+                .map_err(ExecError::io("remove mount stubs in", &target));
+            if let Err(e) = ov.unmount() {
+                self.keep_dir = true;
+                return Err(e);
+            }
+            stubs?;
+            strip_overlay_xattrs(&self.upper).map_err(ExecError::io("clean up", &self.upper))?;
+        }
+        remove_all(&self.dir)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        self.container.take();
+        self.netns.take();
+        if let Some(ov) = self.overlay.take() {
+            self.keep_dir |= ov.unmount().inspect_err(|e| tracing::warn!("{e}")).is_err();
+        }
+        // Never recurse into a rootfs that may still be mounted.
+        if !self.keep_dir
+            && let Err(e) = remove_all(&self.dir)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+fn write(path: &Path, content: &str) -> Result<(), ExecError> {
+    std::fs::write(path, content).map_err(ExecError::io("write", path))
+}
