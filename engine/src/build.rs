@@ -11,7 +11,9 @@ use buildd_snapshot::Snapshot;
 
 use crate::engine::Engine;
 use crate::export::{ExportError, OciExport, OutputSpec, export_local, export_oci};
+use crate::images::{ImageRecord, normalize_name, now_rfc3339};
 use crate::ops::Ref;
+use crate::resolver::LocalResolver;
 use crate::solver::{BuildCtx, Graph, ProgressEvent, ProgressSender, SolveError, SolveRequest};
 
 /// The name of the build context as a local source.
@@ -28,6 +30,8 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Pins every timestamp in exported images (SOURCE_DATE_EPOCH).
     pub source_date_epoch: Option<i64>,
+    /// Names to store the result under in the local image store.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -54,6 +58,8 @@ pub enum BuildError {
     Solve(#[from] SolveError),
     #[error(transparent)]
     Root(#[from] crate::root::RootError),
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
     #[error("the build result is a local directory, not a filesystem")]
     LocalResult,
     #[error("export: {0}")]
@@ -122,7 +128,9 @@ pub async fn build(
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: input.dockerignore,
         platform: buildd_oci::host_platform(),
-        resolver: None,
+        resolver: Some(Arc::new(LocalResolver {
+            images: engine.root.images.clone(),
+        })),
     };
     let compiled = buildd_frontend::compile(&input.dockerfile, &opts)?;
     let snapshot = if compiled.definition.result.is_none() {
@@ -131,6 +139,24 @@ pub async fn build(
     } else {
         solve(engine, &compiled.definition, req, progress.clone()).await?
     };
+
+    // Validate every name before storing any, so a bad one stores nothing.
+    let tags = req
+        .tags
+        .iter()
+        .map(|t| normalize_name(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in tags {
+        let created = now_rfc3339();
+        let mut config = compiled.image.clone();
+        config.created.get_or_insert_with(|| created.clone());
+        engine.root.images.put(&ImageRecord {
+            name,
+            layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
+            config,
+            created,
+        })?;
+    }
 
     let mut manifests = Vec::new();
     for out in &req.outputs {

@@ -6,6 +6,7 @@
 //! <root>/blobs/sha256/   content store
 //! <root>/ingest/         blobs being written
 //! <root>/layers/         snapshot diff dirs
+//! <root>/images/         the local image store
 //! <root>/dirty           exists while a process uses the root
 //! ```
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::{CacheIndex, IndexError, SledIndex, Table, WriteBehind};
+use crate::images::ImageStore;
 use crate::store::{ContentStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum RootError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Snapshot(#[from] buildd_snapshot::SnapshotError),
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
 }
 
 /// An opened root. Dropping it releases the lock.
@@ -43,6 +47,7 @@ pub struct Root {
     pub content: ContentStore,
     pub index: Arc<dyn CacheIndex>,
     pub layers: buildd_snapshot::LayerStore,
+    pub images: Arc<ImageStore>,
     _lock: File,
 }
 
@@ -94,6 +99,7 @@ impl Root {
             content: ContentStore::open(path)?,
             index,
             layers,
+            images: Arc::new(ImageStore::open(path)?),
             _lock: lock,
         };
         let dirty = path.join(DIRTY);
@@ -125,6 +131,10 @@ impl Root {
             if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&record) {
                 named.extend(ids);
             }
+        }
+        // Named images are not a cache: their layers stay whatever the index says.
+        for image in self.images.list()? {
+            named.extend(image.layers);
         }
         let mut removed = 0;
         for id in self.layers.list()? {

@@ -69,7 +69,7 @@ pub(crate) fn run(
 
 /// A name no other layer has or will have. Reusing the cache key would make a
 /// re-run (`--no-cache`, or after a crash) adopt the old layer instead of its own.
-fn fresh_layer_id(cache_key: Digest) -> LayerId {
+pub(crate) fn fresh_layer_id(cache_key: Digest) -> LayerId {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

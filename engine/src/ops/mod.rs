@@ -8,4 +8,5 @@ mod merge;
 mod source;
 mod worker;
 
+pub(crate) use file::fresh_layer_id;
 pub use worker::{BuildWorker, Ref};

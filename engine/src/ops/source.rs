@@ -7,9 +7,10 @@ use buildd_proto::llb::SourceOp;
 use buildd_snapshot::Snapshot;
 
 use super::worker::{LocalDir, Ref};
+use crate::root::Root;
 use crate::solver::{BuildCtx, OpError};
 
-pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
+pub(crate) fn resolve(root: &Root, src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
     let id = src.identifier.as_str();
     if id == "scratch" {
         return Ok(Ref::Snapshot(Snapshot::scratch()));
@@ -41,9 +42,11 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
             excludes,
         })));
     }
+    if let Some(reference) = id.strip_prefix("docker-image://") {
+        return local_image(root, reference);
+    }
     let scheme = id.split_once("://").map_or(id, |(s, _)| s);
     let what = match scheme {
-        "docker-image" => "image sources need the registry client",
         "git" => "git sources",
         "http" | "https" => "http sources",
         _ => return Err(OpError::new(format!("unknown source {id:?}"))),
@@ -51,4 +54,32 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
     Err(OpError::new(format!(
         "{id}: {what}, which this buildd does not support yet"
     )))
+}
+
+/// `NAME@sha256:…` from the local image store; the digest pins the content the
+/// frontend resolved.
+fn local_image(root: &Root, reference: &str) -> Result<Ref, OpError> {
+    let (name, digest) = reference.split_once('@').ok_or_else(|| {
+        OpError::new(format!(
+            "image {reference}: not pinned to a digest; pulling from registries is not supported yet"
+        ))
+    })?;
+    let record = root
+        .images
+        .get(name)
+        .map_err(|e| OpError::new(e.to_string()))?
+        .ok_or_else(|| OpError::new(format!("image {name} is not in the local image store")))?;
+    if record.digest().to_string() != digest {
+        return Err(OpError::new(format!(
+            "image {name} changed during the build (now {}, expected {digest})",
+            record.digest()
+        )));
+    }
+    let snapshot = record.snapshot().map_err(|e| OpError::new(e.to_string()))?;
+    if let Some(missing) = snapshot.layers.iter().find(|id| !root.layers.exists(id)) {
+        return Err(OpError::new(format!(
+            "image {name}: layer {missing} is missing from the layer store"
+        )));
+    }
+    Ok(Ref::Snapshot(snapshot))
 }

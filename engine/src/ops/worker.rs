@@ -121,7 +121,7 @@ impl Worker for BuildWorker {
         let root = self.root.clone();
         async move {
             match &vertex.op.op {
-                Some(op::Op::Source(src)) => super::source::resolve(src, &ctx),
+                Some(op::Op::Source(src)) => super::source::resolve(&root, src, &ctx),
                 Some(op::Op::File(_)) => {
                     blocking(move |cancelled| {
                         super::file::run(

@@ -30,6 +30,9 @@ pub struct BuildArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
+    /// Store the result in the local image store under this name (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
@@ -62,6 +65,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
         outputs: args.outputs,
         no_cache: args.no_cache,
         source_date_epoch,
+        tags: args.tags,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());

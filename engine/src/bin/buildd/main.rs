@@ -4,6 +4,8 @@
 mod args;
 mod build;
 mod debug;
+mod images;
+mod import;
 mod report;
 
 use std::path::PathBuf;
@@ -29,6 +31,10 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile, in this process.
     Build(build::BuildArgs),
+    /// List the images in the local image store.
+    Images,
+    /// Make an image from a root filesystem tarball, like `docker import`.
+    Import(import::ImportArgs),
     /// Inspect what the frontend makes of a Dockerfile.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Build(args)) => build::run(&root, args),
         Some(Command::Debug(cmd)) => debug::run(cmd),
+        Some(Command::Images) => images::run(&root),
+        Some(Command::Import(args)) => import::run(&root, args),
         None => Err(anyhow::anyhow!(
             "serving the daemon API is not available yet; run `buildd build CONTEXT`"
         )),
