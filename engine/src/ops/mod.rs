@@ -1,7 +1,8 @@
 //! The worker that runs LLB ops on this host: sources, file ops, merge and diff.
-//! (RUN needs the container executor, which a later change adds.)
+//! RUN goes to the container executor.
 
 mod content_key;
+mod exec;
 mod file;
 mod hash_cache;
 mod merge;

@@ -46,11 +46,15 @@ impl Ref {
 #[derive(Clone)]
 pub struct BuildWorker {
     pub(crate) root: Arc<Root>,
+    exec: Arc<super::exec::ExecState>,
 }
 
 impl BuildWorker {
     pub fn new(root: Arc<Root>) -> Self {
-        Self { root }
+        Self {
+            root,
+            exec: Arc::default(),
+        }
     }
 }
 
@@ -88,7 +92,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 impl Worker for BuildWorker {
     type Output = Ref;
-    /// Per copy action (by index): the context selection its cache key hashed.
+    /// Per copy action (FileOp) or bind mount (ExecOp), by index: the context
+    /// selection its cache key hashed.
     type Prepared = Selections;
 
     fn content_key(
@@ -103,6 +108,9 @@ impl Worker for BuildWorker {
                 Some(op::Op::File(_)) => {
                     blocking(move |_| super::content_key::file_op(&root, &vertex, &inputs)).await
                 }
+                Some(op::Op::Exec(_)) => {
+                    blocking(move |_| super::exec::content_key(&root, &vertex, &inputs)).await
+                }
                 _ => Ok((None, Selections::new())),
             }
         }
@@ -116,9 +124,10 @@ impl Worker for BuildWorker {
         selections: Selections,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
-        _log: LogSink,
+        log: LogSink,
     ) -> BoxFuture<'static, Result<Ref, OpError>> {
         let root = self.root.clone();
+        let exec = self.exec.clone();
         async move {
             match &vertex.op.op {
                 Some(op::Op::Source(src)) => super::source::resolve(&root, src, &ctx),
@@ -137,9 +146,18 @@ impl Worker for BuildWorker {
                 }
                 Some(op::Op::Merge(_)) => super::merge::merge(&inputs),
                 Some(op::Op::Diff(d)) => super::merge::diff(d, &inputs),
-                Some(op::Op::Exec(_)) => Err(OpError::new(
-                    "RUN needs the container executor, which this buildd does not have yet",
-                )),
+                Some(op::Op::Exec(_)) => {
+                    super::exec::run(
+                        root,
+                        &exec,
+                        vertex.clone(),
+                        inputs,
+                        selections,
+                        cache_key,
+                        log,
+                    )
+                    .await
+                }
                 None => Err(OpError::new("empty op")),
             }
         }

@@ -78,7 +78,10 @@ impl<W: Write> PlainPrinter<W> {
                 ..
             } => {
                 let id = self.header(*vertex, name)?;
-                writeln!(self.out, "#{id} ERROR: {error}")?;
+                // The first line; details (such as a RUN's last output, already shown
+                // as its log) come once, with the final error.
+                let first = error.lines().next().unwrap_or_default();
+                writeln!(self.out, "#{id} ERROR: {first}")?;
             }
             ProgressEvent::Log { vertex, data, .. } => {
                 let (id, _) = self.id(*vertex);

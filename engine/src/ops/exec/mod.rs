@@ -1,0 +1,283 @@
+//! ExecOp (Dockerfile `RUN`): a process in a container over the input's layers,
+//! whose changes become one new layer.
+
+mod content_key;
+mod mounts;
+mod output;
+mod user;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use buildd_executor::{Executor, Network, RunSpec, RuncExecutor};
+use buildd_proto::Digest;
+use buildd_proto::llb::{ExecOp, Meta, MountType, NO_INPUT, NetMode, SecurityMode, op};
+use buildd_snapshot::Snapshot;
+
+use super::worker::{Ref, Selections, blocking};
+use crate::root::Root;
+use crate::solver::{LogSink, OpError, Resolved, Vertex};
+pub(crate) use content_key::exec_op as content_key;
+use mounts::Prepared;
+use output::RunOutput;
+
+/// What RUNs share across a worker: the executor, made on first use so that
+/// builds without RUN need no OCI runtime, and the locks of `sharing=locked`
+/// cache mounts.
+#[derive(Default)]
+pub(crate) struct ExecState {
+    executor: OnceLock<Arc<dyn Executor>>,
+    cache_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ExecState {
+    fn executor(&self, root: &Root) -> Result<Arc<dyn Executor>, OpError> {
+        if let Some(e) = self.executor.get() {
+            return Ok(e.clone());
+        }
+        let runtime = RuncExecutor::find_runtime()
+            .ok_or_else(|| OpError::new("RUN needs an OCI runtime (runc or crun) on PATH"))?;
+        let made: Arc<dyn Executor> = Arc::new(RuncExecutor::new(
+            runtime,
+            root.path.join("runc"),
+            root.path.join("exec"),
+        ));
+        Ok(self.executor.get_or_init(|| made).clone())
+    }
+
+    /// The lock every `sharing=locked` run of cache `id` holds while it runs.
+    fn cache_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.cache_locks
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+pub(crate) async fn run(
+    root: Arc<Root>,
+    state: &ExecState,
+    vertex: Arc<Vertex>,
+    inputs: Vec<Arc<Resolved<Ref>>>,
+    selections: Selections,
+    cache_key: Digest,
+    log: LogSink,
+) -> Result<Ref, OpError> {
+    let Some(op::Op::Exec(exec)) = &vertex.op.op else {
+        unreachable!("dispatched on op kind")
+    };
+    let meta = exec
+        .meta
+        .as_ref()
+        .ok_or_else(|| OpError::new("exec op has no meta"))?;
+    check_supported(exec)?;
+    let base = root_input(exec, &inputs)?;
+    let executor = state.executor(&root)?;
+
+    let prepared = {
+        let (root, vertex, inputs, base) = (root.clone(), vertex.clone(), inputs, base.clone());
+        blocking(move |_| {
+            let Some(op::Op::Exec(exec)) = &vertex.op.op else {
+                unreachable!("dispatched on op kind")
+            };
+            Prepared::new(&root, exec, &base, &inputs, selections)
+        })
+        .await?
+    };
+    // Removing layers and copies is blocking work; on every way out it happens
+    // off the async threads.
+    let prepared = OffThread(Some(prepared));
+    let p = prepared.0.as_ref().expect("set until dropped");
+
+    let spec = run_spec(exec, meta, p)?;
+    let _locks = lock_caches(state, &p.locked_caches).await;
+    let out = RunOutput::new(log);
+    let status = executor
+        .run(&p.rootfs, &spec, &out)
+        .await
+        .map_err(|e| OpError::new(e.to_string()))?;
+    if !status.success() {
+        return Err(OpError::new(failure_message(
+            &meta.args,
+            status.code,
+            &out.tail(),
+        )));
+    }
+
+    let mut prepared = prepared;
+    let p = prepared.0.take().expect("set until dropped");
+    let id = super::fresh_layer_id(cache_key);
+    let committed = id.clone();
+    blocking(move |cancelled| {
+        let Prepared { upper, copies, .. } = p;
+        drop(copies);
+        if cancelled.is_set() {
+            return Err(OpError::new("cancelled"));
+        }
+        upper
+            .commit(&committed)
+            .map_err(|e| OpError::new(format!("committing layer: {e}")))
+    })
+    .await?;
+    Ok(Ref::Snapshot(base.with_layer(id)))
+}
+
+/// Refuses what this executor cannot honour rather than running without it.
+fn check_supported(exec: &ExecOp) -> Result<(), OpError> {
+    if !exec.secret_env.is_empty() {
+        return Err(OpError::new("RUN --mount=type=secret is not supported yet"));
+    }
+    if exec.security() == SecurityMode::Insecure {
+        return Err(OpError::new("RUN --security=insecure is not supported yet"));
+    }
+    for m in &exec.mounts {
+        match m.mount_type() {
+            MountType::Secret => {
+                return Err(OpError::new("RUN --mount=type=secret is not supported yet"));
+            }
+            MountType::Ssh => {
+                return Err(OpError::new("RUN --mount=type=ssh is not supported yet"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The filesystem the process runs on: mount 0, which must be `/` and output 0.
+fn root_input(exec: &ExecOp, inputs: &[Arc<Resolved<Ref>>]) -> Result<Snapshot, OpError> {
+    let m = exec
+        .mounts
+        .first()
+        .filter(|m| m.dest == "/" && m.mount_type() == MountType::Bind)
+        .ok_or_else(|| OpError::new("exec op: the first mount must be the root filesystem"))?;
+    if m.output != 0 {
+        return Err(OpError::new(format!(
+            "exec op: the root filesystem must be output 0, not {}",
+            m.output
+        )));
+    }
+    if let Some(other) = exec.mounts[1..].iter().find(|m| m.output != NO_INPUT) {
+        return Err(OpError::new(format!(
+            "exec op: mount {} has an output; only the root filesystem's changes can be kept for now",
+            other.dest
+        )));
+    }
+    if m.input == NO_INPUT {
+        return Ok(Snapshot::scratch());
+    }
+    Ok(mounts::input(inputs, m.input, "RUN root filesystem")?
+        .snapshot("RUN root filesystem")?
+        .clone())
+}
+
+fn run_spec(exec: &ExecOp, meta: &Meta, p: &Prepared) -> Result<RunSpec, OpError> {
+    if meta.args.is_empty() {
+        return Err(OpError::new("exec op has no command"));
+    }
+    let extra_hosts = meta
+        .extra_hosts
+        .iter()
+        .map(|h| {
+            let ip: IpAddr = h.ip.parse().map_err(|_| {
+                OpError::new(format!("extra host {}: invalid address {:?}", h.host, h.ip))
+            })?;
+            Ok((h.host.clone(), ip))
+        })
+        .collect::<Result<_, OpError>>()?;
+    let mut env = meta.env.clone();
+    if let Some(proxy) = &meta.proxy_env {
+        // Passed to the process but, like BuildKit, kept out of the cache key.
+        for (name, value) in [
+            ("HTTP_PROXY", &proxy.http_proxy),
+            ("HTTPS_PROXY", &proxy.https_proxy),
+            ("FTP_PROXY", &proxy.ftp_proxy),
+            ("NO_PROXY", &proxy.no_proxy),
+            ("ALL_PROXY", &proxy.all_proxy),
+        ] {
+            if !value.is_empty() {
+                env.push(format!("{name}={value}"));
+                env.push(format!("{}={value}", name.to_ascii_lowercase()));
+            }
+        }
+    }
+    Ok(RunSpec {
+        args: meta.args.clone(),
+        env,
+        cwd: if meta.cwd.is_empty() {
+            "/".to_owned()
+        } else {
+            meta.cwd.clone()
+        },
+        user: p.user.clone(),
+        hostname: meta.hostname.clone(),
+        network: match exec.network() {
+            NetMode::None => Network::None,
+            NetMode::Host => Network::Host,
+            NetMode::Unset => Network::Default,
+        },
+        extra_hosts,
+        mounts: p.mounts.clone(),
+    })
+}
+
+/// Takes the locks of `sharing=locked` cache mounts in a fixed order, so two
+/// runs locking the same caches cannot deadlock.
+async fn lock_caches(state: &ExecState, ids: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+    let mut ids: Vec<&String> = ids.iter().collect();
+    ids.sort();
+    ids.dedup();
+    let mut guards = Vec::with_capacity(ids.len());
+    for id in ids {
+        guards.push(state.cache_lock(id).lock_owned().await);
+    }
+    guards
+}
+
+/// BuildKit's message for a process that failed, with the end of its output.
+fn failure_message(args: &[String], code: i32, tail: &[String]) -> String {
+    let mut msg = format!(
+        "process {:?} did not complete successfully: exit code: {code}",
+        args.join(" ")
+    );
+    if !tail.is_empty() {
+        msg.push_str("\n------\n");
+        msg.push_str(&tail.join("\n"));
+        msg.push_str("\n------");
+    }
+    msg
+}
+
+/// Drops its value on a blocking thread when a runtime is there to take it.
+struct OffThread(Option<Prepared>);
+
+impl Drop for OffThread {
+    fn drop(&mut self) {
+        let Some(p) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || drop(p));
+            }
+            Err(_) => drop(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_names_the_command_and_shows_the_tail() {
+        let args = ["/bin/sh".to_owned(), "-c".to_owned(), "exit 3".to_owned()];
+        assert_eq!(
+            failure_message(&args, 3, &[]),
+            "process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3"
+        );
+        let msg = failure_message(&args, 3, &["boom".to_owned()]);
+        assert!(msg.ends_with("exit code: 3\n------\nboom\n------"), "{msg}");
+    }
+}

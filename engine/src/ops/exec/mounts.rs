@@ -1,0 +1,247 @@
+//! Everything a run needs on disk before it starts: the root filesystem plan, the
+//! user, and the sources of its extra mounts.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use buildd_executor::{MountSpec, RootfsPlan};
+use buildd_fsutil::select::Selection;
+use buildd_proto::llb::{
+    CacheOpt, CacheSharingOpt, ExecOp, FileAction, FileActionCopy, FileOp, Mount, MountType,
+    NO_INPUT, file_action,
+};
+use buildd_snapshot::{CopySource, PendingLayer, Snapshot, apply_file_op};
+use sha2::{Digest as _, Sha256};
+
+use super::user;
+use crate::ops::worker::{Ref, Selections};
+use crate::root::Root;
+use crate::solver::{OpError, Resolved};
+
+/// The path a mount takes from its input.
+pub(super) fn selector(m: &Mount) -> &str {
+    if m.selector.is_empty() {
+        "/"
+    } else {
+        &m.selector
+    }
+}
+
+/// Where a mount source is copied inside its scratch layer.
+const COPY_DIR: &str = "mnt";
+
+/// A run ready to start. Dropping it removes the upper layer and the copies.
+pub(super) struct Prepared {
+    pub(super) rootfs: RootfsPlan,
+    /// Receives the changes to the root filesystem; committed when the run succeeds.
+    pub(super) upper: PendingLayer,
+    /// Numeric `uid:gid`.
+    pub(super) user: String,
+    pub(super) mounts: Vec<MountSpec>,
+    /// Ids of the `sharing=locked` cache mounts.
+    pub(super) locked_caches: Vec<String>,
+    /// Private copies of bind mount sources, discarded after the run.
+    pub(super) copies: Vec<PendingLayer>,
+}
+
+impl Prepared {
+    pub(super) fn new(
+        root: &Root,
+        exec: &ExecOp,
+        base: &Snapshot,
+        inputs: &[Arc<Resolved<Ref>>],
+        mut selections: Selections,
+    ) -> Result<Self, OpError> {
+        let meta_user = exec.meta.as_ref().map_or("", |m| m.user.as_str());
+        let user = user::resolve(&root.layers, base, meta_user)?;
+        let upper = root
+            .layers
+            .begin()
+            .map_err(|e| OpError::new(e.to_string()))?;
+        let mut p = Prepared {
+            rootfs: RootfsPlan {
+                lowers: base
+                    .layers
+                    .iter()
+                    .map(|id| root.layers.diff_dir(id))
+                    .collect(),
+                upper: upper.path().to_owned(),
+            },
+            upper,
+            user,
+            mounts: Vec::new(),
+            locked_caches: Vec::new(),
+            copies: Vec::new(),
+        };
+        for (i, m) in exec.mounts.iter().enumerate().skip(1) {
+            p.add(root, m, inputs, selections.remove(&i))?;
+        }
+        Ok(p)
+    }
+
+    fn add(
+        &mut self,
+        root: &Root,
+        m: &Mount,
+        inputs: &[Arc<Resolved<Ref>>],
+        selection: Option<Selection>,
+    ) -> Result<(), OpError> {
+        let dest = m.dest.clone();
+        let spec = match m.mount_type() {
+            MountType::Bind => {
+                let src = if m.input == NO_INPUT {
+                    let empty = root
+                        .layers
+                        .begin()
+                        .map_err(|e| OpError::new(e.to_string()))?;
+                    let path = empty.path().to_owned();
+                    self.copies.push(empty);
+                    path
+                } else {
+                    let what = format!("RUN mount {dest}");
+                    let (copy, path) = copy_of(root, input(inputs, m.input, &what)?, m, selection)?;
+                    self.copies.push(copy);
+                    path
+                };
+                // The source is a private copy, so a writable mount's changes are
+                // discarded with it, as BuildKit does for mounts without an output.
+                MountSpec::Bind {
+                    src,
+                    dest,
+                    readonly: m.readonly,
+                }
+            }
+            MountType::Cache => {
+                if m.input != NO_INPUT {
+                    return Err(OpError::new(format!(
+                        "RUN mount {dest}: cache mounts seeded from another stage (from=) are not supported yet"
+                    )));
+                }
+                let default = CacheOpt::default();
+                let opt = m.cache_opt.as_ref().unwrap_or(&default);
+                let id = if opt.id.is_empty() { &dest } else { &opt.id };
+                // `sharing=private` is treated as shared until per-run copies exist.
+                if opt.sharing() == CacheSharingOpt::CacheSharingLocked {
+                    self.locked_caches.push(id.clone());
+                }
+                MountSpec::Bind {
+                    src: cache_dir(&root.path, id, opt)?,
+                    dest,
+                    readonly: m.readonly,
+                }
+            }
+            MountType::Tmpfs => MountSpec::Tmpfs {
+                dest,
+                size: m
+                    .tmpfs_opt
+                    .as_ref()
+                    .and_then(|t| u64::try_from(t.size).ok())
+                    .filter(|&s| s > 0),
+            },
+            MountType::Secret | MountType::Ssh => {
+                unreachable!("refused before preparing")
+            }
+        };
+        self.mounts.push(spec);
+        Ok(())
+    }
+}
+
+/// Input `index` of the op, checked.
+pub(super) fn input<'a>(
+    inputs: &'a [Arc<Resolved<Ref>>],
+    index: i64,
+    what: &str,
+) -> Result<&'a Ref, OpError> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| inputs.get(i))
+        .map(|r| &r.output)
+        .ok_or_else(|| OpError::new(format!("{what}: input {index} does not exist")))
+}
+
+/// A private copy of what mount `m` selects from `src`, made with the FileOp copy
+/// so that symlinks resolve inside the source and `.dockerignore` applies to the
+/// context. A local directory's `selection` is the one its cache key hashed; the
+/// copy takes exactly those files and fails if one changed since. Returns the
+/// scratch layer holding the copy and the path to bind.
+fn copy_of(
+    root: &Root,
+    src: &Ref,
+    m: &Mount,
+    selection: Option<Selection>,
+) -> Result<(PendingLayer, PathBuf), OpError> {
+    let file = FileOp {
+        base: NO_INPUT,
+        actions: vec![FileAction {
+            action: Some(file_action::Action::Copy(FileActionCopy {
+                source_input: 0,
+                src: selector(m).to_owned(),
+                dest: format!("/{COPY_DIR}"),
+                follow_symlink: true,
+                dir_copy_contents: true,
+                create_dest_path: true,
+                ..Default::default()
+            })),
+        }],
+    };
+    // The copy is action 0 of its FileOp.
+    let selections: Selections = selection.map(|s| (0, s)).into_iter().collect();
+    let source = match src {
+        Ref::Snapshot(s) => CopySource::Snapshot(s),
+        Ref::Local(dir) => CopySource::Dir {
+            root: &dir.root,
+            excludes: dir.excludes.as_ref(),
+            selections: &selections,
+        },
+    };
+    let layer = apply_file_op(&root.layers, &Snapshot::scratch(), &file, &[source])
+        .map_err(|e| OpError::new(format!("RUN mount {}: {e}", m.dest)))?;
+    let path = layer.path().join(COPY_DIR);
+    if !path.exists() {
+        // The source was empty: nothing was copied, not even the directory.
+        fs::create_dir(&path).map_err(|e| OpError::new(format!("{}: {e}", path.display())))?;
+    }
+    Ok((layer, path))
+}
+
+/// The persistent directory of cache mount `id`, made with the owner and mode
+/// the first mount asks for.
+fn cache_dir(root: &Path, id: &str, opt: &CacheOpt) -> Result<PathBuf, OpError> {
+    // Creation and set-up are one step for the runs of this process, and the
+    // root's lock keeps other processes out.
+    static CREATING: Mutex<()> = Mutex::new(());
+    let dir = root
+        .join("cache-mounts")
+        .join(hex::encode(Sha256::digest(id.as_bytes())));
+    let _creating = CREATING.lock().unwrap();
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let fail =
+        |e: std::io::Error| OpError::new(format!("cache mount {id:?} at {}: {e}", dir.display()));
+    let parent = dir.parent().expect("joined");
+    fs::create_dir_all(parent).map_err(fail)?;
+    let tmp = parent.join(format!(
+        ".new-{}",
+        dir.file_name().expect("joined").to_string_lossy()
+    ));
+    let _ = fs::remove_dir_all(&tmp); // left by a crash
+    fs::create_dir(&tmp).map_err(fail)?;
+    let made =
+        std::os::unix::fs::chown(&tmp, Some(opt.uid.unwrap_or(0)), Some(opt.gid.unwrap_or(0)))
+            .and_then(|()| {
+                fs::set_permissions(
+                    &tmp,
+                    fs::Permissions::from_mode(opt.mode.unwrap_or(0o755) & 0o7777),
+                )
+            })
+            .and_then(|()| fs::rename(&tmp, &dir));
+    if let Err(e) = made {
+        let _ = fs::remove_dir(&tmp);
+        return Err(fail(e));
+    }
+    Ok(dir)
+}

@@ -1,0 +1,252 @@
+//! RUN through the whole engine: Dockerfile → solver → runc → layers → local export.
+//! The base image is a busybox rootfs copied in from the context, so no registry or
+//! image store is needed. Skipped (failing under CI) without runc or busybox.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use buildd_engine::Engine;
+use buildd_engine::build::{BuildError, BuildOutcome, BuildRequest, build};
+use buildd_engine::export::OutputSpec;
+use buildd_engine::solver::{ProgressEvent, SolverConfig};
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "id", "rm", "touch", "mkdir", "pwd", "sleep",
+];
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    engine: Engine,
+}
+
+/// A root and a context holding a busybox rootfs, or None (after saying why) when
+/// this host cannot run containers.
+fn fixture() -> Option<Fixture> {
+    let runtime = ["runc", "crun"].iter().any(|r| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(r).is_file()))
+    });
+    let missing = if !runtime {
+        Some("no runc or crun on PATH")
+    } else if !Path::new(BUSYBOX).is_file() {
+        Some("no /bin/busybox (Debian busybox-static)")
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(std::env::var_os("CI").is_none(), "RUN tests need {why}");
+        eprintln!("skipping RUN test: {why}");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("ctx/rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    let engine = Engine::open(&dir.path().join("root"), SolverConfig::default()).unwrap();
+    Some(Fixture { dir, engine })
+}
+
+impl Fixture {
+    fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Builds `dockerfile` (after the busybox base) into `out/`, returning the
+    /// outcome and every progress event.
+    async fn build(
+        &self,
+        dockerfile: &str,
+    ) -> (Result<BuildOutcome, BuildError>, Vec<ProgressEvent>) {
+        fs::write(
+            self.ctx().join("Dockerfile"),
+            format!("FROM scratch\nCOPY rootfs/ /\n{dockerfile}"),
+        )
+        .unwrap();
+        let _ = fs::remove_dir_all(self.out());
+        let req = BuildRequest {
+            context: self.ctx(),
+            outputs: vec![OutputSpec::Local { dest: self.out() }],
+            ..Default::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let result = build(&self.engine, &req, Some(tx)).await;
+        let mut events = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            events.push(ev);
+        }
+        (result, events)
+    }
+
+    /// Layers being written (or left behind) in the layer store.
+    fn staging(&self) -> Vec<std::ffi::OsString> {
+        fs::read_dir(self.dir.path().join("root/layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect()
+    }
+
+    fn read(&self, path: &str) -> String {
+        let p = self.out().join(path);
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+}
+
+fn run_steps(events: &[ProgressEvent], cached: bool) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            ProgressEvent::Cached { name, .. } if cached => Some(name.as_str()),
+            ProgressEvent::Completed { name, .. } if !cached => Some(name.as_str()),
+            _ => None,
+        })
+        .filter(|name| name.contains("RUN"))
+        .collect()
+}
+
+const STEPS: &str = r#"RUN echo hi > /hello
+RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
+ENV FOO=bar
+WORKDIR /work
+RUN echo "$FOO" > /foo && pwd > /pwd
+RUN --network=none cat /proc/net/dev > /netdev
+USER app
+RUN id -u > /tmp/ids && id -g >> /tmp/ids
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_sees_env_workdir_user_and_network_and_rebuilds_from_cache() {
+    let Some(f) = fixture() else { return };
+    let (result, events) = f.build(STEPS).await;
+    result.unwrap();
+    assert_eq!(f.read("hello"), "hi\n");
+    assert_eq!(f.read("exec"), "exec-form\n");
+    assert_eq!(f.read("foo"), "bar\n");
+    assert_eq!(f.read("pwd"), "/work\n");
+    assert_eq!(f.read("tmp/ids"), "1000\n1000\n");
+    // A private network namespace has only the loopback interface.
+    let netdev = f.read("netdev");
+    let interfaces: Vec<&str> = netdev.lines().skip(2).collect();
+    assert_eq!(interfaces.len(), 1, "{netdev}");
+    assert!(interfaces[0].trim_start().starts_with("lo:"), "{netdev}");
+    assert_eq!(run_steps(&events, false).len(), 5, "{events:#?}");
+
+    let (result, events) = f.build(STEPS).await;
+    result.unwrap();
+    assert!(run_steps(&events, false).is_empty(), "{events:#?}");
+    assert_eq!(run_steps(&events, true).len(), 5, "{events:#?}");
+    assert_eq!(f.read("tmp/ids"), "1000\n1000\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_run_names_the_command_its_exit_code_and_last_output() {
+    let Some(f) = fixture() else { return };
+    let (result, _) = f
+        .build("RUN echo first; echo last-words >&2; exit 3\n")
+        .await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            r#"process "/bin/sh -c echo first; echo last-words >&2; exit 3" did not complete successfully: exit code: 3"#
+        ),
+        "{err}"
+    );
+    assert!(err.contains("last-words"), "{err}");
+    // Nothing of the failed run is left in the layer store's staging area.
+    assert!(f.staging().is_empty(), "{:?}", f.staging());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_is_killed_and_leaves_nothing() {
+    let Some(f) = fixture() else { return };
+    let started = std::time::Instant::now();
+    let build = f.build("RUN sleep 60 && touch /done\n");
+    let timed_out = tokio::time::timeout(std::time::Duration::from_secs(3), build).await;
+    assert!(timed_out.is_err(), "the build should still be running");
+    // Cleanup runs on blocking threads after the drop; give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f.staging().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(f.staging().is_empty(), "{:?}", f.staging());
+    let containers = fs::read_dir(f.dir.path().join("root/runc"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(containers, 0, "runc still has container state");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_user_is_named() {
+    let Some(f) = fixture() else { return };
+    let (result, _) = f.build("USER nobody\nRUN true\n").await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("unable to find user nobody"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_base_file_makes_a_whiteout() {
+    let Some(f) = fixture() else { return };
+    fs::write(f.ctx().join("victim"), "x").unwrap();
+    let (result, _) = f.build("COPY victim /victim\nRUN rm /victim\n").await;
+    let outcome = result.unwrap();
+    assert!(!f.out().join("victim").exists());
+    assert!(f.out().join("bin/busybox").is_file());
+    let top = outcome.snapshot.layers.last().unwrap();
+    let whiteout = f.engine.root.layers.diff_dir(top).join("victim");
+    let meta = fs::symlink_metadata(&whiteout).unwrap();
+    assert!(meta.file_type().is_char_device(), "{meta:?}");
+    assert_eq!(meta.rdev(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mounts_bind_the_context_share_caches_and_discard_tmpfs() {
+    let Some(f) = fixture() else { return };
+    fs::create_dir(f.ctx().join("data")).unwrap();
+    fs::write(f.ctx().join("data/x"), "from-context\n").unwrap();
+    fs::write(f.ctx().join("data/secret"), "ignored\n").unwrap();
+    fs::write(f.ctx().join(".dockerignore"), "data/secret\n").unwrap();
+    let dockerfile = "RUN --mount=type=bind,source=data,target=/data cat /data/x > /bound && ls /data > /listed\n\
+         RUN --mount=type=cache,target=/c,id=k echo a >> /c/log\n\
+         RUN --mount=type=cache,target=/c,id=k,sharing=locked cat /c/log > /from-cache\n\
+         RUN --mount=type=tmpfs,target=/t touch /t/y && ls /t > /in-tmpfs\n";
+    let (result, _) = f.build(dockerfile).await;
+    result.unwrap();
+    assert_eq!(f.read("bound"), "from-context\n");
+    assert_eq!(f.read("listed"), "x\n");
+    assert_eq!(f.read("from-cache"), "a\n");
+    assert_eq!(f.read("in-tmpfs"), "y\n");
+    assert!(!f.out().join("data/x").exists());
+    assert!(!f.out().join("c/log").exists());
+    assert!(!f.out().join("t/y").exists());
+
+    // What a bind mount reads from the context is part of the RUN's cache key;
+    // an ignored file is not.
+    fs::write(f.ctx().join("data/secret"), "changed\n").unwrap();
+    let (result, events) = f.build(dockerfile).await;
+    result.unwrap();
+    assert!(run_steps(&events, false).is_empty(), "{events:#?}");
+    fs::write(f.ctx().join("data/x"), "changed\n").unwrap();
+    let (result, events) = f.build(dockerfile).await;
+    result.unwrap();
+    assert_eq!(f.read("bound"), "changed\n");
+    assert_eq!(run_steps(&events, false).len(), 4, "{events:#?}");
+}
