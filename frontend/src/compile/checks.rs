@@ -163,8 +163,10 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
         ];
         for ins in &st.commands {
             let node = ins.node;
-            let name = node.name();
-            if let Some((_, seen)) = singles.iter_mut().find(|(n, _)| *n == name) {
+            if let Some((_, seen)) = singles
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&node.keyword))
+            {
                 seen.push(node);
             }
             match &ins.command {
@@ -172,7 +174,8 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
                     node,
                     "JSONArgsRecommended",
                     format!(
-                        "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                        "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
+                        node.name()
                     ),
                 ),
                 Command::Maintainer(_) => ctx.warn(
@@ -180,10 +183,10 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
                     "MaintainerDeprecated",
                     "Maintainer instruction is deprecated in favor of using label".to_owned(),
                 ),
-                Command::Label(_) if legacy(node) => legacy_warning(ctx, node, &name),
+                Command::Label(_) if legacy(node) => legacy_warning(ctx, node, &node.name()),
                 Command::Env(pairs) => {
                     if legacy(node) {
-                        legacy_warning(ctx, node, &name);
+                        legacy_warning(ctx, node, &node.name());
                     }
                     secrets(ctx, node, "ENV", pairs.iter().map(|(k, _)| k.as_str()));
                 }

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use buildd_oci::ImageConfig;
@@ -172,7 +173,7 @@ impl Dispatcher<'_, '_, '_> {
                 let resolved = self.resolve_image(node, node.span, reference)?;
                 self.image = resolved.config.clone();
                 self.image.created = None;
-                let name = self.progress_text(format!("FROM {}", resolved.reference));
+                let name = self.progress_text(&format!("FROM {}", resolved.reference));
                 self.state = Some(self.image_vertex(&resolved, name, node));
             }
         }
@@ -228,33 +229,35 @@ impl Dispatcher<'_, '_, '_> {
     }
 
     /// BuildKit's progress name: `[stage 2/5] COPY . /app`.
-    fn progress_text(&mut self, text: String) -> String {
+    fn progress_text(&mut self, text: &str) -> String {
         if self.total == 0 {
-            return text;
+            return text.to_owned();
         }
         self.step += 1;
-        let width = self.total.to_string().len();
-        let label = self
-            .label
-            .as_ref()
-            .map(|l| format!("{l} "))
-            .unwrap_or_default();
-        format!("[{label}{:>width$}/{}] {text}", self.step, self.total)
+        let label = self.label.as_deref().unwrap_or_default();
+        let mut out = String::with_capacity(label.len() + text.len() + 16);
+        out.push('[');
+        if !label.is_empty() {
+            out.push_str(label);
+            out.push(' ');
+        }
+        let width = decimal_width(self.total);
+        write!(out, "{:>width$}/{}] ", self.step, self.total).expect("writing to a String");
+        out.push_str(text);
+        out
     }
 
     /// The instruction as written, variables expanded, keyword upper-cased.
     fn progress(&mut self, node: &Node) -> String {
         let env = self.expand_env();
-        let text = self
+        let mut text = self
             .ctx
             .lexer
             .process_word(&node.original, &*env)
             .unwrap_or_else(|_| node.original.clone());
-        let text = match text.split_once(' ') {
-            Some((kw, rest)) => format!("{} {rest}", kw.to_ascii_uppercase()),
-            None => text.to_ascii_uppercase(),
-        };
-        self.progress_text(text)
+        let keyword_len = text.find(' ').unwrap_or(text.len());
+        text[..keyword_len].make_ascii_uppercase();
+        self.progress_text(&text)
     }
 
     /// Variables for word expansion: the stage's ARGs, overridden by ENV.
@@ -429,6 +432,16 @@ impl Dispatcher<'_, '_, '_> {
         add_history(&mut self.image, format!("WORKDIR {wd}"), false);
         Ok(())
     }
+}
+
+/// How many decimal digits `n` has.
+fn decimal_width(mut n: usize) -> usize {
+    let mut width = 1;
+    while n >= 10 {
+        n /= 10;
+        width += 1;
+    }
+    width
 }
 
 /// The instruction's line range for vertex metadata.

@@ -1,7 +1,8 @@
 //! The LLB graph under construction, and its deterministic serialisation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
+use buildd_proto::Digest;
 use buildd_proto::llb::{
     self, Definition, Input, Location, Op, OpMetadata, Platform, Range, SourceInfo,
 };
@@ -33,6 +34,13 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// An empty graph with room for `n` vertices.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            vertices: Vec::with_capacity(n),
+        }
+    }
+
     pub(crate) fn add(
         &mut self,
         op: Op,
@@ -59,18 +67,21 @@ impl Graph {
 
     /// Serialises everything `result` depends on: inputs before their users, in
     /// depth-first order of the inputs, so equal graphs give equal bytes.
+    /// Consumes the graph so that each op is completed and encoded in place.
     pub(crate) fn marshal(
-        &self,
+        self,
         result: State,
         platform: &Platform,
         source: SourceInfo,
     ) -> Definition {
+        let n = self.vertices.len();
         let mut m = Marshaller {
-            graph: self,
-            platform,
-            digests: HashMap::new(),
-            def: Vec::new(),
-            metadata: BTreeMap::new(),
+            digests: vec![None; n],
+            vertices: self.vertices,
+            platform: Some(platform.clone()),
+            seen: HashSet::with_capacity(n),
+            def: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
         };
         let result = result.map(|out| Input {
             digest: m.visit(out.vertex),
@@ -78,22 +89,29 @@ impl Graph {
         });
         Definition {
             def: m.def,
-            metadata: m.metadata,
+            // Sorted once rather than inserted one by one.
+            metadata: m.metadata.into_iter().collect(),
             result,
             sources: vec![source],
         }
     }
 }
 
-struct Marshaller<'a> {
-    graph: &'a Graph,
-    platform: &'a Platform,
-    digests: HashMap<usize, String>,
+struct Marshaller {
+    vertices: Vec<Vertex>,
+    /// The platform every op gets; moved into each op while it is encoded
+    /// and taken back after, rather than copied for each.
+    platform: Option<Platform>,
+    /// By vertex: its digest once emitted.
+    digests: Vec<Option<String>>,
+    /// Digests of the ops in `def`: equal ops (say, the same heredoc twice)
+    /// are stored once.
+    seen: HashSet<Digest>,
     def: Vec<Vec<u8>>,
-    metadata: BTreeMap<String, OpMetadata>,
+    metadata: Vec<(String, OpMetadata)>,
 }
 
-impl Marshaller<'_> {
+impl Marshaller {
     /// Digests `root` and everything it depends on, emitting each vertex
     /// after its inputs, inputs in order. Iterative, so that long chains of
     /// instructions cannot overflow the stack.
@@ -101,43 +119,47 @@ impl Marshaller<'_> {
         // (vertex, how many of its inputs are done)
         let mut stack = vec![(root, 0usize)];
         while let Some((id, done)) = stack.pop() {
-            if self.digests.contains_key(&id) {
+            if self.digests[id].is_some() {
                 continue;
             }
-            let inputs = &self.graph.vertices[id].inputs;
-            if let Some(next) = inputs.get(done) {
+            if let Some(next) = self.vertices[id].inputs.get(done) {
+                let next = next.vertex;
                 stack.push((id, done + 1));
-                if !self.digests.contains_key(&next.vertex) {
-                    stack.push((next.vertex, 0));
+                if self.digests[next].is_none() {
+                    stack.push((next, 0));
                 }
                 continue;
             }
             self.emit(id);
         }
-        self.digests[&root].clone()
+        self.digests[root].clone().expect("the root is emitted")
     }
 
-    /// Encodes vertex `id`, whose inputs are all digested.
+    /// Encodes vertex `id`, whose inputs are all digested. Each vertex is
+    /// emitted once, so its op and name are moved out rather than copied, and
+    /// the digest is taken of the very bytes that are stored.
     fn emit(&mut self, id: usize) {
-        let v = &self.graph.vertices[id];
-        let inputs = v
+        let v = &mut self.vertices[id];
+        let mut op = std::mem::take(&mut v.op);
+        op.inputs = v
             .inputs
             .iter()
             .map(|i| Input {
-                digest: self.digests[&i.vertex].clone(),
+                digest: self.digests[i.vertex]
+                    .clone()
+                    .expect("inputs are emitted first"),
                 index: i.index,
             })
             .collect();
-        let op = Op {
-            inputs,
-            platform: Some(self.platform.clone()),
-            ..v.op.clone()
-        };
-        let digest = op.digest().to_string();
-        if !self.metadata.contains_key(&digest) {
-            self.def.push(op.encode_to_vec());
+        op.platform = self.platform.take();
+        let bytes = op.encode_to_vec();
+        self.platform = op.platform.take();
+        let digest = Digest::of(&bytes);
+        let digest_text = digest_string(&digest);
+        if self.seen.insert(digest) {
+            self.def.push(bytes);
             let mut description = BTreeMap::new();
-            description.insert(llb::CUSTOM_NAME.to_owned(), v.name.clone());
+            description.insert(llb::CUSTOM_NAME.to_owned(), std::mem::take(&mut v.name));
             let locations = v
                 .lines
                 .map(|(start, end)| Location {
@@ -155,15 +177,39 @@ impl Marshaller<'_> {
                 })
                 .into_iter()
                 .collect();
-            self.metadata.insert(
-                digest.clone(),
+            self.metadata.push((
+                digest_text.clone(),
                 OpMetadata {
                     ignore_cache: false,
                     description,
                     locations,
                 },
-            );
+            ));
         }
-        self.digests.insert(id, digest);
+        self.digests[id] = Some(digest_text);
+    }
+}
+
+/// `sha256:<hex>`, as `Digest`'s `Display` writes it, without going through
+/// the formatting machinery for each of the many vertices.
+fn digest_string(d: &Digest) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in d.as_bytes() {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_string_is_the_display_form() {
+        let d = Digest::of(b"hello");
+        assert_eq!(digest_string(&d), d.to_string());
     }
 }

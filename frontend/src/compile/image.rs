@@ -71,27 +71,7 @@ pub(crate) fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 
 /// Go's `path.Clean` for slash-separated paths.
 pub(crate) fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
+    clean_parts(p.starts_with('/'), p.split('/'), p.len())
 }
 
 /// `p` made absolute against `dir`, cleaned; `..` cannot climb above `/`.
@@ -99,8 +79,51 @@ pub(crate) fn resolve_path(dir: &str, p: &str) -> String {
     if p.starts_with('/') {
         clean_path(p)
     } else {
-        clean_path(&format!("/{dir}/{p}"))
+        clean_parts(
+            true,
+            dir.split('/').chain(p.split('/')),
+            dir.len() + p.len() + 1,
+        )
     }
+}
+
+/// The cleaning of [`clean_path`] over the `/`-separated parts of a path,
+/// written straight into the result.
+fn clean_parts<'a>(rooted: bool, parts: impl Iterator<Item = &'a str>, len: usize) -> String {
+    let root = usize::from(rooted);
+    let mut out = String::with_capacity(len + 1);
+    if rooted {
+        out.push('/');
+    }
+    // Components in `out`, and how many of them are leading `..`s (only an
+    // unrooted path keeps those); a `..` removes the last other component.
+    let mut count = 0;
+    let mut ups = 0;
+    for part in parts {
+        match part {
+            "" | "." => {}
+            ".." if count > ups => {
+                let cut = out.rfind('/').map_or(0, |i| i.max(root));
+                out.truncate(cut);
+                count -= 1;
+            }
+            ".." if rooted => {}
+            _ => {
+                if count > 0 {
+                    out.push('/');
+                }
+                out.push_str(part);
+                count += 1;
+                if part == ".." {
+                    ups += 1;
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// A parsed EXPOSE argument.
@@ -240,6 +263,12 @@ mod tests {
         assert_eq!(resolve_path("/app", "../x"), "/x");
         assert_eq!(resolve_path("/app", "src"), "/app/src");
         assert_eq!(resolve_path("/app", "/etc/../.."), "/");
+        assert_eq!(resolve_path("/", "a//./b/"), "/a/b");
+        assert_eq!(clean_path(""), ".");
+        assert_eq!(clean_path("./"), ".");
+        assert_eq!(clean_path("a/../.."), "..");
+        assert_eq!(clean_path("../a/../../b"), "../../b");
+        assert_eq!(clean_path("a/b/../c"), "a/c");
     }
 
     #[test]

@@ -99,17 +99,17 @@ pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error
         warnings: ast.warnings.clone(),
         consumed: BTreeSet::new(),
     };
-    let typed = ast
-        .nodes
-        .iter()
-        .map(|n| instructions::parse(n).map_err(|e| parse_error(&ctx, n, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut typed = Vec::with_capacity(ast.nodes.len());
+    for n in &ast.nodes {
+        typed.push(instructions::parse(n).map_err(|e| parse_error(&ctx, n, e))?);
+    }
     let stages = stages::split(&mut ctx, typed)?;
     checks::static_checks(&mut ctx, &stages);
     let target = stages::target(&ctx, &stages)?;
     let reachable = stages::reachable(&stages, target);
 
-    let mut graph = graph::Graph::default();
+    // Most instructions add one vertex.
+    let mut graph = graph::Graph::with_capacity(ast.nodes.len());
     let mut context = dispatch::ContextSource::default();
     let mut built: Vec<Option<dispatch::Built>> = vec![None; stages.stages.len()];
     for (i, needed) in reachable.iter().enumerate() {

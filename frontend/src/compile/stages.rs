@@ -35,8 +35,9 @@ pub(crate) struct Stage<'a> {
     pub name: Option<String>,
     pub base: Base,
     pub commands: Vec<Instruction<'a>>,
-    /// By command index: the resolved `--from` of a COPY (one entry), or the
-    /// `from=` of each `--mount` of a RUN; empty for other instructions.
+    /// By command index: the resolved `--from` of a COPY (one entry, none
+    /// without the flag), or the `from=` of each `--mount` of a RUN; empty for
+    /// other instructions.
     pub sources: Vec<Vec<Option<SourceRef>>>,
 }
 
@@ -162,7 +163,7 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
             let refs: Vec<Option<(String, Span)>> = match &ins.command {
                 Command::Copy(copy) => match &copy.from {
                     Some(f) => vec![Some((ctx.expand(ins.node, &f.value, &env)?, f.span))],
-                    None => vec![None],
+                    None => Vec::new(),
                 },
                 Command::Run(run) => run
                     .mounts
@@ -227,6 +228,14 @@ fn mount_from(
     env: &dyn crate::shell::Env,
 ) -> Option<(String, Span)> {
     let value = ctx.expand(node, &flag.value, env).ok()?;
+    // Keys are matched case-insensitively; most mounts have no `from`.
+    let has_from = value
+        .as_bytes()
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"from"));
+    if !has_from {
+        return None;
+    }
     let spec = crate::instructions::mounts::parse(&value).ok()?;
     spec.from.map(|from| (from, flag.span))
 }

@@ -126,10 +126,9 @@ pub(crate) fn markers(line: &str) -> Vec<(usize, Heredoc)> {
 pub(crate) fn can_contain(node: &Node) -> bool {
     let target = node.sub.as_deref().unwrap_or(node);
     !target.json
-        && matches!(
-            target.keyword.to_ascii_lowercase().as_str(),
-            "run" | "copy" | "add"
-        )
+        && ["run", "copy", "add"]
+            .iter()
+            .any(|k| target.keyword.eq_ignore_ascii_case(k))
 }
 
 /// Whether a body line ends the heredoc.

@@ -25,21 +25,35 @@ pub(crate) enum Kind {
     Ignore,
 }
 
+/// The argument parser of each keyword.
+const KINDS: [(&str, Kind); 18] = [
+    ("add", Kind::MaybeJsonToList),
+    ("copy", Kind::MaybeJsonToList),
+    ("volume", Kind::MaybeJsonToList),
+    ("arg", Kind::NameOrNameVal),
+    ("cmd", Kind::MaybeJson),
+    ("entrypoint", Kind::MaybeJson),
+    ("run", Kind::MaybeJson),
+    ("shell", Kind::MaybeJson),
+    ("env", Kind::Env),
+    ("label", Kind::Label),
+    ("expose", Kind::WhitespaceDelimited),
+    ("from", Kind::WhitespaceDelimited),
+    ("healthcheck", Kind::Health),
+    ("maintainer", Kind::String),
+    ("stopsignal", Kind::String),
+    ("user", Kind::String),
+    ("workdir", Kind::String),
+    ("onbuild", Kind::SubCommand),
+];
+
 /// The argument parser for a keyword (case-insensitive); unknown ones are ignored
 /// here and rejected when instructions are typed.
 pub(crate) fn kind_of(keyword: &str) -> Kind {
-    match keyword.to_ascii_lowercase().as_str() {
-        "add" | "copy" | "volume" => Kind::MaybeJsonToList,
-        "arg" => Kind::NameOrNameVal,
-        "cmd" | "entrypoint" | "run" | "shell" => Kind::MaybeJson,
-        "env" => Kind::Env,
-        "label" => Kind::Label,
-        "expose" | "from" => Kind::WhitespaceDelimited,
-        "healthcheck" => Kind::Health,
-        "maintainer" | "stopsignal" | "user" | "workdir" => Kind::String,
-        "onbuild" => Kind::SubCommand,
-        _ => Kind::Ignore,
-    }
+    KINDS
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(keyword))
+        .map_or(Kind::Ignore, |&(_, kind)| kind)
 }
 
 const NOT_STRING_ARRAY: &str =

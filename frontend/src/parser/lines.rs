@@ -94,11 +94,17 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
     let mut directive_parser = DirectiveParser::default();
     let mut directives = Vec::new();
     let mut escape = '\\';
-    let mut nodes = Vec::new();
+    // A line holds at most one instruction.
+    let mut nodes = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count() + 1);
     let mut warnings = Vec::new();
     let mut comments: Vec<String> = Vec::new();
     let mut lines = text.split_inclusive('\n');
     let mut current = 0u32;
+    let mut logical = Logical {
+        text: String::new(),
+        segments: Vec::new(),
+        end: Position::default(),
+    };
 
     while let Some(raw) = lines.next() {
         let raw = if current == 0 {
@@ -138,17 +144,15 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
             directives.push(d);
         }
         let first = if is_comment(stripped) { "" } else { stripped };
-        let column = 1 + (line.chars().count() - stripped.chars().count()) as u32;
+        let column = 1 + line[..line.len() - stripped.len()].chars().count() as u32;
         let start_line = current;
         let (piece, mut end_of_line) = trim_continuation(first, escape);
         if end_of_line && piece.is_empty() {
             continue;
         }
-        let mut logical = Logical {
-            text: String::new(),
-            segments: Vec::new(),
-            end: Position::default(),
-        };
+        // Reused from line to line: most lines need no new allocation.
+        logical.text.clear();
+        logical.segments.clear();
         logical.push(piece, current, column);
         let mut last = Position {
             line: current,

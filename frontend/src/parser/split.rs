@@ -50,45 +50,27 @@ pub(crate) fn split_command(line: &str) -> Result<Split<'_>, String> {
 /// (quotes and backslashes inside them are processed), stopping at the first
 /// other word or after a lone `--`. Returns the offset where arguments start.
 fn extract_builder_flags(line: &str, base: usize) -> Result<(usize, Vec<RawFlag>), String> {
-    let chars: Vec<(usize, char)> = line.char_indices().collect();
     let mut flags = Vec::new();
-    let mut i = 0;
+    let mut pos = 0;
     loop {
-        while i < chars.len() && chars[i].1.is_whitespace() {
-            i += 1;
-        }
-        if i == chars.len() {
+        let start = line.len() - line[pos..].trim_start().len();
+        if start == line.len() {
             return Ok((line.len(), flags));
         }
-        let start = chars[i].0;
         if !line[start..].starts_with("--") {
             return Ok((start, flags));
         }
-        let mut word = String::new();
-        let mut quote: Option<char> = None;
-        let mut blank_ok = false;
-        while i < chars.len() {
-            let c = chars[i].1;
-            match quote {
-                None if c.is_whitespace() => break,
-                None if c == '\'' || c == '"' => {
-                    quote = Some(c);
-                    blank_ok = true;
-                }
-                Some(q) if c == q => quote = None,
-                _ if c == '\\' => {
-                    if i + 1 < chars.len() {
-                        i += 1;
-                        word.push(chars[i].1);
-                    } else {
-                        quote = None;
-                    }
-                }
-                _ => word.push(c),
-            }
-            i += 1;
-        }
-        let end = chars.get(i).map_or(line.len(), |&(o, _)| o);
+        let raw_end = line[start..]
+            .find(char::is_whitespace)
+            .map_or(line.len(), |e| start + e);
+        let raw = &line[start..raw_end];
+        // Most flags have no quote or backslash: the word is the text itself.
+        let (word, blank_ok, end) = if raw.contains(['\'', '"', '\\']) {
+            unquote_flag(line, start)
+        } else {
+            (raw.to_owned(), false, raw_end)
+        };
+        pos = end;
         if word == "--" {
             return Ok((end, flags));
         }
@@ -102,65 +84,82 @@ fn extract_builder_flags(line: &str, base: usize) -> Result<(usize, Vec<RawFlag>
     }
 }
 
+/// The flag word at `start` with quotes removed and backslash escapes
+/// applied; also whether it was quoted (so may be blank) and where it ends.
+fn unquote_flag(line: &str, start: usize) -> (String, bool, usize) {
+    let mut chars = line[start..].char_indices().peekable();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut blank_ok = false;
+    while let Some(&(_, c)) = chars.peek() {
+        match quote {
+            None if c.is_whitespace() => break,
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                blank_ok = true;
+            }
+            Some(q) if c == q => quote = None,
+            _ if c == '\\' => {
+                chars.next();
+                match chars.peek() {
+                    Some(&(_, escaped)) => word.push(escaped),
+                    None => quote = None,
+                }
+            }
+            _ => word.push(c),
+        }
+        chars.next();
+    }
+    let end = chars.peek().map_or(line.len(), |&(o, _)| start + o);
+    (word, blank_ok, end)
+}
+
 /// BuildKit's `parseWords`: splits on white space, keeping quotes and escapes in
 /// the words (they are removed later by word expansion).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    let chars: Vec<char> = rest.chars().collect();
+    // Quotes and escapes stay in the words, so each word is a slice of the
+    // text (an escape at the very end is dropped, which shortens it).
     let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
+    // The current word's start and the end of its kept text.
+    let mut word: Option<(usize, usize)> = None;
     let mut quote: Option<char> = None;
     let mut blank_ok = false;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        i += 1;
-        match quote {
-            None => {
-                if c.is_whitespace() {
-                    if in_word && (blank_ok || !word.is_empty()) {
-                        words.push(std::mem::take(&mut word));
-                    }
-                    in_word = false;
-                    blank_ok = false;
-                    continue;
-                }
-                in_word = true;
-                if c == '\'' || c == '"' {
-                    quote = Some(c);
-                    blank_ok = true;
-                }
-                if c == escape {
-                    // An escape at the very end is dropped; otherwise it is kept
-                    // together with the character it escapes, even a quote.
-                    let Some(&next) = chars.get(i) else { continue };
-                    word.push(c);
-                    word.push(next);
-                    i += 1;
-                    continue;
-                }
-                word.push(c);
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if quote.is_none() && c.is_whitespace() {
+            if let Some((start, end)) = word.take()
+                && (blank_ok || end > start)
+            {
+                words.push(rest[start..end].to_owned());
             }
-            Some(q) => {
-                if c == q {
-                    quote = None;
-                }
-                if c == escape && q != '\'' {
-                    let Some(&next) = chars.get(i) else {
-                        quote = None;
-                        continue;
-                    };
-                    word.push(c);
-                    word.push(next);
-                    i += 1;
-                    continue;
-                }
-                word.push(c);
-            }
+            blank_ok = false;
+            continue;
         }
+        let (_, end) = word.get_or_insert((i, i));
+        match quote {
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                blank_ok = true;
+            }
+            Some(q) if c == q => quote = None,
+            _ => {}
+        }
+        // Unquoted or in double quotes, the escape character keeps the next
+        // character with it, even a quote; at the very end it is dropped.
+        let escapes = c == escape && quote != Some('\'');
+        if escapes {
+            match chars.next() {
+                Some((j, next)) => *end = j + next.len_utf8(),
+                None => quote = None,
+            }
+            continue;
+        }
+        *end = i + c.len_utf8();
     }
-    if in_word && (blank_ok || !word.is_empty()) {
-        words.push(word);
+    if let Some((start, end)) = word
+        && (blank_ok || end > start)
+    {
+        words.push(rest[start..end].to_owned());
     }
     words
 }
@@ -177,6 +176,7 @@ mod tests {
         let texts: Vec<_> = s.flags.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(texts, ["--from=a", "--chown=1 2"]);
         assert_eq!(s.flags[0].start, 7);
+        assert_eq!((s.flags[1].start, s.flags[1].end), (16, 29));
         assert_eq!(s.args, "x /y");
         assert_eq!(
             &"  COPY --from=a --chown=\"1 2\" x /y "[s.args_start..],
@@ -200,5 +200,9 @@ mod tests {
             ["a=\"b c\"", "d\\ e", "'f\\'"]
         );
         assert_eq!(parse_words("x=\"\"", '\\'), ["x=\"\""]);
+        assert_eq!(parse_words("a\\", '\\'), ["a"]);
+        assert_eq!(parse_words("\\", '\\'), Vec::<String>::new());
+        assert_eq!(parse_words("\"a\\", '\\'), ["\"a"]);
+        assert_eq!(parse_words("'' b", '\\'), ["''", "b"]);
     }
 }

@@ -62,7 +62,8 @@ impl Words {
 }
 
 pub(super) struct ShellWord<'a> {
-    chars: Vec<char>,
+    src: &'a str,
+    /// Byte offset of the next character in `src`.
     pos: usize,
     env: &'a dyn Env,
     escape: char,
@@ -72,9 +73,9 @@ pub(super) struct ShellWord<'a> {
 }
 
 impl<'a> ShellWord<'a> {
-    pub(super) fn new(word: &str, env: &'a dyn Env, escape: char) -> Self {
+    pub(super) fn new(word: &'a str, env: &'a dyn Env, escape: char) -> Self {
         Self {
-            chars: word.chars().collect(),
+            src: word,
             pos: 0,
             env,
             escape,
@@ -123,20 +124,20 @@ impl<'a> ShellWord<'a> {
     }
 
     fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
+        self.src[self.pos..].chars().next()
     }
 
     fn next(&mut self) -> Option<char> {
         let c = self.peek();
-        if c.is_some() {
-            self.pos += 1;
+        if let Some(c) = c {
+            self.pos += c.len_utf8();
         }
         c
     }
 
     /// Processes until `stop` (consumed) or the end of input.
     fn process_stop_on(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
-        let mut result = String::new();
+        let mut result = String::with_capacity(self.src.len() - self.pos);
         // Only the outermost level splits into fields, and only when asked.
         let mut words = Words {
             enabled: self.split && stop.is_none(),
@@ -163,17 +164,25 @@ impl<'a> ShellWord<'a> {
                     words.add_raw_string(&s);
                     result.push_str(&s);
                 }
-                _ => {
+                _ if c == self.escape => {
                     self.next();
-                    if c == self.escape {
-                        // The escape character quotes the next one; at the end it vanishes.
-                        let Some(escaped) = self.next() else { break };
-                        words.add_raw_char(escaped);
-                        result.push(escaped);
-                    } else {
-                        words.add_char(c);
-                        result.push(c);
-                    }
+                    // The escape character quotes the next one; at the end it vanishes.
+                    let Some(escaped) = self.next() else { break };
+                    words.add_raw_char(escaped);
+                    result.push(escaped);
+                }
+                _ => {
+                    // A run of ordinary characters is copied as a whole.
+                    let rest = &self.src[self.pos..];
+                    let len = rest
+                        .find(|ch| {
+                            matches!(ch, '$' | '\'' | '"') || ch == self.escape || Some(ch) == stop
+                        })
+                        .unwrap_or(rest.len());
+                    let run = &rest[..len];
+                    self.pos += len;
+                    words.add_string(run);
+                    result.push_str(run);
                 }
             }
         }
@@ -255,7 +264,7 @@ impl<'a> ShellWord<'a> {
             if name.is_empty() {
                 return Ok("$".to_owned());
             }
-            return Ok(self.lookup(&name, true).unwrap_or_default());
+            return Ok(self.lookup(name, true).unwrap_or_default());
         }
         self.next();
         match self.peek() {
@@ -269,7 +278,7 @@ impl<'a> ShellWord<'a> {
         };
         let mut modifier = c.to_string();
         match c {
-            '}' => return Ok(self.lookup(&name, true).unwrap_or_default()),
+            '}' => return Ok(self.lookup(name, true).unwrap_or_default()),
             ':' | '+' | '-' | '?' => {}
             '#' | '%' => {
                 let longest = self.peek() == Some(c);
@@ -277,7 +286,7 @@ impl<'a> ShellWord<'a> {
                     self.next();
                 }
                 let (pattern, _) = self.process_pattern(&['}'])?;
-                let value = self.lookup(&name, true).unwrap_or_default();
+                let value = self.lookup(name, true).unwrap_or_default();
                 let pattern = Pattern::new(&pattern);
                 return Ok(if c == '#' {
                     pattern.trim_prefix(&value, longest)
@@ -304,7 +313,7 @@ impl<'a> ShellWord<'a> {
                 } else {
                     String::new()
                 };
-                let value = self.lookup(&name, true).unwrap_or_default();
+                let value = self.lookup(name, true).unwrap_or_default();
                 if pattern.is_empty() {
                     return Ok(value);
                 }
@@ -325,7 +334,7 @@ impl<'a> ShellWord<'a> {
             Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".to_owned()),
             Err(e) => return Err(e),
         };
-        let value = self.lookup(&name, c == '?');
+        let value = self.lookup(name, c == '?');
         let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
         match c {
             '-' => Ok(if unset {
@@ -391,26 +400,24 @@ impl<'a> ShellWord<'a> {
 
     /// A variable name: alphanumerics and `_`, or all leading digits, or one
     /// special parameter character.
-    fn process_name(&mut self) -> String {
-        let mut name = String::new();
-        while let Some(c) = self.peek() {
-            if name.is_empty() && c.is_ascii_digit() {
-                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
-                    name.push(d);
+    fn process_name(&mut self) -> &'a str {
+        let src = self.src;
+        let start = self.pos;
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                while self.peek().is_some_and(|d| d.is_ascii_digit()) {
                     self.next();
                 }
-                return name;
             }
-            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+            Some('@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') => {
                 self.next();
-                return c.to_string();
             }
-            if !(c.is_alphanumeric() || c == '_') {
-                break;
+            _ => {
+                while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    self.next();
+                }
             }
-            name.push(c);
-            self.next();
         }
-        name
+        &src[start..self.pos]
     }
 }

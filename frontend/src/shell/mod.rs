@@ -66,6 +66,12 @@ impl Lexer {
 
     /// Like [`Lexer::process_word`], also reporting unset variables.
     pub fn process_word_tracked(&self, word: &str, env: &dyn Env) -> Result<Expanded, ShellError> {
+        if self.is_literal(word) {
+            return Ok(Expanded {
+                value: word.to_owned(),
+                unmatched: BTreeSet::new(),
+            });
+        }
         let mut sw = lex::ShellWord::new(word, env, self.escape);
         let (value, _) = sw.run(word)?;
         Ok(Expanded {
@@ -76,7 +82,22 @@ impl Lexer {
 
     /// Expands the variables of a heredoc body, leaving quotes alone.
     pub fn process_heredoc(&self, body: &str, env: &dyn Env) -> Result<String, ShellError> {
+        if !body.contains(['$', self.escape]) {
+            return Ok(body.to_owned());
+        }
         lex::ShellWord::new(body, env, self.escape).run_heredoc(body)
+    }
+
+    /// Most words have no variable, quote or escape: they expand to themselves,
+    /// which spares the state machine.
+    fn is_literal(&self, word: &str) -> bool {
+        let special = |b: u8| matches!(b, b'$' | b'\'' | b'"');
+        // Bytes of multi-byte UTF-8 characters are never ASCII, so an ASCII
+        // escape character can be looked for byte by byte.
+        match u8::try_from(self.escape) {
+            Ok(escape) if escape.is_ascii() => !word.bytes().any(|b| special(b) || b == escape),
+            _ => !word.bytes().any(special) && !word.contains(self.escape),
+        }
     }
 
     /// Expands `word` and splits the result into fields on unquoted white space.

@@ -160,3 +160,19 @@ fn buildkit_words_cases() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Words with nothing to expand take a shortcut; it must agree with the
+/// state machine, whatever the escape character.
+#[test]
+fn literal_words_are_unchanged() {
+    let e = env(&[("A", "x")]);
+    for escape in ['\\', '`'] {
+        let lx = Lexer::new(escape);
+        for word in ["plain/path", "", "ünïcödé wörds", "a\\b", "a`b", "${A}"] {
+            let fast = lx.process_word_tracked(word, &e).unwrap();
+            let slow = lex::ShellWord::new(word, &e, escape).run(word).unwrap().0;
+            assert_eq!(fast.value, slow, "{word:?} with escape {escape:?}");
+        }
+        assert_eq!(lx.process_heredoc("no vars\n", &e).unwrap(), "no vars\n");
+    }
+}

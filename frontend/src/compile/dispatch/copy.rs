@@ -281,14 +281,12 @@ impl Dispatcher<'_, '_, '_> {
 /// The source path in its input. With `--parents`, a `/./` in it marks where
 /// the kept parent directories start, so it survives cleaning.
 fn source_path(src: &str, parents: bool) -> String {
-    match src.split_once("/./") {
-        Some((above, below)) if parents => {
-            let above = resolve_path("/", above);
-            let below = crate::compile::image::clean_path(below);
-            format!("{}/./{below}", above.trim_end_matches('/'))
-        }
-        _ => resolve_path("/", src),
+    if parents && let Some((above, below)) = src.split_once("/./") {
+        let above = resolve_path("/", above);
+        let below = crate::compile::image::clean_path(below);
+        return format!("{}/./{below}", above.trim_end_matches('/'));
     }
+    resolve_path("/", src)
 }
 
 #[cfg(test)]

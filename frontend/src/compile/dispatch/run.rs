@@ -1,6 +1,8 @@
 //! RUN: an ExecOp over the stage's filesystem, with its `--mount`s, network
 //! and security mode, and heredoc scripts.
 
+use std::fmt::Write as _;
+
 use buildd_proto::llb::{
     self, CacheOpt, CacheSharingOpt, ExecOp, Meta, Mount, MountType as LlbMount, NetMode, Op,
     SecretEnv, SecretOpt, SecurityMode, SshOpt, TmpfsOpt, op,
@@ -99,8 +101,9 @@ impl Dispatcher<'_, '_, '_> {
         {
             env.push(format!("SSH_AUTH_SOCK={sock}"));
         }
+        let created_by = format!("RUN {} # buildkit", self.run_command_string(&args));
         let meta = Meta {
-            args: args.clone(),
+            args,
             env,
             cwd: self.workdir(),
             user: self.image.config.user.clone(),
@@ -138,7 +141,6 @@ impl Dispatcher<'_, '_, '_> {
             name = format!("{name} ({s})");
         }
         self.state = Some(self.graph.add(op, inputs.list, name, Some(lines(node))));
-        let created_by = format!("RUN {} # buildkit", self.run_command_string(&args));
         add_history(&mut self.image, created_by, false);
         Ok(())
     }
@@ -319,22 +321,21 @@ impl Dispatcher<'_, '_, '_> {
     /// BuildKit's history form of RUN: `|N K=V ... args`.
     fn run_command_string(&self, args: &[String]) -> String {
         let env = self.expand_env();
-        let mut parts: Vec<String> = self
-            .args
-            .iter()
-            .map(|(k, v)| {
-                let value = crate::shell::Env::get(&*env, k)
-                    .map(str::to_owned)
-                    .or_else(|| v.clone())
-                    .unwrap_or_default();
-                format!("{k}={value}")
-            })
-            .collect();
-        if !parts.is_empty() {
-            parts.insert(0, format!("|{}", parts.len()));
+        let mut out = String::new();
+        if !self.args.is_empty() {
+            write!(out, "|{}", self.args.len()).expect("writing to a String");
         }
-        parts.extend(args.iter().cloned());
-        parts.join(" ")
+        for (k, v) in &self.args {
+            let value = crate::shell::Env::get(&*env, k).or(v.as_deref());
+            write!(out, " {k}={}", value.unwrap_or_default()).expect("writing to a String");
+        }
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 || !self.args.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(a);
+        }
+        out
     }
 
     pub(super) fn with_shell(&self, c: &CommandLine) -> Vec<String> {
