@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-pub use attr::{fchmod, fget_xattr, fset_xattr, set_meta, time_ns, timespec};
+pub use attr::{fchmod, fget_xattr, fset_xattr, lget_xattr, set_meta, time_ns, timespec};
 pub use beneath::swapped;
 
 pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {

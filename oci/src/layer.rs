@@ -17,7 +17,7 @@ use buildd_proto::Digest;
 
 use crate::compress::{Compression, HashWriter, ZSTD_LEVEL};
 use crate::tarfmt::{self, EntryHeader, Kind};
-use crate::xattr;
+use buildd_fsutil::dirfd::lget_xattr;
 
 pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(crate) const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
@@ -243,7 +243,7 @@ impl<W: Write> Walker<W> {
         if h.kind != Kind::Regular {
             return self.header(&h);
         }
-        let caps = xattr::lget(abs, CAPABILITY_XATTR).map_err(read_err(abs))?;
+        let caps = lget_xattr(abs, CAPABILITY_XATTR).map_err(read_err(abs))?;
         let xattrs: Vec<(&str, Vec<u8>)> =
             caps.map(|v| (CAPABILITY_XATTR, v)).into_iter().collect();
         h.xattrs = &xattrs;
@@ -284,7 +284,7 @@ impl<W: Write> Walker<W> {
 
 fn is_opaque(dir: &Path) -> Result<bool, LayerError> {
     for name in OPAQUE_XATTRS {
-        if xattr::lget(dir, name).map_err(read_err(dir))?.as_deref() == Some(b"y") {
+        if lget_xattr(dir, name).map_err(read_err(dir))?.as_deref() == Some(b"y") {
             return Ok(true);
         }
     }

@@ -13,7 +13,6 @@ pub mod layout;
 mod tarfmt;
 mod time;
 pub mod unpack;
-mod xattr;
 
 pub mod spec;
 

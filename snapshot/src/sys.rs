@@ -126,30 +126,7 @@ pub fn mtime_ns(meta: &Metadata) -> i64 {
 
 /// Reads xattr `name` of `p` itself; None when absent or unsupported.
 pub fn lget_xattr(p: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let c = cpath(p)?;
-    let cname = CString::new(name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid NUL-terminated path and name; `buf` outlives the call.
-        let n = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                cname.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
-            _ => return Err(e),
-        }
-    }
+    dirfd::lget_xattr(p, name)
 }
 
 pub fn lset_xattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {

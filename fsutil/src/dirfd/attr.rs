@@ -3,6 +3,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use super::cvt;
 
@@ -67,10 +69,33 @@ pub fn fset_xattr(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
 pub fn fget_xattr(fd: impl AsFd, name: &str) -> io::Result<Option<Vec<u8>>> {
     let cname = CString::new(name)?;
     let raw = fd.as_fd().as_raw_fd();
+    // SAFETY: the fd is open, cname NUL-terminated, buf valid for its length.
+    read_xattr(|buf| unsafe {
+        libc::fgetxattr(raw, cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// Reads xattr `name` of `path` itself, not following a final symlink; `None` when
+/// absent or unsupported (unprivileged readers do not see `trusted.*`: absent to them).
+pub fn lget_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let cpath = CString::new(path.as_os_str().as_bytes())?;
+    let cname = CString::new(name)?;
+    // SAFETY: both strings NUL-terminated, buf valid for its length.
+    read_xattr(|buf| unsafe {
+        libc::lgetxattr(
+            cpath.as_ptr(),
+            cname.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
+}
+
+/// The getxattr calling convention: grow the buffer on ERANGE, absent is `None`.
+fn read_xattr(mut call: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: the fd is open, cname NUL-terminated, buf valid for buf.len() bytes.
-        let n = unsafe { libc::fgetxattr(raw, cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = call(&mut buf);
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));

@@ -1,6 +1,25 @@
 //! Argument conventions shared by subcommands.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// What selects and parameterizes a Dockerfile: shared by `build` and `debug`.
+#[derive(Args)]
+pub struct DockerfileArgs {
+    /// Build context directory.
+    pub context: PathBuf,
+    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Stage to build (default: the last).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Build-time variable, KEY=VALUE (KEY alone takes it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+}
 
 /// `--build-arg KEY=VALUE`; a bare `KEY` takes the value from the environment and
 /// is skipped when unset, as `docker build` does.

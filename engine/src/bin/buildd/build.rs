@@ -1,6 +1,6 @@
 //! `buildd build`: one build, no daemon.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use buildd_engine::Engine;
@@ -10,19 +10,12 @@ use buildd_engine::progress::PlainPrinter;
 use buildd_engine::solver::SolverConfig;
 use clap::{Args, ValueEnum};
 
+use crate::args::DockerfileArgs;
+
 #[derive(Args)]
 pub struct BuildArgs {
-    /// Build context directory.
-    context: PathBuf,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
-    #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
-    /// Stage to build (default: the last).
-    #[arg(long)]
-    target: Option<String>,
-    /// Build-time variable, KEY=VALUE (KEY alone takes it from the environment).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    build_args: Vec<String>,
+    #[command(flatten)]
+    dockerfile: DockerfileArgs,
     /// Output: type=oci,dest=FILE[,tar=false][,name=NAME][,compression=gzip|zstd|uncompressed]
     /// or type=local,dest=DIR.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
@@ -49,7 +42,7 @@ enum Progress {
 }
 
 pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
-    let build_args = crate::args::build_args(&args.build_args);
+    let build_args = crate::args::build_args(&args.dockerfile.build_args);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse::<i64>()
@@ -58,9 +51,9 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let req = BuildRequest {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
-        target: args.target,
+        context: args.dockerfile.context.clone(),
+        dockerfile: args.dockerfile.file.clone(),
+        target: args.dockerfile.target,
         build_args,
         outputs: args.outputs,
         no_cache: args.no_cache,

@@ -1,10 +1,10 @@
 //! `buildd debug`: what the frontend makes of a Dockerfile, without building.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use buildd_engine::build::{CONTEXT_NAME, read_frontend_input};
 use clap::{Args, Subcommand, ValueEnum};
+
+use crate::args::DockerfileArgs;
 
 #[derive(Subcommand)]
 pub enum DebugCommand {
@@ -16,13 +16,8 @@ pub enum DebugCommand {
 
 #[derive(Args)]
 pub struct DumpArgs {
-    context: PathBuf,
-    #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
-    #[arg(long)]
-    target: Option<String>,
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    build_args: Vec<String>,
+    #[command(flatten)]
+    dockerfile: DockerfileArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -56,6 +51,7 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<()> {
 }
 
 fn frontend_input(args: &DumpArgs) -> anyhow::Result<(String, buildd_frontend::BuildOptions)> {
+    let args = &args.dockerfile;
     let input = read_frontend_input(&args.context, args.file.as_deref())?;
     let opts = buildd_frontend::BuildOptions {
         dockerfile_name: input.dockerfile_name,
