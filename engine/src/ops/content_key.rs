@@ -9,32 +9,75 @@ use buildd_proto::llb::{file_action, op};
 use sha2::{Digest as _, Sha256};
 
 use super::hash_cache::IndexHashCache;
-use super::worker::{Ref, Selections};
+use super::worker::{LocalDir, Ref, Selections};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
 
-/// Digest over the files each copy action selects from a local source, or `None`
-/// when the op reads no local source (its inputs' keys then say it all).
+/// Accumulates what an op reads from local directories: one digest over the
+/// selections (by the index of the action or mount that reads them), plus the
+/// selections themselves for execution to reuse.
+pub(crate) struct LocalReads<'a> {
+    cache: IndexHashCache<'a>,
+    hasher: Sha256,
+    selections: Selections,
+}
+
+impl<'a> LocalReads<'a> {
+    pub(crate) fn new(root: &'a Root) -> Self {
+        Self {
+            cache: IndexHashCache(root.index.as_ref()),
+            hasher: Sha256::new(),
+            selections: Selections::new(),
+        }
+    }
+
+    /// The local directory input `index` names, if it is one.
+    pub(crate) fn local_input(inputs: &[Arc<Resolved<Ref>>], index: i64) -> Option<&LocalDir> {
+        match &inputs.get(usize::try_from(index).ok()?)?.output {
+            Ref::Local(dir) => Some(dir),
+            Ref::Snapshot(_) => None,
+        }
+    }
+
+    /// Selects `src` in `dir` and hashes exactly what was selected.
+    pub(crate) fn add(
+        &mut self,
+        index: usize,
+        dir: &LocalDir,
+        src: &str,
+        opts: &SelectOptions<'_>,
+    ) -> Result<(), String> {
+        let selection = select(&dir.root, src, opts).map_err(|e| e.to_string())?;
+        let digest = selection_digest(&dir.root, &selection, Some(&self.cache))
+            .map_err(|e| e.to_string())?;
+        self.hasher.update((index as u64).to_le_bytes());
+        self.hasher.update(digest.as_bytes());
+        self.selections.insert(index, selection);
+        Ok(())
+    }
+
+    /// `None` when nothing local was read: the inputs' keys then say it all.
+    pub(crate) fn finish(self) -> (Option<Digest>, Selections) {
+        let key = (!self.selections.is_empty()).then(|| self.hasher.into());
+        (key, self.selections)
+    }
+}
+
+/// Digest over the files each copy action selects from a local source.
 pub(crate) fn file_op(
     root: &Root,
     vertex: &Vertex,
     inputs: &[Arc<Resolved<Ref>>],
 ) -> Result<(Option<Digest>, Selections), OpError> {
-    let mut selections = Selections::new();
+    let mut reads = LocalReads::new(root);
     let Some(op::Op::File(file)) = &vertex.op.op else {
-        return Ok((None, selections));
+        return Ok(reads.finish());
     };
-    let cache = IndexHashCache(root.index.as_ref());
-    let mut h = Sha256::new();
     for (i, action) in file.actions.iter().enumerate() {
         let Some(file_action::Action::Copy(copy)) = &action.action else {
             continue;
         };
-        let Some(Ref::Local(dir)) = usize::try_from(copy.source_input)
-            .ok()
-            .and_then(|i| inputs.get(i))
-            .map(|r| &r.output)
-        else {
+        let Some(dir) = LocalReads::local_input(inputs, copy.source_input) else {
             continue;
         };
         let opts = SelectOptions {
@@ -45,14 +88,7 @@ pub(crate) fn file_op(
             include_patterns: &copy.include_patterns,
             exclude_patterns: &copy.exclude_patterns,
         };
-        let selection =
-            select(&dir.root, &copy.src, &opts).map_err(|e| OpError::new(e.to_string()))?;
-        let digest = selection_digest(&dir.root, &selection, Some(&cache))
-            .map_err(|e| OpError::new(e.to_string()))?;
-        h.update((i as u64).to_le_bytes());
-        h.update(digest.as_bytes());
-        selections.insert(i, selection);
+        reads.add(i, dir, &copy.src, &opts).map_err(OpError::new)?;
     }
-    let key = (!selections.is_empty()).then(|| h.into());
-    Ok((key, selections))
+    Ok(reads.finish())
 }

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use buildd_fsutil::hash::selection_digest;
-use buildd_fsutil::select::{SelectOptions, select};
+use buildd_fsutil::select::SelectOptions;
 use buildd_proto::Digest;
 use buildd_proto::llb::{MountType, op};
-use sha2::{Digest as _, Sha256};
 
 use super::mounts::selector;
-use crate::ops::hash_cache::IndexHashCache;
+use crate::ops::content_key::LocalReads;
 use crate::ops::worker::{Ref, Selections};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
@@ -22,39 +20,25 @@ pub(crate) fn exec_op(
     vertex: &Vertex,
     inputs: &[Arc<Resolved<Ref>>],
 ) -> Result<(Option<Digest>, Selections), OpError> {
-    let mut selections = Selections::new();
+    let mut reads = LocalReads::new(root);
     let Some(op::Op::Exec(exec)) = &vertex.op.op else {
-        return Ok((None, selections));
+        return Ok(reads.finish());
     };
-    let cache = IndexHashCache(root.index.as_ref());
-    let mut h = Sha256::new();
     for (i, m) in exec.mounts.iter().enumerate() {
         if m.mount_type() != MountType::Bind {
             continue;
         }
-        let Some(Ref::Local(dir)) = usize::try_from(m.input)
-            .ok()
-            .and_then(|i| inputs.get(i))
-            .map(|r| &r.output)
-        else {
+        let Some(dir) = LocalReads::local_input(inputs, m.input) else {
             continue;
         };
         let opts = SelectOptions {
             follow_symlink: true,
-            allow_wildcard: false,
-            allow_empty_wildcard: false,
             context_excludes: dir.excludes.as_ref(),
-            include_patterns: &[],
-            exclude_patterns: &[],
+            ..Default::default()
         };
-        let fail = |e: String| OpError::new(format!("RUN mount {}: {e}", m.dest));
-        let selection = select(&dir.root, selector(m), &opts).map_err(|e| fail(e.to_string()))?;
-        let digest = selection_digest(&dir.root, &selection, Some(&cache))
-            .map_err(|e| fail(e.to_string()))?;
-        h.update((i as u64).to_le_bytes());
-        h.update(digest.as_bytes());
-        selections.insert(i, selection);
+        reads
+            .add(i, dir, selector(m), &opts)
+            .map_err(|e| OpError::new(format!("RUN mount {}: {e}", m.dest)))?;
     }
-    let key = (!selections.is_empty()).then(|| h.into());
-    Ok((key, selections))
+    Ok(reads.finish())
 }
