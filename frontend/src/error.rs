@@ -49,3 +49,11 @@ impl fmt::Display for Warning {
         write!(f, "line {}: {}: {}", self.line, self.rule, self.message)
     }
 }
+
+/// Everything found wrong with a Dockerfile, from [`crate::check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// Sorted by line and column.
+    pub errors: Vec<Error>,
+    pub warnings: Vec<Warning>,
+}

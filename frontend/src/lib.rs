@@ -1,10 +1,12 @@
 //! Dockerfile frontend: text plus build options in, LLB and an image config out. No I/O.
 //!
-//! [`parse`] turns text into an [`Ast`] with exact spans; [`compile`] types the
+//! [`parse`] turns text into an [`Ast`] with exact spans ([`parse_with_diagnostics`]
+//! goes on past broken instructions and reports them all); [`compile`] types the
 //! instructions, expands words ([`shell`]), and builds the LLB graph of the target
 //! stage together with the image config it would produce, plus BuildKit's
 //! build-check warnings ([`Warning`]; `# check=skip=...;error=true` is
-//! honoured). [`outline`] lists stages and build args without compiling.
+//! honoured). [`check`] reports every broken instruction at once. [`outline`]
+//! lists stages and build args without compiling.
 
 mod compile;
 mod error;
@@ -18,9 +20,9 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use buildd_oci::Platform;
-pub use error::{Error, Warning};
+pub use error::{Diagnostics, Error, Warning};
 pub use outline::{Outline, OutlineArg, OutlineStage};
-pub use parser::{Ast, Node, parse};
+pub use parser::{Ast, Node, parse, parse_with_diagnostics};
 
 /// Options of one build.
 #[derive(Clone)]
@@ -95,6 +97,12 @@ pub struct Compiled {
 /// Compiles a Dockerfile to LLB for `opts.target` (or the last stage).
 pub fn compile(dockerfile: &str, opts: &BuildOptions) -> Result<Compiled, Error> {
     compile::compile(dockerfile, opts)
+}
+
+/// All errors of a Dockerfile rather than the first: every instruction that
+/// does not parse or type-check, or else what [`compile`] reports.
+pub fn check(dockerfile: &str, opts: &BuildOptions) -> Diagnostics {
+    compile::check(dockerfile, opts)
 }
 
 /// The stages and build args of a Dockerfile, for `buildd debug outline`.

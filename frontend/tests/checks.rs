@@ -175,3 +175,39 @@ fn check_directive_skips_and_errors() {
         "Dockerfile:1:1: invalid check directive error=\"yes\", expected true or false"
     );
 }
+
+#[test]
+fn json_args_recommended_not_with_a_custom_shell() {
+    let fired = |text: &str| {
+        warnings(text)
+            .iter()
+            .filter(|(rule, _, _)| rule == "JSONArgsRecommended")
+            .map(|(_, line, _)| *line)
+            .collect::<Vec<_>>()
+    };
+    // Before the SHELL the default shell applies; after it, no warning.
+    assert_eq!(
+        fired("FROM scratch\nENTRYPOINT run\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n"),
+        [2]
+    );
+    // A SHELL of the base stage is inherited.
+    assert_eq!(
+        fired("FROM scratch AS base\nSHELL [\"pwsh\", \"-c\"]\nFROM base\nCMD echo hi\n"),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn secrets_follow_buildkit_tokens() {
+    let rules = |text: &str| -> Vec<u32> {
+        warnings(text)
+            .iter()
+            .filter(|(rule, _, _)| rule == "SecretsUsedInArgOrEnv")
+            .map(|(_, line, _)| *line)
+            .collect()
+    };
+    // Deny tokens as whole `_`-separated parts, one warning per key; `public`
+    // allows.
+    let text = "FROM scratch\nARG AWS_SECRET_ACCESS_KEY\nARG PUBLIC_KEY\nENV SSH_AUTH_SOCK=/s DB_PASSWD=x\nARG KEYS TOKENIZER\nENV credential=1\n";
+    assert_eq!(rules(text), [2, 4, 4, 6]);
+}

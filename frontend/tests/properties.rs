@@ -3,7 +3,7 @@
 
 mod common;
 
-use buildd_frontend::{Ast, Node, parse};
+use buildd_frontend::{Ast, Node, parse, parse_with_diagnostics};
 use proptest::prelude::*;
 
 /// Pieces Dockerfiles are made of, so generated text reaches deep into the
@@ -182,6 +182,20 @@ proptest! {
         let _ = parse(&text);
         let _ = buildd_frontend::compile(&text, &common::opts());
         let _ = buildd_frontend::outline(&text, &common::opts());
+    }
+
+    #[test]
+    fn diagnostics_agree_with_parse(text in dockerfile()) {
+        let (ast, errors) = parse_with_diagnostics(&text);
+        match parse(&text) {
+            Ok(parsed) => {
+                prop_assert!(errors.is_empty());
+                prop_assert_eq!(parsed, ast);
+            }
+            Err(e) => prop_assert_eq!(Some(&e), errors.first()),
+        }
+        prop_assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+        let _ = buildd_frontend::check(&text, &common::opts());
     }
 
     #[test]

@@ -170,14 +170,6 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
                 seen.push(node);
             }
             match &ins.command {
-                Command::Cmd(c) | Command::Entrypoint(c) if c.shell_form => ctx.warn(
-                    node,
-                    "JSONArgsRecommended",
-                    format!(
-                        "JSON arguments recommended for {} to prevent unintended behavior related to OS signals",
-                        node.name()
-                    ),
-                ),
                 Command::Maintainer(_) => ctx.warn(
                     node,
                     "MaintainerDeprecated",
@@ -190,7 +182,9 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
                     }
                     secrets(ctx, node, "ENV", pairs.iter().map(|(k, _)| k.as_str()));
                 }
-                Command::Arg(args) => secrets(ctx, node, "ARG", args.iter().map(|(k, _)| k.as_str())),
+                Command::Arg(args) => {
+                    secrets(ctx, node, "ARG", args.iter().map(|(k, _)| k.as_str()))
+                }
                 _ => {}
             }
         }
@@ -242,9 +236,11 @@ fn secrets<'a>(
     }
 }
 
-/// BuildKit's `(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)`.
+/// BuildKit's `isSecretKey`: a `_`-separated part of the name is one of the
+/// deny tokens, `(?i)(?:_|^)(?:apikey|...|token)(?:_|$)`, and none is one of
+/// the allow tokens, `(?i)(?:_|^)(?:public)(?:_|$)`.
 pub(crate) fn is_secret_key(key: &str) -> bool {
-    const TOKENS: [&str; 10] = [
+    const DENY: [&str; 10] = [
         "apikey",
         "auth",
         "credential",
@@ -256,9 +252,23 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         "secret",
         "token",
     ];
-    key.to_ascii_lowercase()
-        .split('_')
-        .any(|part| TOKENS.contains(&part))
+    const ALLOW: [&str; 1] = ["public"];
+    let has = |tokens: &[&str]| {
+        key.split('_')
+            .any(|part| tokens.iter().any(|t| fold_eq(part, t)))
+    };
+    has(&DENY) && !has(&ALLOW)
+}
+
+/// Whether `s` equals the lower-case ASCII `token` under Go's `(?i)` simple
+/// case folding, where the Kelvin sign folds to `k` and the long s to `s`.
+fn fold_eq(s: &str, token: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{212a}' => 'k',
+        '\u{17f}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    s.chars().map(fold).eq(token.chars())
 }
 
 /// The closest of `candidates` to `name` for a "did you mean" hint: equal but
@@ -323,7 +333,19 @@ mod tests {
         ] {
             assert!(is_secret_key(k), "{k}");
         }
-        for k in ["TOKENS", "keyboard", "PUBLIC", "MONKEY"] {
+        // Go's case folding, as BuildKit's regexp uses it.
+        assert!(is_secret_key("MY_\u{212a}EY"));
+        assert!(is_secret_key("\u{17f}ecret"));
+        for k in [
+            "TOKENS",
+            "keyboard",
+            "PUBLIC",
+            "MONKEY",
+            "PUBLIC_KEY",
+            "public_api_token",
+            "GPG_KEY_Public",
+            "api-key",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
     }

@@ -88,6 +88,8 @@ pub(crate) struct Dispatcher<'c, 'o, 'a> {
     stages: &'c Stages<'a>,
     built: &'c [Option<Built>],
     label: Option<String>,
+    /// The instruction being dispatched is an ONBUILD trigger of the base.
+    on_build: bool,
     step: usize,
     total: usize,
     state: State,
@@ -115,16 +117,9 @@ pub(crate) fn stage(
         None if stages.stages.len() > 1 => Some(format!("stage-{i}")),
         None => None,
     };
-    let total = st
-        .commands
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.command,
-                Command::Run(_) | Command::Copy(_) | Command::Workdir(_)
-            )
-        })
-        .count()
+    let steps = |c: &Command| matches!(c, Command::Run(_) | Command::Copy(_) | Command::Workdir(_));
+    let total = st.commands.iter().filter(|c| steps(&c.command)).count()
+        + st.triggers.iter().filter(|t| steps(&t.command)).count()
         + usize::from(matches!(st.base, Base::Image(_)));
     let ctx_platform = ctx.opts.platform.clone();
     let mut d = Dispatcher {
@@ -134,6 +129,7 @@ pub(crate) fn stage(
         stages,
         built,
         label,
+        on_build: false,
         step: 0,
         total,
         state: None,
@@ -144,7 +140,16 @@ pub(crate) fn stage(
         env_cache: RefCell::new(None),
         pending: RefCell::new(Vec::new()),
     };
-    d.init_base(st.from.node, &st.base)?;
+    d.init_base(st.from.node, &st.base, st.resolved.as_ref())?;
+    for t in &st.triggers {
+        let ins = Instruction {
+            node: &t.node,
+            command: t.command.clone(),
+        };
+        d.on_build = true;
+        d.dispatch(&ins, &t.sources)?;
+        d.on_build = false;
+    }
     for (ins, refs) in st.commands.iter().zip(&st.sources) {
         d.dispatch(ins, refs)?;
     }
@@ -157,7 +162,12 @@ pub(crate) fn stage(
 }
 
 impl Dispatcher<'_, '_, '_> {
-    fn init_base(&mut self, node: &Node, base: &Base) -> Result<(), Error> {
+    fn init_base(
+        &mut self,
+        node: &Node,
+        base: &Base,
+        resolved: Option<&ResolvedImage>,
+    ) -> Result<(), Error> {
         let platform = self.ctx.opts.platform.clone();
         match base {
             Base::Scratch => self.image = image::scratch(&platform),
@@ -170,51 +180,24 @@ impl Dispatcher<'_, '_, '_> {
                 self.workdir_set = b.workdir_set;
             }
             Base::Image(reference) => {
-                let resolved = self.resolve_image(node, node.span, reference)?;
+                let resolved = match resolved {
+                    Some(r) => r.clone(),
+                    None => self.ctx.resolve_image(node, node.span, reference)?,
+                };
                 self.image = resolved.config.clone();
                 self.image.created = None;
+                // The triggers run in this stage (see `dispatch_triggers`)
+                // and are not passed on; an inherited stage's are.
+                self.image.config.on_build.clear();
                 let name = self.progress_text(&format!("FROM {}", resolved.reference));
                 self.state = Some(self.image_vertex(&resolved, name, node));
             }
-        }
-        if !self.image.config.on_build.is_empty() {
-            return Err(self.ctx.error(
-                node,
-                "ONBUILD triggers of the base are not supported yet".to_owned(),
-            ));
         }
         self.image.os = platform.os;
         self.image.architecture = platform.architecture;
         self.image.variant = platform.variant;
         self.invalidate_env();
         Ok(())
-    }
-
-    fn resolve_image(
-        &self,
-        node: &Node,
-        span: crate::parser::Span,
-        reference: &str,
-    ) -> Result<ResolvedImage, Error> {
-        let Some(resolver) = &self.ctx.opts.resolver else {
-            let message = if node.name() == "FROM" {
-                format!(
-                    "FROM {reference}: pulling images needs the registry client, not available yet"
-                )
-            } else {
-                format!("stage {reference:?} not found")
-            };
-            return Err(self.ctx.error_at(node, span, message));
-        };
-        resolver
-            .resolve(reference, &self.ctx.opts.platform)
-            .map_err(|e| {
-                self.ctx.error_at(
-                    node,
-                    span,
-                    format!("failed to resolve image {reference:?}: {e}"),
-                )
-            })
     }
 
     fn image_vertex(&mut self, resolved: &ResolvedImage, name: String, node: &Node) -> Output {
@@ -243,6 +226,9 @@ impl Dispatcher<'_, '_, '_> {
         }
         let width = decimal_width(self.total);
         write!(out, "{:>width$}/{}] ", self.step, self.total).expect("writing to a String");
+        if self.on_build {
+            out.push_str("ONBUILD ");
+        }
         out.push_str(text);
         out
     }
@@ -335,7 +321,7 @@ impl Dispatcher<'_, '_, '_> {
                 .expect("stages are dispatched in order")
                 .state),
             Source::Image(reference) => {
-                let resolved = self.resolve_image(node, r.span, reference)?;
+                let resolved = self.ctx.resolve_image(node, r.span, reference)?;
                 let name = format!("[internal] load image {}", resolved.reference);
                 Ok(Some(self.image_vertex(&resolved, name, node)))
             }
@@ -352,8 +338,8 @@ impl Dispatcher<'_, '_, '_> {
             Command::Arg(args) => self.arg(node, args),
             Command::Env(pairs) => self.env(node, pairs),
             Command::Label(pairs) => self.label(node, pairs),
-            Command::Cmd(c) => self.cmd(c, false),
-            Command::Entrypoint(c) => self.cmd(c, true),
+            Command::Cmd(c) => self.cmd(node, c, false),
+            Command::Entrypoint(c) => self.cmd(node, c, true),
             Command::Shell(s) => {
                 self.image.config.shell = s.clone();
                 add_history(&mut self.image, format!("SHELL [{}]", s.join(" ")), true);

@@ -4,6 +4,7 @@ mod checks;
 mod dispatch;
 mod graph;
 mod image;
+mod onbuild;
 mod remote;
 mod stages;
 
@@ -11,11 +12,11 @@ use std::collections::BTreeSet;
 
 use buildd_proto::llb::SourceInfo;
 
-use crate::error::{Error, Warning};
+use crate::error::{Diagnostics, Error, Warning};
 use crate::instructions::{self, ParseError};
-use crate::parser::{self, Node, Span};
+use crate::parser::{self, Ast, Node, Span};
 use crate::shell::{Env, Expanded, Lexer};
-use crate::{BuildOptions, Compiled};
+use crate::{BuildOptions, Compiled, ResolvedImage};
 
 /// Shared state of one compilation: options, diagnostics, the lexer.
 pub(crate) struct Ctx<'o> {
@@ -67,6 +68,35 @@ impl Ctx<'_> {
             .map_err(|e| self.error(node, e.to_string()))
     }
 
+    /// Resolves `reference` with the build's resolver; errors point at `span`
+    /// of `node`.
+    pub(crate) fn resolve_image(
+        &self,
+        node: &Node,
+        span: Span,
+        reference: &str,
+    ) -> Result<ResolvedImage, Error> {
+        let Some(resolver) = &self.opts.resolver else {
+            let message = if node.name() == "FROM" {
+                format!(
+                    "FROM {reference}: pulling images needs the registry client, not available yet"
+                )
+            } else {
+                format!("stage {reference:?} not found")
+            };
+            return Err(self.error_at(node, span, message));
+        };
+        resolver
+            .resolve(reference, &self.opts.platform)
+            .map_err(|e| {
+                self.error_at(
+                    node,
+                    span,
+                    format!("failed to resolve image {reference:?}: {e}"),
+                )
+            })
+    }
+
     /// Variables usable in FROM: BuildKit's automatic platform args, then the
     /// global ARGs that have a value.
     pub(crate) fn meta_env(&self, meta: &[(String, Option<String>)]) -> Vec<(String, String)> {
@@ -89,9 +119,47 @@ impl Ctx<'_> {
 }
 
 pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error> {
+    let ast = parser::parse_named(text, &opts.dockerfile_name)?;
+    compile_ast(text, &ast, opts)
+}
+
+/// Every parse and typing error of the file, each instruction on its own;
+/// when there is none, what compiling reports (its first error or its
+/// warnings). Compiling a file with broken instructions would only add errors
+/// that follow from them.
+pub(crate) fn check(text: &str, opts: &BuildOptions) -> Diagnostics {
+    let file = &opts.dockerfile_name;
+    let (ast, mut errors) = parser::parse_all_named(text, file);
+    if let Err(e) = checks::config(&ast, file) {
+        errors.push(e);
+    }
+    for n in &ast.nodes {
+        if let Err(e) = instructions::parse(n) {
+            errors.push(parse_error(file, n, e));
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        return Diagnostics {
+            errors,
+            warnings: ast.warnings,
+        };
+    }
+    match compile_ast(text, &ast, opts) {
+        Ok(c) => Diagnostics {
+            errors,
+            warnings: c.warnings,
+        },
+        Err(e) => Diagnostics {
+            errors: vec![e],
+            warnings: Vec::new(),
+        },
+    }
+}
+
+fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, Error> {
     let file = opts.dockerfile_name.clone();
-    let ast = parser::parse_named(text, &file)?;
-    let check_config = checks::config(&ast, &file)?;
+    let check_config = checks::config(ast, &file)?;
     let mut ctx = Ctx {
         opts,
         file,
@@ -101,12 +169,12 @@ pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error
     };
     let mut typed = Vec::with_capacity(ast.nodes.len());
     for n in &ast.nodes {
-        typed.push(instructions::parse(n).map_err(|e| parse_error(&ctx, n, e))?);
+        typed.push(instructions::parse(n).map_err(|e| parse_error(&ctx.file, n, e))?);
     }
-    let stages = stages::split(&mut ctx, typed)?;
+    let mut stages = stages::split(&mut ctx, typed)?;
     checks::static_checks(&mut ctx, &stages);
     let target = stages::target(&ctx, &stages)?;
-    let reachable = stages::reachable(&stages, target);
+    let reachable = onbuild::resolve_bases(&ctx, &mut stages, target)?;
 
     // Most instructions add one vertex.
     let mut graph = graph::Graph::with_capacity(ast.nodes.len());
@@ -139,9 +207,9 @@ pub(crate) fn compile(text: &str, opts: &BuildOptions) -> Result<Compiled, Error
     })
 }
 
-fn parse_error(ctx: &Ctx, node: &Node, e: ParseError) -> Error {
+fn parse_error(file: &str, node: &Node, e: ParseError) -> Error {
     Error {
-        file: ctx.file.clone(),
+        file: file.to_owned(),
         line: e.span.start.line,
         column: e.span.start.column,
         instruction: e.known.then(|| node.name()),

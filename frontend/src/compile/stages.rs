@@ -2,9 +2,10 @@
 //! between stages (`FROM <stage>`, `COPY --from`).
 
 use super::Ctx;
+use crate::ResolvedImage;
 use crate::error::Error;
 use crate::instructions::{Command, FromCmd, Instruction, Located};
-use crate::parser::Span;
+use crate::parser::{Node, Span};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,19 @@ pub(crate) struct Stage<'a> {
     /// without the flag), or the `from=` of each `--mount` of a RUN; empty for
     /// other instructions.
     pub sources: Vec<Vec<Option<SourceRef>>>,
+    /// The base image, once resolved (only for stages the target needs).
+    pub resolved: Option<ResolvedImage>,
+    /// The base image's ONBUILD triggers, run right after FROM.
+    pub triggers: Vec<Trigger>,
+}
+
+/// An ONBUILD trigger of a base image, parsed and typed; its node is located
+/// at the stage's FROM.
+pub(crate) struct Trigger {
+    pub node: Node,
+    pub command: Command,
+    /// As [`Stage::sources`] for one command.
+    pub sources: Vec<Option<SourceRef>>,
 }
 
 impl Stage<'_> {
@@ -73,6 +87,8 @@ pub(crate) fn split<'a>(
                     base: Base::Scratch,
                     commands: Vec::new(),
                     sources: Vec::new(),
+                    resolved: None,
+                    triggers: Vec::new(),
                 });
             }
             (Command::Arg(args), None) => {
@@ -111,21 +127,23 @@ pub(crate) fn split<'a>(
     Ok(out)
 }
 
+/// The stage a name refers to from stage `before`: the latest stage of that
+/// name defined before it (names may repeat, with a DuplicateStageName
+/// warning), else a later one.
+fn lookup(names: &[Option<String>], word: &str, before: usize) -> Option<usize> {
+    let lower = word.to_ascii_lowercase();
+    let named = |j: &usize| names[*j].as_deref() == Some(lower.as_str());
+    (0..before.min(names.len()))
+        .rev()
+        .find(named)
+        .or_else(|| (before.min(names.len())..names.len()).find(named))
+}
+
 /// Resolves bases and `--from` sources, then rejects cycles and references to
 /// later stages.
 fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
     let env = ctx.meta_env(&s.meta_args);
     let names: Vec<Option<String>> = s.stages.iter().map(|st| st.name.clone()).collect();
-    // A name refers to the latest stage of that name defined before `before`
-    // (names may repeat, with a DuplicateStageName warning), else to a later one.
-    let lookup = |word: &str, before: usize| -> Option<usize> {
-        let lower = word.to_ascii_lowercase();
-        let named = |j: &usize| names[*j].as_deref() == Some(lower.as_str());
-        (0..before.min(names.len()))
-            .rev()
-            .find(named)
-            .or_else(|| (before.min(names.len())..names.len()).find(named))
-    };
     for i in 0..s.stages.len() {
         let from = s.stages[i].base_cmd().clone();
         let node = s.stages[i].from.node;
@@ -150,7 +168,7 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
         if let Some(p) = &from.platform {
             check_platform(ctx, node, p, &env)?;
         }
-        s.stages[i].base = if let Some(j) = lookup(&base, i).filter(|j| *j != i) {
+        s.stages[i].base = if let Some(j) = lookup(&names, &base, i).filter(|j| *j != i) {
             Base::Stage(j)
         } else if base.eq_ignore_ascii_case("scratch") {
             Base::Scratch
@@ -159,53 +177,76 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
         };
         let mut sources = Vec::with_capacity(s.stages[i].commands.len());
         for ins in &s.stages[i].commands {
-            // Each reference expanded, with the span of its flag.
-            let refs: Vec<Option<(String, Span)>> = match &ins.command {
-                Command::Copy(copy) => match &copy.from {
-                    Some(f) => vec![Some((ctx.expand(ins.node, &f.value, &env)?, f.span))],
-                    None => Vec::new(),
-                },
-                Command::Run(run) => run
-                    .mounts
-                    .iter()
-                    .map(|m| mount_from(ctx, ins.node, m, &env))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let mut resolved = Vec::with_capacity(refs.len());
-            for r in refs {
-                let Some((value, span)) = r else {
-                    resolved.push(None);
-                    continue;
-                };
-                let source = match (lookup(&value, i), value.parse::<usize>()) {
-                    (Some(j), _) => Source::Stage(j),
-                    (None, Ok(j)) if j < names.len() => Source::Stage(j),
-                    (None, Ok(j)) => {
-                        return Err(ctx.error_at(
-                            ins.node,
-                            span,
-                            format!(
-                                "invalid stage index {j}, the Dockerfile has {} stages",
-                                names.len()
-                            ),
-                        ));
-                    }
-                    (None, Err(_)) => Source::Image(value),
-                };
-                resolved.push(Some(SourceRef { source, span }));
-            }
-            sources.push(resolved);
+            sources.push(resolve_refs(ctx, &names, &env, i, ins.node, &ins.command)?);
         }
         s.stages[i].sources = sources;
     }
+    check_graph(ctx, s)
+}
+
+/// The stage names, by index, for [`resolve_refs`].
+pub(crate) fn names(s: &Stages<'_>) -> Vec<Option<String>> {
+    s.stages.iter().map(|st| st.name.clone()).collect()
+}
+
+/// The `--from` of a COPY or the `from=` of each mount of a RUN in stage
+/// `i`, expanded with the global ARGs `env` and resolved to a stage or an image.
+pub(crate) fn resolve_refs(
+    ctx: &Ctx,
+    names: &[Option<String>],
+    env: &dyn crate::shell::Env,
+    i: usize,
+    node: &Node,
+    command: &Command,
+) -> Result<Vec<Option<SourceRef>>, Error> {
+    // Each reference expanded, with the span of its flag.
+    let refs: Vec<Option<(String, Span)>> = match command {
+        Command::Copy(copy) => match &copy.from {
+            Some(f) => vec![Some((ctx.expand(node, &f.value, env)?, f.span))],
+            None => Vec::new(),
+        },
+        Command::Run(run) => run
+            .mounts
+            .iter()
+            .map(|m| mount_from(ctx, node, m, env))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut resolved = Vec::with_capacity(refs.len());
+    for r in refs {
+        let Some((value, span)) = r else {
+            resolved.push(None);
+            continue;
+        };
+        let source = match (lookup(names, &value, i), value.parse::<usize>()) {
+            (Some(j), _) => Source::Stage(j),
+            (None, Ok(j)) if j < names.len() => Source::Stage(j),
+            (None, Ok(j)) => {
+                return Err(ctx.error_at(
+                    node,
+                    span,
+                    format!(
+                        "invalid stage index {j}, the Dockerfile has {} stages",
+                        names.len()
+                    ),
+                ));
+            }
+            (None, Err(_)) => Source::Image(value),
+        };
+        resolved.push(Some(SourceRef { source, span }));
+    }
+    Ok(resolved)
+}
+
+/// Rejects cycles between stages and references to later stages.
+pub(crate) fn check_graph(ctx: &Ctx, s: &Stages<'_>) -> Result<(), Error> {
     check_cycles(ctx, s)?;
     check_order(ctx, s)
 }
 
 fn check_platform(
     ctx: &Ctx,
-    node: &crate::parser::Node,
+    node: &Node,
     p: &Located,
     env: &dyn crate::shell::Env,
 ) -> Result<(), Error> {
@@ -223,7 +264,7 @@ fn check_platform(
 /// a flag that does not parse is reported when the RUN is dispatched.
 fn mount_from(
     ctx: &Ctx,
-    node: &crate::parser::Node,
+    node: &Node,
     flag: &Located,
     env: &dyn crate::shell::Env,
 ) -> Option<(String, Span)> {
@@ -241,15 +282,21 @@ fn mount_from(
 }
 
 /// The stages stage `i` depends on, with the instruction and span referring to each.
-fn edges<'a>(stage: &Stage<'a>) -> Vec<(usize, &'a crate::parser::Node, Span)> {
+fn edges<'s>(stage: &'s Stage<'_>) -> Vec<(usize, &'s Node, Span)> {
     let mut out = Vec::new();
     if let Base::Stage(j) = stage.base {
         out.push((j, stage.from.node, stage.from.node.span));
     }
-    for (ins, refs) in stage.commands.iter().zip(&stage.sources) {
+    let commands = stage
+        .commands
+        .iter()
+        .map(|ins| ins.node)
+        .zip(&stage.sources);
+    let triggers = stage.triggers.iter().map(|t| (&t.node, &t.sources));
+    for (node, refs) in triggers.chain(commands) {
         for r in refs.iter().flatten() {
             if let Source::Stage(j) = r.source {
-                out.push((j, ins.node, r.span));
+                out.push((j, node, r.span));
             }
         }
     }

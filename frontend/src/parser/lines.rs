@@ -83,7 +83,21 @@ pub(super) fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     (before, false)
 }
 
+/// Parses like BuildKit but reports the first problem only.
 pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
+    let (ast, mut errors) = parse_all(text, file);
+    if errors.is_empty() {
+        Ok(ast)
+    } else {
+        Err(errors.swap_remove(0))
+    }
+}
+
+/// Parses the whole file, recovering at instruction boundaries: an instruction
+/// that does not parse is reported and left out of the tree, and parsing goes
+/// on with the next one. Errors come in file order.
+pub(crate) fn parse_all(text: &str, file: &str) -> (Ast, Vec<Error>) {
+    let mut errors = Vec::new();
     let err = |line: u32, column: u32, message: String| Error {
         file: file.to_owned(),
         line,
@@ -122,24 +136,25 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
                 comments.push(c.to_owned());
             }
         }
-        let directive = directive_parser
-            .parse_line(stripped)
-            .map_err(|m| err(current + 1, 1, m))?;
+        // A repeated directive is reported; the line is a comment anyway.
+        let directive = directive_parser.parse_line(stripped).unwrap_or_else(|m| {
+            errors.push(err(current + 1, 1, m));
+            None
+        });
         current += 1;
         if let Some(d) = directive {
             comments.pop();
             if d.name == "escape" {
-                escape = match d.value.as_str() {
-                    "\\" => '\\',
-                    "`" => '`',
-                    v => {
-                        return Err(err(
-                            current,
-                            1,
-                            format!("invalid escape token {v:?}, must be ` or \\"),
-                        ));
-                    }
-                };
+                // An invalid escape token is reported and the default kept.
+                match d.value.as_str() {
+                    "\\" => escape = '\\',
+                    "`" => escape = '`',
+                    v => errors.push(err(
+                        current,
+                        1,
+                        format!("invalid escape token {v:?}, must be ` or \\"),
+                    )),
+                }
             }
             directives.push(d);
         }
@@ -162,9 +177,9 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
         while !end_of_line {
             let Some(raw) = lines.next() else { break };
             let line = trim_newline(raw);
-            directive_parser
-                .parse_line(line)
-                .map_err(|m| err(current + 1, 1, m))?;
+            if let Err(m) = directive_parser.parse_line(line) {
+                errors.push(err(current + 1, 1, m));
+            }
             current += 1;
             if is_comment(line) {
                 continue;
@@ -189,15 +204,24 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
                 message: "Empty continuation line".to_owned(),
             });
         }
-        let mut node = node_from_line(&logical, 0, escape).map_err(|m| {
-            let p = logical.position(0);
-            err(start_line, p.column, m)
-        })?;
+        let mut node = match node_from_line(&logical, 0, escape) {
+            Ok(node) => node,
+            Err(m) => {
+                // Only RUN, COPY and ADD take heredocs, and their shell form
+                // always parses: skipping the line skips the instruction.
+                let p = logical.position(0);
+                errors.push(err(start_line, p.column, m));
+                comments.clear();
+                continue;
+            }
+        };
         node.span.start.line = start_line;
         node.span.end = logical.end;
         node.comments = std::mem::take(&mut comments);
         if heredoc::can_contain(&node) && logical.text.contains("<<") {
-            for (offset, mut doc) in heredoc::markers(&logical.text) {
+            let markers = heredoc::markers(&logical.text);
+            let heredoc_count = markers.len();
+            for (offset, mut doc) in markers {
                 let marker = logical.position(offset);
                 let mut terminated = false;
                 for raw in lines.by_ref() {
@@ -213,7 +237,9 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
                     doc.content.push_str(raw);
                 }
                 if !terminated {
-                    return Err(err(
+                    // The body ran to the end of the file: nothing is left
+                    // to parse.
+                    errors.push(err(
                         marker.line,
                         marker.column,
                         format!(
@@ -221,25 +247,30 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Ast, Error> {
                             doc.name
                         ),
                     ));
+                    break;
                 }
                 node.heredocs.push(doc);
+            }
+            if node.heredocs.len() < heredoc_count {
+                continue;
             }
         }
         nodes.push(node);
     }
-    if nodes.is_empty() {
-        return Err(err(
+    if nodes.is_empty() && errors.is_empty() {
+        errors.push(err(
             current.max(1),
             1,
             "file with no instructions".to_owned(),
         ));
     }
-    Ok(Ast {
+    let ast = Ast {
         directives,
         escape,
         nodes,
         warnings,
-    })
+    };
+    (ast, errors)
 }
 
 /// Builds the node for the logical line's text from byte `from` on.

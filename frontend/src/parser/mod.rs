@@ -101,10 +101,18 @@ impl Ast {
     }
 }
 
-/// Parses Dockerfile text. Errors carry `file` = "Dockerfile"; [`crate::compile`]
-/// renames them to the configured file name.
+/// Parses Dockerfile text; the first problem found is the error. Errors carry
+/// `file` = "Dockerfile"; [`crate::compile`] renames them to the configured
+/// file name.
 pub fn parse(dockerfile: &str) -> Result<Ast, Error> {
     lines::parse(dockerfile, "Dockerfile")
 }
 
-pub(crate) use lines::parse as parse_named;
+/// Parses Dockerfile text without stopping at the first problem: the tree of
+/// every instruction that parsed, and one error per instruction (or directive)
+/// that did not, in file order. [`parse`] fails with the first of them.
+pub fn parse_with_diagnostics(dockerfile: &str) -> (Ast, Vec<Error>) {
+    lines::parse_all(dockerfile, "Dockerfile")
+}
+
+pub(crate) use lines::{parse as parse_named, parse_all as parse_all_named};

@@ -10,9 +10,25 @@ use crate::instructions::{CommandLine, HealthCmd, Located};
 use crate::parser::Node;
 
 impl Dispatcher<'_, '_, '_> {
-    pub(super) fn cmd(&mut self, c: &CommandLine, entrypoint: bool) -> Result<(), Error> {
-        let args = self.with_shell(c);
+    pub(super) fn cmd(
+        &mut self,
+        node: &Node,
+        c: &CommandLine,
+        entrypoint: bool,
+    ) -> Result<(), Error> {
         let keyword = if entrypoint { "ENTRYPOINT" } else { "CMD" };
+        // BuildKit's exception: with a custom SHELL (of this stage or
+        // inherited) the shell form is deliberate.
+        if c.shell_form && self.image.config.shell.is_empty() {
+            self.ctx.warn(
+                node,
+                "JSONArgsRecommended",
+                format!(
+                    "JSON arguments recommended for {keyword} to prevent unintended behavior related to OS signals"
+                ),
+            );
+        }
+        let args = self.with_shell(c);
         add_history(
             &mut self.image,
             format!("{keyword} {}", go_quoted_list(&args)),
