@@ -32,6 +32,8 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// Names to store the result under in the local image store.
     pub tags: Vec<String>,
+    /// Entitlements (`--allow`): only `network.host` exists so far.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,8 @@ pub enum BuildError {
     Root(#[from] crate::root::RootError),
     #[error(transparent)]
     Images(#[from] crate::images::ImageError),
+    #[error("unknown entitlement {0:?} in --allow (known: network.host)")]
+    UnknownEntitlement(String),
     #[error("the build result is a local directory, not a filesystem")]
     LocalResult,
     #[error("export: {0}")]
@@ -118,6 +122,9 @@ pub async fn build(
     req: &BuildRequest,
     progress: Option<ProgressSender>,
 ) -> Result<BuildOutcome, BuildError> {
+    if let Some(unknown) = req.allow.iter().find(|a| a.as_str() != "network.host") {
+        return Err(BuildError::UnknownEntitlement(unknown.clone()));
+    }
     let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
     buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
         .map_err(|e| BuildError::Dockerignore(e.to_string()))?;
@@ -199,6 +206,7 @@ async fn solve(
     let ctx = Arc::new(BuildCtx {
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
         no_cache: req.no_cache,
+        allow_network_host: req.allow.iter().any(|a| a == "network.host"),
     });
     let result = engine
         .solver

@@ -203,6 +203,14 @@ async fn an_unknown_user_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn host_network_needs_the_entitlement() {
+    let Some(f) = fixture() else { return };
+    let (result, _) = f.build("RUN --network=host true\n").await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("--allow network.host"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_base_file_makes_a_whiteout() {
     let Some(f) = fixture() else { return };
     fs::write(f.ctx().join("victim"), "x").unwrap();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use buildd_fsutil::dockerignore::PatternMatcher;
 use buildd_fsutil::select::Selection;
 use buildd_proto::Digest;
-use buildd_proto::llb::op;
+use buildd_proto::llb::{NetMode, op};
 use buildd_snapshot::{LayerId, Snapshot};
 use futures_util::future::{BoxFuture, FutureExt};
 
@@ -146,7 +146,12 @@ impl Worker for BuildWorker {
                 }
                 Some(op::Op::Merge(_)) => super::merge::merge(&inputs),
                 Some(op::Op::Diff(d)) => super::merge::diff(d, &inputs),
-                Some(op::Op::Exec(_)) => {
+                Some(op::Op::Exec(e)) => {
+                    if e.network() == NetMode::Host && !ctx.allow_network_host {
+                        return Err(OpError::new(
+                            "RUN --network=host is not allowed: build with --allow network.host",
+                        ));
+                    }
                     super::exec::run(
                         root,
                         &exec,

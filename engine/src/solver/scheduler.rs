@@ -135,6 +135,8 @@ fn job_keys(graph: &Graph, ctx: &BuildCtx) -> Arc<Vec<Digest>> {
                 h.update(v.digest.as_bytes());
                 // A build that must not use the cache must not join one that may.
                 h.update([ctx.no_cache as u8, v.ignore_cache as u8]);
+                // A build without the entitlement must not get a result made with it.
+                h.update([ctx.allow_network_host as u8]);
                 for name in &v.locals {
                     let path = ctx
                         .locals

@@ -17,6 +17,8 @@ pub struct BuildCtx {
     /// Local sources by name (`local://NAME`) → directory.
     pub locals: BTreeMap<String, PathBuf>,
     pub no_cache: bool,
+    /// `--allow network.host`: RUN --network=host may use the host's network.
+    pub allow_network_host: bool,
 }
 
 /// A content digest for the cache key (if the op reads content beyond its inputs)

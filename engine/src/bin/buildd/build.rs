@@ -26,6 +26,9 @@ pub struct BuildArgs {
     /// Store the result in the local image store under this name (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     tags: Vec<String>,
+    /// Allow an entitlement: network.host (RUN --network=host).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<String>,
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
@@ -59,6 +62,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
         no_cache: args.no_cache,
         source_date_epoch,
         tags: args.tags,
+        allow: args.allow,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());
