@@ -104,6 +104,16 @@ pub enum FileOpErrorKind {
     /// read back as one.
     #[error("file names starting with \".wh.\" are reserved for whiteouts")]
     ReservedName,
+    #[error("{0} archives are not supported yet")]
+    UnsupportedArchive(&'static str),
+    #[error("archive entry escapes the destination")]
+    ArchiveEscape,
+    #[error("hard link target {0:?} is not an earlier entry of the archive")]
+    ArchiveLink(String),
+    #[error("unsupported archive entry type {0}")]
+    ArchiveEntryType(String),
+    #[error("archive header has an invalid {0}")]
+    ArchiveHeader(&'static str),
     #[error("{0}")]
     Select(#[source] buildd_fsutil::select::SelectError),
     #[error("{0}")]

@@ -9,7 +9,7 @@ use buildd_proto::llb::FileActionCopy;
 
 use super::source::{self, Kind, Listing, SrcEntry, SrcItem};
 use super::writer::{Attrs, CAPABILITY_XATTR, Writer};
-use super::{CopySource, at, owner};
+use super::{CopySource, archive, at, owner};
 use crate::error::{FileOpError, FileOpErrorKind};
 use crate::store::LayerStore;
 use crate::view::show;
@@ -48,17 +48,42 @@ pub(super) fn copy(
         .and_then(|i| sources.get(i))
         .ok_or_else(|| src_err(FileOpErrorKind::BadInput(a.source_input)))?;
     let owner = owner::resolve(&w.view, a.owner.as_ref()).map_err(&dest_err)?;
-    let listing = source::list(store, source, a, index).map_err(&src_err)?;
-    if a.attempt_unpack {
-        refuse_archives(&listing).map_err(&src_err)?;
+    let mut listing = source::list(store, source, a, index).map_err(&src_err)?;
+    // A wildcard that matched several sources copies into a directory even if some
+    // of them are archives extracted separately.
+    let many = listing.items.len() > 1;
+    let archives = if a.attempt_unpack {
+        take_archives(&mut listing).map_err(&src_err)?
+    } else {
+        Vec::new()
+    };
+    if !listing.items.is_empty() {
+        copy_listing(w, a, &listing, owner, many)?;
     }
-    if listing.items.is_empty() {
-        return Ok(()); // an empty wildcard match the action allows
+    if archives.is_empty() {
+        return Ok(());
     }
+    let now = a.timestamp.unwrap_or(0);
+    let dest = archive_dest(w, a, owner, now)?;
+    for mut stream in archives {
+        archive::extract(w, &mut stream, &dest, owner, now, &a.src)?;
+    }
+    Ok(())
+}
+
+/// Copies the (non-archive) items of `listing` to the destination of `a`.
+fn copy_listing(
+    w: &mut Writer<'_>,
+    a: &FileActionCopy,
+    listing: &Listing,
+    owner: Option<(u32, u32)>,
+    many: bool,
+) -> Result<(), FileOpError> {
+    let dest_err = at("copy", &a.dest);
     let now = a.timestamp.unwrap_or(0);
     let mut cx = Ctx {
         a,
-        listing: &listing,
+        listing,
         owner,
         keep_owner: listing.keep_owner,
         now,
@@ -83,7 +108,7 @@ pub(super) fn copy(
             .map_err(FileOpErrorKind::from_view)
     }
     .map_err(&dest_err)?;
-    let into_dir = a.dest.ends_with('/') || a.dest.ends_with("/.") || listing.items.len() > 1;
+    let into_dir = a.dest.ends_with('/') || a.dest.ends_with("/.") || many;
 
     match r.node {
         Some(n) if n.is_dir() => {
@@ -232,26 +257,54 @@ fn entry_attrs(cx: &Ctx<'_>, e: &SrcEntry) -> Attrs {
     }
 }
 
-/// ADD's archive extraction is not implemented: fail rather than copy an archive
-/// that Docker would have unpacked. Anything else copies as usual.
-fn refuse_archives(listing: &Listing) -> Result<(), FileOpErrorKind> {
-    for item in &listing.items {
+/// Removes from `listing` the regular files that are tar archives, which ADD
+/// extracts rather than copies, and returns them opened as tar streams.
+fn take_archives(listing: &mut Listing) -> Result<Vec<Box<dyn Read>>, FileOpErrorKind> {
+    let mut archives = Vec::new();
+    let mut rest = Vec::new();
+    for item in std::mem::take(&mut listing.items) {
         let e = &item.entries[0];
-        if e.kind != Kind::File {
-            continue;
-        }
-        let mut head = [0u8; 262];
-        let n = listing.open(e)?.read(&mut head)?;
-        let head = &head[..n];
-        let compressed = [
-            &[0x1f, 0x8b][..],
-            b"BZh",
-            &[0xfd, b'7', b'z', b'X', b'Z', 0],
-            &[0x28, 0xb5, 0x2f, 0xfd],
-        ];
-        if compressed.iter().any(|m| head.starts_with(m)) || head.get(257..262) == Some(b"ustar") {
-            return Err(FileOpErrorKind::Unsupported("extracting archives (ADD)"));
+        let stream = if e.kind == Kind::File {
+            archive::open(listing.open(e)?)?
+        } else {
+            None
+        };
+        match stream {
+            Some(s) => archives.push(s),
+            None => rest.push(item),
         }
     }
-    Ok(())
+    listing.items = rest;
+    Ok(archives)
+}
+
+/// The directory archives extract into: the destination, made if missing. Unlike
+/// a copied file's, an archive's destination is always a directory.
+fn archive_dest(
+    w: &mut Writer<'_>,
+    a: &FileActionCopy,
+    owner: Option<(u32, u32)>,
+    now: i64,
+) -> Result<PathBuf, FileOpError> {
+    let dest_err = at("copy", &a.dest);
+    let (uid, gid) = owner.unwrap_or((0, 0));
+    let implicit = Attrs {
+        uid,
+        gid,
+        mode: 0o755,
+        mtime_ns: now,
+    };
+    let r = w
+        .resolve_creating(Path::new(&a.dest), true, implicit, now)
+        .map_err(&dest_err)?;
+    match r.node {
+        Some(n) if n.is_dir() => Ok(n.rel),
+        Some(_) => Err(dest_err(FileOpErrorKind::NotADirectory)),
+        None => {
+            let parent = r.parent.expect("only the root has no parent");
+            w.ensure_dir(&parent.rel).map_err(&dest_err)?;
+            w.create_dir(&r.rel, implicit, now).map_err(&dest_err)?;
+            Ok(r.rel)
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Execution of an LLB FileOp into a new layer.
 
 mod actions;
+mod archive;
 mod copy;
 mod owner;
 mod source;

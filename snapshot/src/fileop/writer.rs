@@ -197,6 +197,14 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Gives the existing directory `rel` new metadata, copying it up if needed.
+    pub fn set_dir_meta(&mut self, rel: &Path, a: Attrs) -> Result<()> {
+        self.ensure_dir(rel)?;
+        sys::set_meta(&self.host(rel), a.uid, a.gid, a.mode, a.mtime_ns)?;
+        self.dir_times.insert(rel.to_owned(), a.mtime_ns);
+        Ok(())
+    }
+
     /// A regular file with `content`, and file capabilities `caps` if any.
     pub fn create_file(
         &mut self,
