@@ -67,9 +67,14 @@ impl ContextSource {
         let paths: Vec<String> = if self.paths.contains("/") {
             Vec::new()
         } else {
+            // The set's strings are reused: only their leading `/` goes.
             self.paths
-                .iter()
-                .map(|p| p.trim_start_matches('/').to_owned())
+                .into_iter()
+                .map(|mut p| {
+                    let root = p.len() - p.trim_start_matches('/').len();
+                    p.replace_range(..root, "");
+                    p
+                })
                 .collect()
         };
         if let Some(op::Op::Source(s)) = &mut graph.op_mut(v).op {
@@ -305,10 +310,11 @@ impl Dispatcher<'_, '_, '_> {
         Ok(expanded.value)
     }
 
-    pub(super) fn workdir(&self) -> String {
+    /// The working directory, `/` when unset.
+    pub(super) fn workdir(&self) -> &str {
         match self.image.config.working_dir.as_str() {
-            "" => "/".to_owned(),
-            w => w.to_owned(),
+            "" => "/",
+            w => w,
         }
     }
 
@@ -395,7 +401,7 @@ impl Dispatcher<'_, '_, '_> {
             );
         }
         self.workdir_set = true;
-        let wd = resolve_path(&self.workdir(), &p);
+        let wd = resolve_path(self.workdir(), &p);
         self.image.config.working_dir = wd.clone();
         if wd == "/" {
             add_history(&mut self.image, format!("WORKDIR {wd}"), true);

@@ -48,10 +48,13 @@ pub(crate) fn classify(src: &str) -> Option<Remote> {
         let (host, path) = rest.split_once(':')?;
         return git(&format!("{host}/{}", path.trim_start_matches('/')));
     }
-    let lower = base.to_ascii_lowercase();
-    let rest = ["https://", "http://"]
-        .iter()
-        .find_map(|s| lower.starts_with(s).then(|| &base[s.len()..]))?;
+    // Schemes are case-insensitive; compared in place, as most sources are
+    // plain paths and a lower-cased copy of each would be wasted.
+    let rest = ["https://", "http://"].iter().find_map(|s| {
+        base.get(..s.len())
+            .filter(|p| p.eq_ignore_ascii_case(s))
+            .map(|_| &base[s.len()..])
+    })?;
     let path_end = rest.find(['?']).unwrap_or(rest.len());
     if rest[..path_end].ends_with(".git") {
         return git(rest);

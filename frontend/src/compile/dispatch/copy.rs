@@ -68,7 +68,7 @@ impl Dispatcher<'_, '_, '_> {
             None => None,
         };
 
-        let mut dest = resolve_path(&self.workdir(), &dest_raw);
+        let mut dest = resolve_path(self.workdir(), &dest_raw);
         let count = sources.len() + c.contents.len();
         let dir_dest =
             dest_raw.is_empty() || dest_raw == "." || dest_raw.ends_with('/') || count > 1;
@@ -79,9 +79,10 @@ impl Dispatcher<'_, '_, '_> {
         let base = if c.link { None } else { self.state };
         let mut inputs = Inputs::default();
         let base_index = base.map_or(llb::NO_INPUT, |b| inputs.index(b));
+        // What every action of the instruction shares; see `share`.
         let template = FileActionCopy {
-            dest: dest.clone(),
-            owner: owner.clone(),
+            dest,
+            owner,
             mode,
             create_dest_path: true,
             exclude_patterns: excludes,
@@ -104,7 +105,7 @@ impl Dispatcher<'_, '_, '_> {
                     allow_empty_wildcard: false,
                     attempt_unpack: c.add && c.unpack != Some(false),
                     parents: c.parents,
-                    ..template.clone()
+                    ..Default::default()
                 });
                 continue;
             };
@@ -141,13 +142,13 @@ impl Dispatcher<'_, '_, '_> {
                     source_input,
                     src: format!("/{filename}"),
                     attempt_unpack: c.unpack == Some(true),
-                    ..template.clone()
+                    ..Default::default()
                 },
                 Remote::Git(_) => FileActionCopy {
                     source_input,
                     src: "/".to_owned(),
                     dir_copy_contents: true,
-                    ..template.clone()
+                    ..Default::default()
                 },
             });
         }
@@ -173,10 +174,11 @@ impl Dispatcher<'_, '_, '_> {
             actions.push(FileActionCopy {
                 source_input: inputs.index(out),
                 src: path,
-                ..template.clone()
+                ..Default::default()
             });
         }
 
+        share(&mut actions, template);
         let op = Op {
             op: Some(op::Op::File(FileOp {
                 base: base_index,
@@ -190,11 +192,11 @@ impl Dispatcher<'_, '_, '_> {
             ..Default::default()
         };
         let name = self.progress(node);
-        let layer = self
-            .graph
-            .add(op, inputs.0, name.clone(), Some(lines(node)));
         self.state = Some(match (c.link, self.state) {
             (true, Some(below)) => {
+                let layer = self
+                    .graph
+                    .add(op, inputs.0, name.clone(), Some(lines(node)));
                 let merge = Op {
                     op: Some(op::Op::Merge(MergeOp {})),
                     ..Default::default()
@@ -202,7 +204,7 @@ impl Dispatcher<'_, '_, '_> {
                 self.graph
                     .add(merge, vec![below, layer], name, Some(lines(node)))
             }
-            _ => layer,
+            _ => self.graph.add(op, inputs.0, name, Some(lines(node))),
         });
         let mut history = keyword.to_owned();
         for s in &sources {
@@ -276,6 +278,26 @@ impl Dispatcher<'_, '_, '_> {
         let name = "[internal] preparing inline document".to_owned();
         self.graph.add(op, Vec::new(), name, Some(lines(node)))
     }
+}
+
+/// Gives each action the fields all of them share; the last one takes the
+/// template itself, so a single-source COPY copies nothing.
+fn share(actions: &mut [FileActionCopy], template: FileActionCopy) {
+    let Some((last, rest)) = actions.split_last_mut() else {
+        return;
+    };
+    for a in rest {
+        set_shared(a, template.clone());
+    }
+    set_shared(last, template);
+}
+
+fn set_shared(a: &mut FileActionCopy, t: FileActionCopy) {
+    a.dest = t.dest;
+    a.owner = t.owner;
+    a.mode = t.mode;
+    a.create_dest_path = t.create_dest_path;
+    a.exclude_patterns = t.exclude_patterns;
 }
 
 /// The source path in its input. With `--parents`, a `/./` in it marks where

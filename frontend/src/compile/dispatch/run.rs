@@ -105,7 +105,7 @@ impl Dispatcher<'_, '_, '_> {
         let meta = Meta {
             args,
             env,
-            cwd: self.workdir(),
+            cwd: self.workdir().to_owned(),
             user: self.image.config.user.clone(),
             ..Default::default()
         };
@@ -211,10 +211,10 @@ impl Dispatcher<'_, '_, '_> {
         let default = match spec.kind {
             MountType::Secret => format!("/run/secrets/{}", base_name(&secret_id(spec))),
             MountType::Ssh => format!("/run/buildkit/ssh_agent.{ssh_count}"),
-            _ => self.workdir(),
+            _ => self.workdir().to_owned(),
         };
         let dest = match &spec.target {
-            Some(t) => resolve_path(&self.workdir(), t),
+            Some(t) => resolve_path(self.workdir(), t),
             None => default,
         };
         if dest == "/" {
