@@ -291,3 +291,12 @@ fn big_dockerfile_parses_and_compiles() {
         Some(&["/bin/app".to_owned(), "--serve".to_owned()][..])
     );
 }
+
+#[test]
+fn stage_args_carry_into_stages_built_from_them() {
+    let text = "FROM scratch AS first\nARG S1=stage-default\nFROM first AS second\nENV E4=${S1:-s1-not-inherited}\nARG S1=overridden\nENV E5=$S1\n";
+    let c = compile(text, &opts()).unwrap();
+    let env = &c.image.config.env;
+    assert!(env.contains(&"E4=stage-default".to_owned()), "{env:?}");
+    assert!(env.contains(&"E5=overridden".to_owned()), "{env:?}");
+}

@@ -29,6 +29,9 @@ pub(crate) struct Built {
     pub image: ImageConfig,
     /// A WORKDIR of the build set the working directory.
     pub workdir_set: bool,
+    /// The stage's ARGs at its end: a stage built FROM it starts with them, as in
+    /// BuildKit (global ARGs, by contrast, must be declared again).
+    pub args: Vec<(String, Option<String>)>,
 }
 
 /// The one `local://` source of the build; its follow paths are known only once
@@ -163,6 +166,7 @@ pub(crate) fn stage(
         state: d.state,
         image: d.image,
         workdir_set: d.workdir_set,
+        args: d.args,
     })
 }
 
@@ -183,6 +187,7 @@ impl Dispatcher<'_, '_, '_> {
                 self.state = b.state;
                 self.image = b.image;
                 self.workdir_set = b.workdir_set;
+                self.args = b.args;
             }
             Base::Image(reference) => {
                 let resolved = match resolved {
