@@ -302,7 +302,9 @@ fn node_from_line(logical: &Logical, from: usize, escape: char) -> Result<Node, 
         args: parsed.args,
         json: parsed.json,
         sub,
-        original: line.trim().to_owned(),
+        // Trailing whitespace other than spaces and tabs (a vertical tab, say) is
+        // kept: it decides whether a final escape character continues the line.
+        original: line.trim_start().trim_end_matches([' ', '\t']).to_owned(),
         span: logical.span(start, logical.text.len()),
         comments: Vec::new(),
         heredocs: Vec::new(),
