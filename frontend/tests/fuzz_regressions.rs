@@ -18,3 +18,10 @@ fn round_trips(text: &str) {
 fn escape_then_vertical_tab_is_not_a_continuation() {
     round_trips("\\\u{b}\n\0");
 }
+
+/// A carriage return before a final escape is trimmed like the line reader
+/// trims it, so the printed line continues exactly as the original did.
+#[test]
+fn carriage_return_before_a_final_escape() {
+    round_trips("t\u{1d}\\\r\\");
+}
