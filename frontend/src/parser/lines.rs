@@ -305,7 +305,10 @@ fn node_from_line(logical: &Logical, from: usize, escape: char) -> Result<Node, 
         // Only what the continuation rule ignores (spaces, tabs, a CR) is trimmed
         // from the end: other whitespace after a final escape character (a vertical
         // tab, say) means the line does not continue, and printing must keep it.
-        original: line.trim_start().trim_end_matches([' ', '\t', '\r']).to_owned(),
+        original: line
+            .trim_start()
+            .trim_end_matches([' ', '\t', '\r'])
+            .to_owned(),
         span: logical.span(start, logical.text.len()),
         comments: Vec::new(),
         heredocs: Vec::new(),
