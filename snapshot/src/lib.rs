@@ -7,6 +7,7 @@
 //! new layer and [`export_tree`] flattens a stack into a plain directory.
 
 mod error;
+pub mod etc_db;
 mod export;
 mod fileop;
 mod store;

@@ -1,12 +1,10 @@
 //! `ChownOpt` resolution against the `/etc/passwd` and `/etc/group` of the filesystem
 //! being written, as BuildKit does.
 
-use std::io::Read;
-use std::path::Path;
-
 use buildd_proto::llb::ChownOpt;
 
-use crate::error::{FileOpErrorKind, SnapshotError};
+use crate::error::FileOpErrorKind;
+use crate::etc_db;
 use crate::view::LayeredView;
 
 /// The uid/gid `opt` asks for, or None when it asks for nothing. A user without a
@@ -57,26 +55,10 @@ fn lookup(
     file: &str,
     name: &str,
 ) -> Result<Option<Vec<String>>, FileOpErrorKind> {
-    let mut text = String::new();
-    match view.open(Path::new(file)) {
-        Ok(mut f) => {
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes)?;
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        Err(
-            SnapshotError::NotFound(_)
-            | SnapshotError::NotAFile(_)
-            | SnapshotError::NotADirectory(_),
-        ) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
-        .find(|f| f.first().map(String::as_str) == Some(name)))
+    let text = etc_db::read(view, file)?;
+    Ok(etc_db::entries(&text)
+        .find(|f| f.first() == Some(&name))
+        .map(|f| f.into_iter().map(str::to_owned).collect()))
 }
 
 #[cfg(test)]

@@ -1,10 +1,7 @@
 //! `USER name[:group]` resolved through the root filesystem's `/etc/passwd` and
 //! `/etc/group`, as BuildKit does before starting the process.
 
-use std::io::Read;
-use std::path::Path;
-
-use buildd_snapshot::{LayerStore, LayeredView, Snapshot, SnapshotError};
+use buildd_snapshot::{LayerStore, LayeredView, Snapshot, etc_db};
 
 use crate::solver::OpError;
 
@@ -27,12 +24,12 @@ pub(super) fn resolve(store: &LayerStore, base: &Snapshot, user: &str) -> Result
     let passwd = read_db(&view, "/etc/passwd")?;
     let (uid, primary) = match numeric(name) {
         Some(uid) => {
-            let gid = entries(&passwd)
+            let gid = etc_db::entries(&passwd)
                 .find(|f| id_field(f, 2) == Some(uid))
                 .and_then(|f| id_field(&f, 3));
             (uid, gid.unwrap_or(0))
         }
-        None => entries(&passwd)
+        None => etc_db::entries(&passwd)
             .find(|f| f.first() == Some(&name))
             .and_then(|f| Some((id_field(&f, 2)?, id_field(&f, 3)?)))
             .ok_or_else(|| {
@@ -45,7 +42,7 @@ pub(super) fn resolve(store: &LayerStore, base: &Snapshot, user: &str) -> Result
         None => primary,
         Some(g) => match numeric(g) {
             Some(gid) => gid,
-            None => entries(&read_db(&view, "/etc/group")?)
+            None => etc_db::entries(&read_db(&view, "/etc/group")?)
                 .find(|f| f.first() == Some(&g))
                 .and_then(|f| id_field(&f, 2))
                 .ok_or_else(|| {
@@ -62,30 +59,9 @@ fn id_field(fields: &[&str], i: usize) -> Option<u32> {
     fields.get(i)?.trim().parse().ok()
 }
 
-/// The `:`-separated fields of each entry of a passwd-style database.
-fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').collect())
-}
-
 /// The text of `file` in the view; empty when it does not exist.
 fn read_db(view: &LayeredView<'_>, file: &str) -> Result<String, OpError> {
-    let mut bytes = Vec::new();
-    match view.open(Path::new(file)) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)
-                .map_err(|e| OpError::new(format!("reading {file}: {e}")))?;
-        }
-        Err(
-            SnapshotError::NotFound(_)
-            | SnapshotError::NotAFile(_)
-            | SnapshotError::NotADirectory(_),
-        ) => {}
-        Err(e) => return Err(OpError::new(format!("reading {file}: {e}"))),
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    etc_db::read(view, file).map_err(|e| OpError::new(format!("reading {file}: {e}")))
 }
 
 #[cfg(test)]
