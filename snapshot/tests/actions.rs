@@ -5,28 +5,11 @@ use std::path::Path;
 
 use buildd_proto::llb::{FileActionMkDir, FileActionRm, file_action::Action};
 use buildd_snapshot::{LayeredView, Snapshot};
-use common::{apply, has, layer, line, mkdir, mkfile, rm, symlink, symlink_action, top, write};
+use common::{
+    apply, has, layer, line, mkdir, mkfile, rm, set_mtime, symlink, symlink_action, top, write,
+};
 
 const SEC: i64 = 1_000_000_000;
-
-fn set_mtime(p: &Path, secs: i64) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let ts = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    assert_eq!(
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                [ts, ts].as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
-        0
-    );
-}
 
 #[test]
 fn mkdir_with_parents_on_scratch() {
@@ -98,8 +81,8 @@ fn writing_below_a_lower_directory_copies_it_up() {
         )
         .unwrap();
         std::os::unix::fs::lchown(r.join("usr/lib"), Some(7), Some(8)).unwrap();
-        set_mtime(&r.join("usr/lib"), 100);
-        set_mtime(&r.join("usr"), 200);
+        set_mtime(&r.join("usr/lib"), 100, 0);
+        set_mtime(&r.join("usr"), 200, 0);
     });
     let s = apply(&store, &base, "02", vec![mkfile("/usr/lib/new", "n")], &[]).unwrap();
     assert_eq!(

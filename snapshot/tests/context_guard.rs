@@ -13,7 +13,7 @@ use std::path::Path;
 use buildd_fsutil::select::{SelectOptions, Selection, select};
 use buildd_proto::llb::{ChownOpt, file_action::Action};
 use buildd_snapshot::{CopySource, Snapshot, apply_file_op, export_tree};
-use common::{apply, copy, layer, line, op, top, write};
+use common::{apply, copy, layer, line, op, set_mtime, top, write};
 
 /// A v2 `security.capability` value granting cap_net_bind_service, effective.
 const CAPS: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -44,18 +44,6 @@ fn set_caps(p: &Path) {
         )
     };
     assert_eq!(rc, 0, "setxattr {p:?}: {}", std::io::Error::last_os_error());
-}
-
-fn set_mtime(p: &Path, secs: i64) {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    let ts = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    assert_eq!(
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [ts, ts].as_ptr(), 0) },
-        0
-    );
 }
 
 fn selected(root: &Path, src: &str) -> Selection {
@@ -162,8 +150,8 @@ fn a_new_destination_directory_takes_the_source_directory_metadata() {
     write(r, "src/f", "F");
     fs::set_permissions(r.join("src"), fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::lchown(r.join("src"), Some(1234), Some(1234)).unwrap();
-    set_mtime(&r.join("src/f"), 500);
-    set_mtime(&r.join("src"), 1000);
+    set_mtime(&r.join("src/f"), 500, 0);
+    set_mtime(&r.join("src"), 1000, 0);
     let t = run(
         r,
         &BTreeMap::new(),

@@ -8,26 +8,7 @@ use std::path::Path;
 use buildd_fsutil::dockerignore::PatternMatcher;
 use buildd_proto::llb::{ChownOpt, FileActionCopy, file_action::Action};
 use buildd_snapshot::{CopySource, LayeredView, Snapshot};
-use common::{apply, copy, has, layer, line, listing, mkdir, symlink, top, write};
-
-fn set_mtime(p: &Path, secs: i64) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let ts = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 7,
-    };
-    assert_eq!(
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                [ts, ts].as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
-        0
-    );
-}
+use common::{apply, copy, has, layer, line, listing, mkdir, set_mtime, symlink, top, write};
 
 /// A build context with fixed times and a non-root owner, so copies can be checked.
 fn context() -> tempfile::TempDir {
@@ -59,7 +40,7 @@ fn context() -> tempfile::TempDir {
     ] {
         let p = r.join(e);
         std::os::unix::fs::lchown(&p, Some(1234), Some(1234)).unwrap();
-        set_mtime(&p, 1000);
+        set_mtime(&p, 1000, 7);
     }
     d
 }
@@ -354,7 +335,7 @@ fn the_same_op_twice_gives_byte_identical_layers() {
             write(r, "etc/old", "o");
             // Fixed times: the base itself must be identical in both runs.
             for p in ["usr/share", "usr", "etc"] {
-                set_mtime(&r.join(p), 77);
+                set_mtime(&r.join(p), 77, 7);
             }
         });
         let src = [CopySource::Dir {

@@ -231,3 +231,22 @@ pub fn line<'a>(lines: &'a [String], path: &str) -> &'a str {
         .find(|l| l.starts_with(&format!("{path} ")))
         .unwrap_or_else(|| panic!("{path} not in {lines:#?}"))
 }
+
+/// Sets the mtime (and atime) of `p` itself, not following a symlink.
+pub fn set_mtime(p: &Path, secs: i64, nsec: i64) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let ts = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: nsec,
+    };
+    // SAFETY: a valid NUL-terminated path and two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [ts, ts].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(rc, 0, "utimensat {}", p.display());
+}
