@@ -46,7 +46,7 @@ pub struct Root {
     pub path: PathBuf,
     pub content: ContentStore,
     pub index: Arc<dyn CacheIndex>,
-    pub layers: buildd_snapshot::LayerStore,
+    pub layers: Arc<buildd_snapshot::LayerStore>,
     pub images: Arc<ImageStore>,
     _lock: File,
 }
@@ -87,12 +87,16 @@ impl Root {
                 io_err(e)
             });
         }
-        let layers = buildd_snapshot::LayerStore::open(path)?;
+        let layers = Arc::new(buildd_snapshot::LayerStore::open(path)?);
         // Records reach the durable index only after the layers they name are synced.
-        let layers_dir = File::open(path.join("layers")).map_err(io_err)?;
+        let synced = layers.clone();
         let index = Arc::new(WriteBehind::new(
             SledIndex::open(&path.join("index"))?,
-            Box::new(move || syncfs(&layers_dir)),
+            Box::new(move || {
+                synced
+                    .sync()
+                    .map_err(|e| IndexError::Storage(format!("syncing layers: {e}")))
+            }),
         ));
         let root = Self {
             path: path.to_owned(),
@@ -152,17 +156,6 @@ impl Root {
         }
         Ok(())
     }
-}
-
-fn syncfs(dir: &File) -> Result<(), IndexError> {
-    // SAFETY: syncfs on a descriptor we own.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(IndexError::Storage(format!(
-            "syncing layers: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    Ok(())
 }
 
 /// Present while a process uses the root; left behind by a crash.
