@@ -17,7 +17,7 @@ pub fn buildd_bin() -> PathBuf {
     assert!(
         bin.is_file(),
         "{} not found: run the tests with `cargo test --workspace`, which builds it \
-         (or `cargo build -p buildd-engine --bin buildd` first)",
+         (or `cargo build -p buildd-daemon --bin buildd` first)",
         bin.display()
     );
     bin
