@@ -1,0 +1,368 @@
+//! Against scripted registries: tampered content, the bearer token flow, and
+//! mirror fallback.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use buildd_registry::{
+    Client, Credential, CredentialSource, ErrorKind, NoCredentials, RegistryConfig,
+    StaticCredentials,
+};
+use common::fake::{FakeServer, Request, Response};
+use common::{TestImage, image, reference};
+
+fn client(config: RegistryConfig, creds: impl CredentialSource + 'static) -> Client {
+    Client::new(config, Arc::new(creds)).unwrap()
+}
+
+/// What a registry serving `img` as `repo:v1` answers, with blob bodies
+/// replaced by `blob_override` where it has an entry.
+fn serve(
+    req: &Request,
+    repo: &str,
+    img: &TestImage,
+    blob_override: &BTreeMap<String, Response>,
+) -> Response {
+    let manifests = format!("/v2/{repo}/manifests/");
+    let blobs = format!("/v2/{repo}/blobs/");
+    let path = req.path();
+    if let Some(r) = path.strip_prefix(&manifests)
+        && (r == "v1" || r == img.digest.to_string())
+    {
+        return Response::new(200)
+            .header("Content-Type", &img.manifest.media_type)
+            .header("Docker-Content-Digest", &img.digest.to_string())
+            .body(img.manifest_bytes.clone());
+    }
+    if let Some(d) = path.strip_prefix(&blobs) {
+        if let Some(resp) = blob_override.get(d) {
+            return resp.clone();
+        }
+        if let Some((_, bytes)) = img.blobs.iter().find(|(desc, _)| desc.digest == d) {
+            return Response::new(200).body(bytes.clone());
+        }
+    }
+    Response::new(404).body(r#"{"errors":[{"code":"NOT_FOUND","message":"no such thing"}]}"#)
+}
+
+fn test_image() -> TestImage {
+    image(
+        &buildd_oci::host_platform(),
+        &[&[("a", b"alpha content")], &[("b", b"beta content")]],
+    )
+}
+
+#[tokio::test]
+async fn tampered_or_mis_sized_blobs_are_rejected() {
+    let img = Arc::new(test_image());
+    let (config, config_bytes) = img.blobs[0].clone();
+    let (layer, layer_bytes) = img.blobs[1].clone();
+    let (layer2, layer2_bytes) = img.blobs[2].clone();
+    let mut tampered = layer_bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    let mut longer = config_bytes.clone();
+    longer.push(b' ');
+    let overrides = BTreeMap::from([
+        (
+            layer.digest.clone(),
+            Response::new(200).body(tampered.clone()),
+        ),
+        (config.digest.clone(), Response::new(200).body(longer)),
+        (
+            layer2.digest.clone(),
+            Response::new(200)
+                .body(layer2_bytes[..layer2_bytes.len() - 3].to_vec())
+                .close_delimited(),
+        ),
+    ]);
+    let served = Arc::clone(&img);
+    let server = FakeServer::start(move |req| serve(req, "img", &served, &overrides)).await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let r = reference(&format!("{}/img:v1", server.host()));
+
+    // The manifest itself is fine.
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    assert_eq!(resolved.digest, img.digest);
+
+    let mut sink = Vec::new();
+    let err = c.fetch_blob(&r, &layer, &mut sink).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/img: layer {}: digest mismatch (got {})",
+            server.host(),
+            layer.digest,
+            buildd_proto::Digest::of(&tampered)
+        )
+    );
+
+    let err = c.fetch_blob_bytes(&r, &config).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/img: config {}: size mismatch (expected {} bytes, got {})",
+            server.host(),
+            config.digest,
+            config.size,
+            config.size + 1
+        )
+    );
+
+    // Without a Content-Length the shortfall shows only at the end of the body.
+    let err = c.fetch_blob_bytes(&r, &layer2).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::SizeMismatch { actual, .. } if actual == layer2.size - 3),
+        "{err}"
+    );
+
+    // A descriptor naming content the registry does not have.
+    let mut missing = layer.clone();
+    missing.digest = buildd_proto::Digest::of(b"nothing").to_string();
+    let err = c.fetch_blob_bytes(&r, &missing).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn manifests_must_match_the_digest_they_are_fetched_or_served_by() {
+    let img = Arc::new(test_image());
+    let other = test_image_other();
+    let served = Arc::clone(&img);
+    let server = FakeServer::start(move |req| {
+        let mut resp = serve(req, "img", &served, &BTreeMap::new());
+        if req.path().contains("/manifests/") {
+            // Right headers, wrong bytes.
+            resp.body = other.manifest_bytes.clone();
+        }
+        resp
+    })
+    .await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let by_tag = reference(&format!("{}/img:v1", server.host()));
+    let err = c.fetch_manifest(&by_tag).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::DigestMismatch { .. }),
+        "{err}"
+    );
+    let err = c
+        .fetch_manifest(&by_tag.at_digest(img.digest))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/img: manifest {}: digest mismatch (got {})",
+            server.host(),
+            img.digest,
+            buildd_proto::Digest::of(&test_image_other().manifest_bytes)
+        )
+    );
+}
+
+fn test_image_other() -> TestImage {
+    image(&buildd_oci::host_platform(), &[&[("other", b"other")]])
+}
+
+/// A token server granting `good` for bob's credentials, `anon` without any, and
+/// refusing wrong ones.
+async fn token_server() -> FakeServer {
+    let bob = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bob:pw")
+    );
+    FakeServer::start(move |req| match req.header("authorization") {
+        Some(a) if a == bob => Response::new(200).body(r#"{"token":"good","expires_in":300}"#),
+        None => Response::new(200).body(r#"{"access_token":"anon"}"#),
+        Some(_) => Response::new(401).body(r#"{"details":"incorrect username or password"}"#),
+    })
+    .await
+}
+
+/// A registry that serves `private/img` for token `good` and `public/img` for any
+/// token, challenging everything else.
+async fn bearer_registry(realm: String, img: Arc<TestImage>) -> FakeServer {
+    FakeServer::start(move |req| {
+        let repo = if req.path().starts_with("/v2/public/") {
+            "public/img"
+        } else if req.path().starts_with("/v2/readonly/") {
+            "readonly/img"
+        } else {
+            "private/img"
+        };
+        let ok = match req.header("authorization") {
+            Some("Bearer good") => repo != "readonly/img",
+            Some("Bearer anon") => repo == "public/img",
+            _ => false,
+        };
+        if ok {
+            return serve(req, repo, &img, &BTreeMap::new());
+        }
+        // A token that is valid but not good for this repository.
+        let error = if req.header("authorization").is_some() {
+            r#",error="insufficient_scope""#
+        } else {
+            ""
+        };
+        Response::new(401).header(
+            "WWW-Authenticate",
+            &format!(
+                r#"Bearer realm="{realm}",service="fake-registry",scope="repository:{repo}:pull"{error}"#
+            ),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_with_credentials_and_cached() {
+    let img = Arc::new(test_image());
+    let tokens = token_server().await;
+    let realm = format!("http://{}/token", tokens.host());
+    let reg = bearer_registry(realm, Arc::clone(&img)).await;
+    let creds = StaticCredentials(BTreeMap::from([(
+        reg.host(),
+        Credential {
+            username: "bob".into(),
+            secret: "pw".into(),
+        },
+    )]));
+    let c = client(RegistryConfig::default(), creds);
+    let r = reference(&format!("{}/private/img:v1", reg.host()));
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    assert_eq!(resolved.digest, img.digest);
+    for (desc, bytes) in &img.blobs {
+        assert_eq!(&c.fetch_blob_bytes(&r, desc).await.unwrap(), bytes);
+    }
+
+    // One token for the repository's pull scope served every request after the first.
+    let token_reqs = tokens.requests();
+    assert_eq!(token_reqs.len(), 1, "{token_reqs:?}");
+    assert_eq!(token_reqs[0].query("service"), ["fake-registry"]);
+    assert_eq!(
+        token_reqs[0].query("scope"),
+        ["repository:private/img:pull"]
+    );
+    let unauthorized = reg
+        .requests()
+        .iter()
+        .filter(|r| r.header("authorization").is_none())
+        .count();
+    assert_eq!(unauthorized, 1);
+
+    let readonly = reference(&format!("{}/readonly/img:v1", reg.host()));
+    let err = c.fetch_manifest(&readonly).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {0}/readonly/img: access denied by {0}: the token does not grant \
+             repository:readonly/img:pull",
+            reg.host()
+        )
+    );
+
+    // Anonymous tokens are enough for the public repository only.
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let public = reference(&format!("{}/public/img:v1", reg.host()));
+    c.fetch_manifest(&public).await.unwrap();
+    let err = c.fetch_manifest(&r).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {0}/private/img: authentication required: {0} asks for credentials and \
+             none are configured",
+            reg.host()
+        )
+    );
+
+    let wrong = StaticCredentials(BTreeMap::from([(
+        reg.host(),
+        Credential {
+            username: "bob".into(),
+            secret: "nope".into(),
+        },
+    )]));
+    let err = client(RegistryConfig::default(), wrong)
+        .fetch_manifest(&r)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err.kind, ErrorKind::Unauthorized { username, .. } if username == "bob"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_challenge_is_reported() {
+    let server = FakeServer::start(|_| {
+        Response::new(401).header("WWW-Authenticate", r#"Negotiate realm="corp""#)
+    })
+    .await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let err = c
+        .fetch_manifest(&reference(&format!("{}/x:v1", server.host())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {0}/x: {0}: unsupported authentication challenge \"Negotiate realm=\\\"corp\\\"\"",
+            server.host()
+        )
+    );
+}
+
+fn closed_port_host() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn mirrors_are_tried_first_and_fall_back_to_the_origin() {
+    let img = Arc::new(test_image());
+    let served = Arc::clone(&img);
+    let origin =
+        FakeServer::start(move |req| serve(req, "library/app", &served, &BTreeMap::new())).await;
+    let broken = FakeServer::start(|_| Response::new(500).body("boom")).await;
+    let dead = closed_port_host();
+    let mut config = RegistryConfig::default();
+    config
+        .mirrors
+        .insert(origin.host(), vec![dead, broken.host()]);
+    let c = client(config, NoCredentials);
+    let r = reference(&format!("{}/library/app:v1", origin.host()));
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    assert_eq!(resolved.digest, img.digest);
+    let (layer, bytes) = &img.blobs[1];
+    assert_eq!(&c.fetch_blob_bytes(&r, layer).await.unwrap(), bytes);
+    assert_eq!(broken.requests().len(), 2);
+    assert_eq!(origin.requests().len(), 2);
+
+    // A mirror that has the image serves it; the origin is not asked.
+    let served = Arc::clone(&img);
+    let mirror =
+        FakeServer::start(move |req| serve(req, "library/app", &served, &BTreeMap::new())).await;
+    let dead_origin = closed_port_host();
+    let mut config = RegistryConfig::default();
+    config.mirrors.insert(
+        dead_origin.clone(),
+        vec![format!("http://{}", mirror.host())],
+    );
+    let c = client(config, NoCredentials);
+    let r = reference(&format!("{dead_origin}/library/app:v1"));
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    assert_eq!(resolved.digest, img.digest);
+    assert_eq!(&c.fetch_blob_bytes(&r, layer).await.unwrap(), bytes);
+    assert_eq!(mirror.requests().len(), 2);
+
+    // When everything fails the origin's error is the one reported.
+    let err = c
+        .fetch_manifest(&reference(&format!("{dead_origin}/library/gone:v1")))
+        .await;
+    let err = err.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Http { .. }), "{err}");
+    assert!(err.to_string().contains(&dead_origin), "{err}");
+}
