@@ -62,21 +62,16 @@ fn copy_dir(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) ->
         if ft.is_dir() {
             fs::create_dir(&to)?;
             copy_dir(&from, &to, links)?;
-        } else if ft.is_symlink() {
-            symlink(fs::read_link(&from)?, &to)?;
         } else if meta.nlink() > 1
             && let Some(first) = links.get(&(meta.dev(), meta.ino()))
         {
             fs::hard_link(first, &to)?;
             continue;
-        } else if ft.is_file() {
-            fs::copy(&from, &to)?;
-            if meta.nlink() > 1 {
+        } else {
+            copy_entry(&from, &to, &meta)?;
+            if ft.is_file() && meta.nlink() > 1 {
                 links.insert((meta.dev(), meta.ino()), to.clone());
             }
-        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
-            sys::mknod(&to, meta.mode(), meta.rdev())?;
-        } else {
             continue;
         }
         set_meta(&to, &meta, &from)?;
@@ -84,7 +79,23 @@ fn copy_dir(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) ->
     Ok(())
 }
 
-fn set_meta(to: &Path, meta: &fs::Metadata, from: &Path) -> io::Result<()> {
+/// Copies one entry that is not a directory (file, symlink, device, fifo, socket)
+/// with its metadata. Entries of other kinds are skipped.
+pub(crate) fn copy_entry(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        symlink(fs::read_link(from)?, to)?;
+    } else if ft.is_file() {
+        fs::copy(from, to)?;
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+        sys::mknod(to, meta.mode(), meta.rdev())?;
+    } else {
+        return Ok(());
+    }
+    set_meta(to, meta, from)
+}
+
+pub(crate) fn set_meta(to: &Path, meta: &fs::Metadata, from: &Path) -> io::Result<()> {
     sys::lchown(to, meta.uid(), meta.gid())?;
     if !meta.file_type().is_symlink() {
         // After chown, which clears set-id bits.

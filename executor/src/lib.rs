@@ -6,12 +6,15 @@
 //! it generates, streams the process's output to an [`OutputSink`] and removes every trace
 //! of the container afterwards, also when the run's future is dropped.
 
+mod caps;
+mod copying;
 mod error;
 mod etc;
 mod flatten;
 mod netns;
 mod overlay;
 mod runc;
+mod seccomp;
 mod spec;
 mod stubs;
 mod sys;
@@ -34,6 +37,19 @@ pub struct RootfsPlan {
     pub upper: PathBuf,
 }
 
+/// How a run's root filesystem is made from its layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Snapshotter {
+    /// overlayfs, or copying where overlayfs cannot be mounted (decided on the first
+    /// run and reported once).
+    #[default]
+    Auto,
+    /// overlayfs only.
+    Overlay,
+    /// Copy the layers into a plain directory and compute the diff after the run.
+    Copy,
+}
+
 /// The network a run gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Network {
@@ -45,6 +61,19 @@ pub enum Network {
     /// host's network when slirp4netns is not installed.
     #[default]
     Default,
+}
+
+/// How confined a run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Security {
+    /// Docker's defaults: its capability set, its seccomp profile, masked and
+    /// read-only kernel paths.
+    #[default]
+    Sandbox,
+    /// `RUN --security=insecure`: every capability this process has, no seccomp
+    /// filter, no masked or read-only paths, a writable `/sys` and every device
+    /// allowed.
+    Insecure,
 }
 
 /// An extra mount in the container, for `RUN --mount`.
@@ -77,6 +106,7 @@ pub struct RunSpec {
     /// Extra `/etc/hosts` entries.
     pub extra_hosts: Vec<(String, IpAddr)>,
     pub mounts: Vec<MountSpec>,
+    pub security: Security,
 }
 
 /// Receives the output of a run as it comes.

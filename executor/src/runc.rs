@@ -3,7 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
@@ -11,6 +12,7 @@ use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use crate::copying::CopiedRootfs;
 use crate::error::ExecError;
 use crate::etc;
 use crate::flatten;
@@ -18,7 +20,7 @@ use crate::netns::SlirpNetns;
 use crate::overlay::{Overlay, remove_all, strip_overlay_xattrs};
 use crate::spec::{self, Files, NetNs};
 use crate::stubs::Stubs;
-use crate::{Executor, ExitStatus, Network, OutputSink, RootfsPlan, RunSpec};
+use crate::{Executor, ExitStatus, Network, OutputSink, RootfsPlan, RunSpec, Snapshotter};
 
 /// Runs containers with an OCI runtime binary.
 #[derive(Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct RuncExecutor {
     state_dir: PathBuf,
     scratch_dir: PathBuf,
     slirp4netns: Option<PathBuf>,
+    snapshotter: Snapshotter,
+    /// Set once an overlay mount failed in a way that means overlayfs is unusable
+    /// here; [`Snapshotter::Auto`] then copies.
+    overlay_unusable: Arc<AtomicBool>,
 }
 
 impl RuncExecutor {
@@ -43,6 +49,27 @@ impl RuncExecutor {
             state_dir: state_dir.into(),
             scratch_dir: scratch_dir.into(),
             slirp4netns: find_in_path("slirp4netns"),
+            snapshotter: Snapshotter::Auto,
+            overlay_unusable: Arc::default(),
+        }
+    }
+
+    /// How root filesystems are made; [`Snapshotter::Auto`] by default.
+    pub fn with_snapshotter(mut self, snapshotter: Snapshotter) -> Self {
+        self.snapshotter = snapshotter;
+        self
+    }
+
+    /// The snapshotter runs use now: `overlayfs` or `copy`.
+    pub fn snapshotter_in_use(&self) -> &'static str {
+        if self.copies() { "copy" } else { "overlayfs" }
+    }
+
+    fn copies(&self) -> bool {
+        match self.snapshotter {
+            Snapshotter::Overlay => false,
+            Snapshotter::Copy => true,
+            Snapshotter::Auto => self.overlay_unusable.load(Ordering::Relaxed),
         }
     }
 
@@ -208,6 +235,7 @@ struct Prepared {
     container: Option<Container>,
     netns: Option<SlirpNetns>,
     overlay: Option<Overlay>,
+    copied: Option<CopiedRootfs>,
     upper: PathBuf,
     stubs: Stubs,
     /// Set when the rootfs could not be unmounted: the directory holding it stays.
@@ -231,28 +259,34 @@ impl Prepared {
             container: None,
             netns: None,
             overlay: None,
+            copied: None,
             upper: plan.upper.clone(),
             stubs: Stubs::default(),
             keep_dir: false,
         };
         let dir = run.dir.clone();
 
-        let mut lowers = flatten::reduce(&plan.lowers, &dir)?;
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            std::fs::create_dir(&empty).map_err(ExecError::io("create", &empty))?;
-            lowers.push(empty);
-        }
-        let name = plan.upper.file_name().unwrap_or_default().to_string_lossy();
-        let work = plan.upper.with_file_name(format!(".{name}-work-{id}"));
         let rootfs = dir.join("rootfs");
-        std::fs::create_dir(&rootfs).map_err(ExecError::io("create", &rootfs))?;
-        run.overlay = Some(Overlay::mount(
-            &lowers,
-            Some((&plan.upper, &work)),
-            &rootfs,
-            &dir.join("l"),
-        )?);
+        if !ex.copies() {
+            match mount_overlay(plan, &dir, &rootfs, &id) {
+                Ok(ov) => run.overlay = Some(ov),
+                Err(ExecError::Mount { source, .. })
+                    if ex.snapshotter == Snapshotter::Auto && overlay_unsupported(&source) =>
+                {
+                    if !ex.overlay_unusable.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "overlayfs is not usable here ({source}); \
+                             using the copying snapshotter, which is slower"
+                        );
+                    }
+                    std::fs::remove_dir(&rootfs).map_err(ExecError::io("remove", &rootfs))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if run.overlay.is_none() {
+            run.copied = Some(CopiedRootfs::prepare(&plan.lowers, &rootfs)?);
+        }
         run.stubs = Stubs::record(&rootfs, spec::mount_destinations(spec))
             .map_err(ExecError::io("inspect", &rootfs))?;
 
@@ -326,6 +360,13 @@ impl Prepared {
             stubs?;
             strip_overlay_xattrs(&self.upper).map_err(ExecError::io("clean up", &self.upper))?;
         }
+        if let Some(copied) = self.copied.take() {
+            let root = self.dir.join("rootfs");
+            self.stubs
+                .remove(&root)
+                .map_err(ExecError::io("remove mount stubs in", &root))?;
+            copied.diff_into(&self.upper)?;
+        }
         remove_all(&self.dir)
     }
 }
@@ -344,6 +385,36 @@ impl Drop for Prepared {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// The overlay a run's rootfs is: the layers (reduced when too many) below, the
+/// run's upper dir above.
+fn mount_overlay(
+    plan: &RootfsPlan,
+    dir: &Path,
+    rootfs: &Path,
+    id: &str,
+) -> Result<Overlay, ExecError> {
+    let mut lowers = flatten::reduce(&plan.lowers, dir)?;
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir(&empty).map_err(ExecError::io("create", &empty))?;
+        lowers.push(empty);
+    }
+    let name = plan.upper.file_name().unwrap_or_default().to_string_lossy();
+    let work = plan.upper.with_file_name(format!(".{name}-work-{id}"));
+    std::fs::create_dir(rootfs).map_err(ExecError::io("create", rootfs))?;
+    Overlay::mount(&lowers, Some((&plan.upper, &work)), rootfs, &dir.join("l"))
+}
+
+/// Mount errors that mean overlayfs cannot work here at all (not compiled in, the
+/// upper dir's filesystem refused, no permission in this namespace), as opposed to
+/// a problem of this one mount.
+fn overlay_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENODEV | libc::EINVAL | libc::EPERM | libc::EOPNOTSUPP)
+    )
 }
 
 fn write(path: &Path, content: &str) -> Result<(), ExecError> {

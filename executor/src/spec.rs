@@ -4,8 +4,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::caps;
 use crate::error::ExecError;
-use crate::{MountSpec, RunSpec};
+use crate::seccomp;
+use crate::{MountSpec, RunSpec, Security};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
@@ -116,8 +118,16 @@ pub fn config(
     } else {
         &spec.hostname
     };
+    let insecure = spec.security == Security::Insecure;
+    let all;
+    let caps: &[&str] = if insecure {
+        all = caps::current();
+        &all
+    } else {
+        &CAPS
+    };
     // A non-root process keeps no capabilities across exec anyway; say so explicitly.
-    let active: &[&str] = if uid == 0 { &CAPS } else { &[] };
+    let active: &[&str] = if uid == 0 { caps } else { &[] };
 
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -144,7 +154,7 @@ pub fn config(
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if insecure { "rw" } else { "ro" }]}),
         json!({"destination": "/etc/hosts", "type": "bind", "source": files.hosts, "options": ["rbind", "ro", "rprivate"]}),
         json!({"destination": "/etc/resolv.conf", "type": "bind", "source": files.resolv_conf, "options": ["rbind", "ro", "rprivate"]}),
     ];
@@ -171,6 +181,18 @@ pub fn config(
         });
     }
 
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": format!("/buildd/{id}"),
+        "resources": {"devices": [{"allow": insecure, "access": "rwm"}]},
+        "sysctl": sysctl,
+    });
+    if !insecure {
+        linux["maskedPaths"] = json!(MASKED);
+        linux["readonlyPaths"] = json!(READONLY);
+        linux["seccomp"] = seccomp::default_profile(caps);
+    }
+
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -179,21 +201,14 @@ pub fn config(
             "args": spec.args,
             "env": env,
             "cwd": cwd,
-            "capabilities": {"bounding": CAPS, "effective": active, "permitted": active},
+            "capabilities": {"bounding": caps, "effective": active, "permitted": active},
             "rlimits": [nofile_limit()],
             "noNewPrivileges": false,
         },
         "root": {"path": files.rootfs, "readonly": false},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": format!("/buildd/{id}"),
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "sysctl": sysctl,
-            "maskedPaths": MASKED,
-            "readonlyPaths": READONLY,
-        },
+        "linux": linux,
     }))
 }
 
@@ -253,6 +268,34 @@ mod tests {
         assert_eq!(last["destination"], "/cache");
         assert_eq!(last["options"][4], "size=1024");
         assert_eq!(mount_destinations(&spec).last(), Some(&"/cache"));
+    }
+
+    #[test]
+    fn sandboxed_runs_get_seccomp_and_insecure_ones_do_not() {
+        let p = Path::new("/x");
+        let files = Files {
+            rootfs: p,
+            hosts: p,
+            resolv_conf: p,
+        };
+        let mut spec = RunSpec {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        let c = config(&spec, &files, NetNs::New, "id").unwrap();
+        assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(c["linux"]["maskedPaths"], json!(MASKED));
+        assert_eq!(c["process"]["capabilities"]["bounding"], json!(CAPS));
+
+        spec.security = Security::Insecure;
+        let c = config(&spec, &files, NetNs::New, "id").unwrap();
+        assert!(c["linux"].get("seccomp").is_none());
+        assert!(c["linux"].get("maskedPaths").is_none());
+        assert_eq!(
+            c["process"]["capabilities"]["effective"],
+            json!(caps::current())
+        );
+        assert_eq!(c["linux"]["resources"]["devices"][0]["allow"], true);
     }
 
     #[test]

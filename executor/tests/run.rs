@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
-use buildd_executor::{ExecError, Executor, Network, RunSpec};
+use buildd_executor::{ExecError, Executor, Network, RunSpec, Snapshotter};
 use common::{env, sh};
 
 #[tokio::test]
@@ -87,7 +87,17 @@ async fn missing_executable_is_a_runtime_error() {
 
 #[tokio::test]
 async fn upper_holds_exactly_the_changes() {
-    let Some(env) = env() else { return };
+    upper_holds_exactly_the_changes_with(Snapshotter::Overlay).await;
+}
+
+#[tokio::test]
+async fn the_copying_snapshotter_records_the_same_changes() {
+    upper_holds_exactly_the_changes_with(Snapshotter::Copy).await;
+}
+
+async fn upper_holds_exactly_the_changes_with(snapshotter: Snapshotter) {
+    let Some(mut env) = env() else { return };
+    env.exec = env.exec.clone().with_snapshotter(snapshotter);
     let data = env.dir("data-layer");
     fs::create_dir(data.join("data")).unwrap();
     fs::write(data.join("data/keep"), "k").unwrap();
