@@ -10,10 +10,13 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_snapshot::Snapshot;
 
 use crate::engine::Engine;
-use crate::export::{ExportError, OciExport, OutputSpec, export_local, export_oci};
+use crate::export::{
+    ExportError, OciExport, OutputSpec, build_image, export_local, export_oci, push_image,
+};
 use crate::images::{ImageRecord, normalize_name, now_rfc3339};
 use crate::ops::Ref;
-use crate::resolver::LocalResolver;
+use crate::resolver::BuildResolver;
+use crate::session::{SecretStore, SshStore};
 use crate::solver::{BuildCtx, Graph, ProgressEvent, ProgressSender, SolveError, SolveRequest};
 
 /// The name of the build context as a local source.
@@ -32,8 +35,12 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// Names to store the result under in the local image store.
     pub tags: Vec<String>,
-    /// Entitlements (`--allow`): only `network.host` exists so far.
+    /// Entitlements (`--allow`): `network.host` and `security.insecure`.
     pub allow: Vec<String>,
+    /// Secrets for `RUN --mount=type=secret`; never part of a cache key.
+    pub secrets: Option<Arc<dyn SecretStore>>,
+    /// SSH agents for `RUN --mount=type=ssh`.
+    pub ssh: Option<Arc<dyn SshStore>>,
 }
 
 #[derive(Debug)]
@@ -62,7 +69,7 @@ pub enum BuildError {
     Root(#[from] crate::root::RootError),
     #[error(transparent)]
     Images(#[from] crate::images::ImageError),
-    #[error("unknown entitlement {0:?} in --allow (known: network.host)")]
+    #[error("unknown entitlement {0:?} in --allow (known: network.host, security.insecure)")]
     UnknownEntitlement(String),
     #[error("the build result is a local directory, not a filesystem")]
     LocalResult,
@@ -122,7 +129,11 @@ pub async fn build(
     req: &BuildRequest,
     progress: Option<ProgressSender>,
 ) -> Result<BuildOutcome, BuildError> {
-    if let Some(unknown) = req.allow.iter().find(|a| a.as_str() != "network.host") {
+    if let Some(unknown) = req
+        .allow
+        .iter()
+        .find(|a| !matches!(a.as_str(), "network.host" | "security.insecure"))
+    {
         return Err(BuildError::UnknownEntitlement(unknown.clone()));
     }
     let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
@@ -135,11 +146,18 @@ pub async fn build(
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: input.dockerignore,
         platform: buildd_oci::host_platform(),
-        resolver: Some(Arc::new(LocalResolver {
-            images: engine.root.images.clone(),
-        })),
+        resolver: Some(Arc::new(BuildResolver::new(
+            engine.root.images.clone(),
+            engine.registry.clone(),
+            tokio::runtime::Handle::current(),
+        ))),
     };
-    let compiled = buildd_frontend::compile(&input.dockerfile, &opts)?;
+    // Off the async threads: resolving a base image may wait for a registry.
+    let dockerfile = input.dockerfile;
+    let compiled =
+        tokio::task::spawn_blocking(move || buildd_frontend::compile(&dockerfile, &opts))
+            .await
+            .map_err(|e| BuildError::Internal(format!("frontend task: {e}")))??;
     let snapshot = if compiled.definition.result.is_none() {
         // A target of only scratch and config instructions: an empty filesystem.
         Snapshot::scratch()
@@ -154,31 +172,13 @@ pub async fn build(
         .map(|t| normalize_name(t))
         .collect::<Result<Vec<_>, _>>()?;
     for name in tags {
-        let created = now_rfc3339();
-        let mut config = compiled.image.clone();
-        config.created.get_or_insert_with(|| created.clone());
-        engine.root.images.put(&ImageRecord {
-            name,
-            layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
-            config,
-            created,
-        })?;
+        store_image(engine, name, &snapshot, &compiled.image)?;
     }
 
     let mut manifests = Vec::new();
     for out in &req.outputs {
         let step = ExportStep::start(progress.as_ref(), out);
-        let root = engine.root.clone();
-        let (snap, image, spec, epoch) = (
-            snapshot.clone(),
-            compiled.image.clone(),
-            out.clone(),
-            req.source_date_epoch,
-        );
-        let result =
-            tokio::task::spawn_blocking(move || export(&root, &snap, &image, &spec, epoch))
-                .await
-                .map_err(|e| BuildError::Internal(format!("export task: {e}")))?;
+        let result = export_output(engine, &snapshot, &compiled.image, out, req).await;
         step.finish(result.as_ref().map(Option::as_ref));
         manifests.extend(result?);
     }
@@ -207,6 +207,9 @@ async fn solve(
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
         no_cache: req.no_cache,
         allow_network_host: req.allow.iter().any(|a| a == "network.host"),
+        allow_insecure: req.allow.iter().any(|a| a == "security.insecure"),
+        secrets: req.secrets.clone(),
+        ssh: req.ssh.clone(),
     });
     let result = engine
         .solver
@@ -221,6 +224,76 @@ async fn solve(
     match &result?.output {
         Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
         Ref::Local(_) => Err(BuildError::LocalResult),
+    }
+}
+
+fn store_image(
+    engine: &Engine,
+    name: String,
+    snapshot: &Snapshot,
+    image: &ImageConfig,
+) -> Result<(), BuildError> {
+    let created = now_rfc3339();
+    let mut config = image.clone();
+    config.created.get_or_insert_with(|| created.clone());
+    engine.root.images.put(&ImageRecord {
+        name,
+        layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
+        config,
+        created,
+    })?;
+    Ok(())
+}
+
+/// One `-o` output. File work runs on a blocking thread; pushes on the runtime.
+async fn export_output(
+    engine: &Engine,
+    snapshot: &Snapshot,
+    image: &ImageConfig,
+    spec: &OutputSpec,
+    req: &BuildRequest,
+) -> Result<Option<Descriptor>, BuildError> {
+    let root = engine.root.clone();
+    let (snap, image, spec, epoch) = (
+        snapshot.clone(),
+        image.clone(),
+        spec.clone(),
+        req.source_date_epoch,
+    );
+    let task = |e: tokio::task::JoinError| BuildError::Internal(format!("export task: {e}"));
+    let OutputSpec::Image {
+        name,
+        push,
+        compression,
+    } = spec
+    else {
+        return Ok(
+            tokio::task::spawn_blocking(move || export(&root, &snap, &image, &spec, epoch))
+                .await
+                .map_err(task)??,
+        );
+    };
+    let registry = match (push, &engine.registry) {
+        (false, _) => None,
+        (true, Some(r)) => Some(r.clone()),
+        (true, None) => {
+            return Err(ExportError::Push {
+                name,
+                message: "no registry is configured".to_owned(),
+            }
+            .into());
+        }
+    };
+    store_image(engine, normalize_name(&name)?, &snap, &image)?;
+    let built = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || build_image(&root, &snap, &image, compression, epoch)
+    })
+    .await
+    .map_err(task)??;
+    match registry {
+        Some(registry) => Ok(Some(push_image(&root, &registry, &name, &built).await?)),
+        None => Ok(Some(built.manifest)),
     }
 }
 
@@ -251,6 +324,7 @@ fn export(
         )
         .map(Some),
         OutputSpec::Local { dest } => export_local(&root.layers, snap, dest).map(|()| None),
+        OutputSpec::Image { .. } => unreachable!("images are exported by export_output"),
     }
 }
 
@@ -265,14 +339,21 @@ struct ExportStep {
 impl ExportStep {
     fn start(tx: Option<&ProgressSender>, spec: &OutputSpec) -> Self {
         let (name, dest) = match spec {
-            OutputSpec::Oci { dest, .. } => ("exporting to oci image format", dest),
-            OutputSpec::Local { dest } => ("exporting to client directory", dest),
+            OutputSpec::Oci { dest, .. } => ("exporting to oci image format".to_owned(), dest),
+            OutputSpec::Local { dest } => ("exporting to client directory".to_owned(), dest),
+            OutputSpec::Image { name, push, .. } => {
+                let what = if *push { "pushing" } else { "naming" };
+                (
+                    format!("exporting to image, {what} {name}"),
+                    &PathBuf::from(name),
+                )
+            }
         };
         let vertex = buildd_proto::Digest::of(format!("export\0{}", dest.display()).as_bytes());
         let step = Self {
             tx: tx.cloned(),
             vertex,
-            name: name.to_owned(),
+            name,
             started: std::time::Instant::now(),
         };
         step.send(ProgressEvent::Started {
@@ -289,7 +370,7 @@ impl ExportStep {
         }
     }
 
-    fn finish(self, result: Result<Option<&Descriptor>, &ExportError>) {
+    fn finish(self, result: Result<Option<&Descriptor>, &BuildError>) {
         let (vertex, name, duration) = (self.vertex, self.name.clone(), self.started.elapsed());
         match result {
             Ok(manifest) => {

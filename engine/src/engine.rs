@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use buildd_registry::Client;
+
 use crate::ops::BuildWorker;
 use crate::root::{Root, RootError};
 use crate::solver::{Solver, SolverConfig};
@@ -10,13 +12,29 @@ use crate::solver::{Solver, SolverConfig};
 pub struct Engine {
     pub root: Arc<Root>,
     pub solver: Solver<BuildWorker>,
+    /// Where base images the local store lacks are pulled from, and pushes go.
+    pub registry: Option<Arc<Client>>,
 }
 
 impl Engine {
+    /// An engine without registry access: images come from the local store only.
     pub fn open(root: &Path, config: SolverConfig) -> Result<Self, RootError> {
+        Self::open_with_registry(root, config, None)
+    }
+
+    pub fn open_with_registry(
+        root: &Path,
+        config: SolverConfig,
+        registry: Option<Arc<Client>>,
+    ) -> Result<Self, RootError> {
         let root = Arc::new(Root::open(root)?);
-        let solver = Solver::new(BuildWorker::new(root.clone()), root.index.clone(), config);
-        Ok(Self { root, solver })
+        let worker = BuildWorker::new(root.clone(), registry.clone());
+        let solver = Solver::new(worker, root.index.clone(), config);
+        Ok(Self {
+            root,
+            solver,
+            registry,
+        })
     }
 
     /// Makes the build's layers and then the cache index durable; called at the end

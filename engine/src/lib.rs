@@ -11,6 +11,7 @@ pub mod ops;
 pub mod progress;
 pub mod resolver;
 pub mod root;
+pub mod session;
 pub mod solver;
 pub mod store;
 

@@ -1,31 +1,97 @@
-//! `FROM NAME` for the frontend: the local image store first. (Registries come
-//! with the registry client.)
+//! `FROM NAME` for the frontend: the local image store first, then the registry (as
+//! Buildah does). Either way the answer is pinned to a digest, so the source's cache
+//! key changes exactly when the name comes to mean other content.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use buildd_frontend::{ImageResolver, ResolvedImage};
-use buildd_oci::Platform;
+use buildd_oci::{ImageConfig, Platform};
+use buildd_registry::{Client, Reference};
+use tokio::runtime::Handle;
 
 use crate::images::{ImageStore, normalize_name};
 
-pub struct LocalResolver {
+/// One build's resolver. Answers are remembered for the build, so every stage that
+/// names an image sees the same content and the registry is asked once.
+pub struct BuildResolver {
     pub images: Arc<ImageStore>,
+    /// `None`: local images only.
+    pub registry: Option<Arc<Client>>,
+    /// The runtime registry requests run on; `resolve` is called from a blocking
+    /// thread (the frontend is synchronous).
+    pub handle: Handle,
+    answers: Mutex<HashMap<(String, String), ResolvedImage>>,
 }
 
-impl ImageResolver for LocalResolver {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<ResolvedImage, String> {
-        let name = normalize_name(reference).map_err(|e| e.to_string())?;
-        match self.images.get(&name).map_err(|e| e.to_string())? {
-            // Pinned to this content: the source's cache key changes when the name is
-            // given to another image, and stays when it is not.
-            Some(record) => Ok(ResolvedImage {
+impl BuildResolver {
+    pub fn new(images: Arc<ImageStore>, registry: Option<Arc<Client>>, handle: Handle) -> Self {
+        Self {
+            images,
+            registry,
+            handle,
+            answers: Mutex::default(),
+        }
+    }
+
+    fn resolve_uncached(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, String> {
+        if let Ok(name) = normalize_name(reference)
+            && let Some(record) = self.images.get(&name).map_err(|e| e.to_string())?
+        {
+            return Ok(ResolvedImage {
                 reference: format!("{name}@{}", record.digest()),
                 config: record.config,
-            }),
-            None => Err(format!(
-                "{name} is not in the local image store (buildd images lists it; \
-                 pulling from registries is not supported yet)"
-            )),
+            });
         }
+        let Some(registry) = &self.registry else {
+            return Err(format!(
+                "{reference} is not in the local image store and no registry is configured"
+            ));
+        };
+        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let registry = registry.clone();
+        let platform = platform.clone();
+        let (resolved, config) = self.handle.block_on(async move {
+            let resolved = registry
+                .resolve(&parsed, &platform)
+                .await
+                .map_err(|e| e.to_string())?;
+            let config = registry
+                .fetch_blob_bytes(&parsed, &resolved.manifest.config)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((resolved, config))
+        })?;
+        let config: ImageConfig = serde_json::from_slice(&config)
+            .map_err(|e| format!("{reference}: image config is not valid: {e}"))?;
+        let pinned = Reference::parse(reference)
+            .map_err(|e| e.to_string())?
+            .with_digest(resolved.root_digest);
+        Ok(ResolvedImage {
+            reference: pinned.to_string(),
+            config,
+        })
+    }
+}
+
+impl ImageResolver for BuildResolver {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        let key = (
+            reference.to_owned(),
+            buildd_registry::platform_string(platform),
+        );
+        if let Some(hit) = self.answers.lock().expect("not poisoned").get(&key) {
+            return Ok(hit.clone());
+        }
+        let answer = self.resolve_uncached(reference, platform)?;
+        self.answers
+            .lock()
+            .expect("not poisoned")
+            .insert(key, answer.clone());
+        Ok(answer)
     }
 }

@@ -2,125 +2,13 @@
 //! The base image is a busybox rootfs copied in from the context, so no registry or
 //! image store is needed. Skipped (failing under CI) without runc or busybox.
 
+mod common;
+
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use buildd_engine::Engine;
-use buildd_engine::build::{BuildError, BuildOutcome, BuildRequest, build};
-use buildd_engine::export::OutputSpec;
-use buildd_engine::solver::{ProgressEvent, SolverConfig};
-
-const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "ls", "id", "rm", "touch", "mkdir", "pwd", "sleep",
-];
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    engine: Engine,
-}
-
-/// A root and a context holding a busybox rootfs, or None (after saying why) when
-/// this host cannot run containers.
-fn fixture() -> Option<Fixture> {
-    let runtime = ["runc", "crun"].iter().any(|r| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(r).is_file()))
-    });
-    let missing = if !runtime {
-        Some("no runc or crun on PATH")
-    } else if !Path::new(BUSYBOX).is_file() {
-        Some("no /bin/busybox (Debian busybox-static)")
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(std::env::var_os("CI").is_none(), "RUN tests need {why}");
-        eprintln!("skipping RUN test: {why}");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = dir.path().join("ctx/rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::create_dir_all(rootfs.join("etc")).unwrap();
-    fs::create_dir_all(rootfs.join("tmp")).unwrap();
-    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-    for applet in APPLETS {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-    )
-    .unwrap();
-    fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
-    let engine = Engine::open(&dir.path().join("root"), SolverConfig::default()).unwrap();
-    Some(Fixture { dir, engine })
-}
-
-impl Fixture {
-    fn ctx(&self) -> PathBuf {
-        self.dir.path().join("ctx")
-    }
-
-    fn out(&self) -> PathBuf {
-        self.dir.path().join("out")
-    }
-
-    /// Builds `dockerfile` (after the busybox base) into `out/`, returning the
-    /// outcome and every progress event.
-    async fn build(
-        &self,
-        dockerfile: &str,
-    ) -> (Result<BuildOutcome, BuildError>, Vec<ProgressEvent>) {
-        fs::write(
-            self.ctx().join("Dockerfile"),
-            format!("FROM scratch\nCOPY rootfs/ /\n{dockerfile}"),
-        )
-        .unwrap();
-        let _ = fs::remove_dir_all(self.out());
-        let req = BuildRequest {
-            context: self.ctx(),
-            outputs: vec![OutputSpec::Local { dest: self.out() }],
-            ..Default::default()
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let result = build(&self.engine, &req, Some(tx)).await;
-        let mut events = Vec::new();
-        while let Ok(ev) = rx.try_recv() {
-            events.push(ev);
-        }
-        (result, events)
-    }
-
-    /// Layers being written (or left behind) in the layer store.
-    fn staging(&self) -> Vec<std::ffi::OsString> {
-        fs::read_dir(self.dir.path().join("root/layers"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .filter(|n| n.to_string_lossy().starts_with('.'))
-            .collect()
-    }
-
-    fn read(&self, path: &str) -> String {
-        let p = self.out().join(path);
-        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-}
-
-fn run_steps(events: &[ProgressEvent], cached: bool) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|ev| match ev {
-            ProgressEvent::Cached { name, .. } if cached => Some(name.as_str()),
-            ProgressEvent::Completed { name, .. } if !cached => Some(name.as_str()),
-            _ => None,
-        })
-        .filter(|name| name.contains("RUN"))
-        .collect()
-}
+use buildd_engine::build::BuildRequest;
+use common::{fixture, run_steps};
 
 const STEPS: &str = r#"RUN echo hi > /hello
 RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
@@ -203,11 +91,23 @@ async fn an_unknown_user_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn host_network_needs_the_entitlement() {
+async fn entitlements_are_needed_also_for_cached_results() {
     let Some(f) = fixture() else { return };
-    let (result, _) = f.build("RUN --network=host true\n").await;
-    let err = result.unwrap_err().to_string();
-    assert!(err.contains("--allow network.host"), "{err}");
+    for (step, entitlement) in [
+        ("RUN --network=host true\n", "network.host"),
+        ("RUN --security=insecure true\n", "security.insecure"),
+    ] {
+        let allowed = BuildRequest {
+            allow: vec![entitlement.to_owned()],
+            ..Default::default()
+        };
+        f.build_with(step, allowed).await.0.unwrap();
+        // The result is in the cache now; a build without the entitlement still
+        // must not get it.
+        let (result, _) = f.build(step).await;
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains(&format!("--allow {entitlement}")), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,10 +69,7 @@ fn layer_blob(
     compression: Compression,
     source_date_epoch: Option<i64>,
 ) -> Result<LayerBlob, ExportError> {
-    let key = format!(
-        "{id}/{compression:?}/{}",
-        source_date_epoch.map_or(String::new(), |t| t.to_string())
-    );
+    let key = blob_key(id, compression, source_date_epoch);
     if let Some(rec) = index.get(Table::LayerBlobs, key.as_bytes())?
         && let Ok(rec) = serde_json::from_slice::<BlobRecord>(&rec)
         && let (Ok(digest), Ok(diff_id)) = (rec.digest.parse::<Digest>(), rec.diff_id.parse())
@@ -97,6 +94,18 @@ fn layer_blob(
         }
     })?;
     w.commit(Some(blob.digest))?;
+    record(index, &key, &blob)?;
+    Ok(blob)
+}
+
+fn blob_key(id: &LayerId, compression: Compression, source_date_epoch: Option<i64>) -> String {
+    format!(
+        "{id}/{compression:?}/{}",
+        source_date_epoch.map_or(String::new(), |t| t.to_string())
+    )
+}
+
+fn record(index: &dyn CacheIndex, key: &str, blob: &LayerBlob) -> Result<(), ExportError> {
     let rec = BlobRecord {
         diff_id: blob.diff_id.to_string(),
         digest: blob.digest.to_string(),
@@ -107,5 +116,16 @@ fn layer_blob(
         key.as_bytes(),
         &serde_json::to_vec(&rec).expect("serializable"),
     )?;
-    Ok(blob)
+    Ok(())
+}
+
+/// Remembers that `blob` (already in the content store) is layer `id` exported with
+/// `compression`, e.g. the registry's own blob of a pulled layer.
+pub fn record_layer_blob(
+    index: &dyn CacheIndex,
+    id: &LayerId,
+    compression: Compression,
+    blob: &LayerBlob,
+) -> Result<(), ExportError> {
+    record(index, &blob_key(id, compression, None), blob)
 }

@@ -3,15 +3,18 @@
 //! - `type=oci,dest=F[,tar=false][,name=N][,compression=gzip|zstd|uncompressed]`: an
 //!   OCI image layout, as a tar archive (default) or a directory
 //! - `type=local,dest=D`: the result's filesystem as a plain directory
+//! - `type=image,name=N[,push=true]`: the local image store, and the registry
 
 mod layers;
 mod local;
 mod oci;
+mod push;
 mod spec;
 
-pub use layers::{ImageLayers, image_layers};
+pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
-pub use oci::{OciExport, export_oci};
+pub use oci::{BuiltImage, OciExport, build_image, export_oci};
+pub use push::push_image;
 pub use spec::{OutputSpec, OutputSpecError};
 
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ pub enum ExportError {
         dest: PathBuf,
         source: buildd_oci::LayoutError,
     },
+    #[error("pushing {name}: {message}")]
+    Push { name: String, message: String },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]

@@ -24,22 +24,35 @@ pub struct OciExport<'a> {
     pub source_date_epoch: Option<i64>,
 }
 
-/// Writes the image and returns the manifest's descriptor.
-pub fn export_oci(
+/// An image assembled in the content store: layer blobs, config and manifest.
+pub struct BuiltImage {
+    pub layers: ImageLayers,
+    pub config: Descriptor,
+    pub config_digest: Digest,
+    /// The manifest, with the config's platform.
+    pub manifest: Descriptor,
+    pub manifest_digest: Digest,
+    pub created: String,
+}
+
+/// Compresses the snapshot's layers (or reuses their blobs) and writes the config
+/// and manifest into the content store.
+pub fn build_image(
     root: &Root,
     snap: &Snapshot,
     image: &ImageConfig,
-    opts: &OciExport<'_>,
-) -> Result<Descriptor, ExportError> {
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<BuiltImage, ExportError> {
     let layers = image_layers(
         &root.layers,
         &root.content,
         root.index.as_ref(),
         snap,
-        opts.compression,
-        opts.source_date_epoch,
+        compression,
+        source_date_epoch,
     )?;
-    let created = buildd_oci::rfc3339(opts.source_date_epoch.unwrap_or_else(|| {
+    let created = buildd_oci::rfc3339(source_date_epoch.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
@@ -47,10 +60,11 @@ pub fn export_oci(
     let config = image_config(image, &layers, &created);
     let config_bytes = buildd_oci::json_blob(&config);
     let config_digest = root.content.put_bytes(&config_bytes)?;
+    let config_desc = Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64);
     let manifest = Manifest {
         schema_version: 2,
         media_type: MEDIA_TYPE_MANIFEST.to_owned(),
-        config: Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config_bytes.len() as u64),
+        config: config_desc.clone(),
         layers: layers
             .blobs
             .iter()
@@ -70,7 +84,31 @@ pub fn export_oci(
         os: config.os.clone(),
         variant: config.variant.clone(),
     });
+    Ok(BuiltImage {
+        layers,
+        config: config_desc,
+        config_digest,
+        manifest: desc,
+        manifest_digest,
+        created,
+    })
+}
 
+/// Writes the image and returns the manifest's descriptor.
+pub fn export_oci(
+    root: &Root,
+    snap: &Snapshot,
+    image: &ImageConfig,
+    opts: &OciExport<'_>,
+) -> Result<Descriptor, ExportError> {
+    let BuiltImage {
+        layers,
+        config,
+        config_digest,
+        manifest: desc,
+        manifest_digest,
+        created,
+    } = build_image(root, snap, image, opts.compression, opts.source_date_epoch)?;
     let layout_err = |source| ExportError::Layout {
         dest: opts.dest.to_owned(),
         source,
@@ -81,10 +119,11 @@ pub fn export_oci(
         LayoutTarget::Dir(opts.dest.to_owned())
     };
     let mut w = LayoutWriter::new(target).map_err(layout_err)?;
-    let blobs = layers.blobs.iter().map(|b| (b.digest, b.size)).chain([
-        (config_digest, config_bytes.len() as u64),
-        (manifest_digest, manifest_bytes.len() as u64),
-    ]);
+    let blobs = layers
+        .blobs
+        .iter()
+        .map(|b| (b.digest, b.size))
+        .chain([(config_digest, config.size), (manifest_digest, desc.size)]);
     for (digest, size) in blobs {
         add_blob(&mut w, root, digest, size).map_err(layout_err)?;
     }

@@ -17,6 +17,13 @@ pub enum OutputSpec {
     Local {
         dest: PathBuf,
     },
+    /// `type=image,name=N[,push=true]`: stored in the local image store under `name`,
+    /// and pushed to its registry when `push` is set.
+    Image {
+        name: String,
+        push: bool,
+        compression: Compression,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,34 +54,36 @@ impl std::str::FromStr for OutputSpec {
         }
         let kind = fields
             .remove("type")
-            .ok_or_else(|| invalid("missing type= (oci or local)".to_owned()))?;
-        let dest = fields
-            .remove("dest")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid("missing dest=".to_owned()))?;
+            .ok_or_else(|| invalid("missing type= (oci, local or image)".to_owned()))?;
+        let mut dest = || {
+            fields
+                .remove("dest")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .ok_or_else(|| invalid("missing dest=".to_owned()))
+        };
         let out = match kind.as_str() {
             "oci" => {
-                let tar = match fields.remove("tar").as_deref() {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(other) => return Err(invalid(format!("tar={other}: want true or false"))),
-                };
-                let compression = match fields.remove("compression") {
-                    None => Compression::Gzip,
-                    Some(c) => c.parse().map_err(|e| invalid(format!("{e}")))?,
-                };
+                let dest = dest()?;
                 OutputSpec::Oci {
                     dest,
-                    tar,
+                    tar: flag(&mut fields, "tar", true).map_err(invalid)?,
                     name: fields.remove("name").filter(|n| !n.is_empty()),
-                    compression,
+                    compression: compression(&mut fields).map_err(invalid)?,
                 }
             }
-            "local" => OutputSpec::Local { dest },
+            "local" => OutputSpec::Local { dest: dest()? },
+            "image" => OutputSpec::Image {
+                name: fields
+                    .remove("name")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| invalid("missing name=".to_owned()))?,
+                push: flag(&mut fields, "push", false).map_err(invalid)?,
+                compression: compression(&mut fields).map_err(invalid)?,
+            },
             other => {
                 return Err(invalid(format!(
-                    "unknown type {other:?}; supported: oci, local"
+                    "unknown type {other:?}; supported: oci, local, image"
                 )));
             }
         };
@@ -82,6 +91,22 @@ impl std::str::FromStr for OutputSpec {
             return Err(invalid(format!("unknown key {k:?} for type={kind}")));
         }
         Ok(out)
+    }
+}
+
+fn flag(fields: &mut BTreeMap<String, String>, key: &str, default: bool) -> Result<bool, String> {
+    match fields.remove(key).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(format!("{key}={other}: want true or false")),
+    }
+}
+
+fn compression(fields: &mut BTreeMap<String, String>) -> Result<Compression, String> {
+    match fields.remove("compression") {
+        None => Ok(Compression::Gzip),
+        Some(c) => c.parse().map_err(|e| format!("{e}")),
     }
 }
 
@@ -115,6 +140,16 @@ mod tests {
             "type=local,dest=out".parse::<OutputSpec>().unwrap(),
             OutputSpec::Local { dest: "out".into() }
         );
+        assert_eq!(
+            "type=image,name=localhost:5000/app:1,push=true"
+                .parse::<OutputSpec>()
+                .unwrap(),
+            OutputSpec::Image {
+                name: "localhost:5000/app:1".into(),
+                push: true,
+                compression: Compression::Gzip
+            }
+        );
     }
 
     #[test]
@@ -126,6 +161,8 @@ mod tests {
             ("type=local,dest=x,foo=1", "unknown key \"foo\""),
             ("type=oci,dest=x,tar=maybe", "tar=maybe"),
             ("type=oci,dest=x,compression=lz4", "lz4"),
+            ("type=image", "missing name="),
+            ("type=image,name=a,push=yes", "push=yes"),
         ] {
             let err = spec.parse::<OutputSpec>().unwrap_err().to_string();
             assert!(err.contains(msg), "{spec}: {err}");

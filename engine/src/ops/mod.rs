@@ -6,6 +6,7 @@ mod exec;
 mod file;
 mod hash_cache;
 mod merge;
+mod pull;
 mod source;
 mod worker;
 

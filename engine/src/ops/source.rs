@@ -8,9 +8,9 @@ use buildd_snapshot::Snapshot;
 
 use super::worker::{LocalDir, Ref};
 use crate::root::Root;
-use crate::solver::{BuildCtx, OpError};
+use crate::solver::{BuildCtx, LogSink, OpError};
 
-pub(crate) fn resolve(root: &Root, src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
+pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
     let id = src.identifier.as_str();
     if id == "scratch" {
         return Ok(Ref::Snapshot(Snapshot::scratch()));
@@ -42,9 +42,6 @@ pub(crate) fn resolve(root: &Root, src: &SourceOp, ctx: &BuildCtx) -> Result<Ref
             excludes,
         })));
     }
-    if let Some(reference) = id.strip_prefix("docker-image://") {
-        return local_image(root, reference);
-    }
     let scheme = id.split_once("://").map_or(id, |(s, _)| s);
     let what = match scheme {
         "git" => "git sources",
@@ -56,24 +53,40 @@ pub(crate) fn resolve(root: &Root, src: &SourceOp, ctx: &BuildCtx) -> Result<Ref
     )))
 }
 
-/// `NAME@sha256:…` from the local image store; the digest pins the content the
-/// frontend resolved.
-fn local_image(root: &Root, reference: &str) -> Result<Ref, OpError> {
-    let (name, digest) = reference.split_once('@').ok_or_else(|| {
+/// `docker-image://NAME@sha256:…`: the local image store when it holds NAME with
+/// that content (the digest pins what the frontend resolved), else the registry.
+pub(crate) async fn image(
+    root: Arc<Root>,
+    registry: Option<Arc<buildd_registry::Client>>,
+    reference: &str,
+    log: LogSink,
+) -> Result<Ref, OpError> {
+    if let Some(local) = local_image(&root, reference)? {
+        return Ok(local);
+    }
+    let registry = registry.ok_or_else(|| {
         OpError::new(format!(
-            "image {reference}: not pinned to a digest; pulling from registries is not supported yet"
+            "image {reference} is not in the local image store and no registry is configured"
         ))
     })?;
-    let record = root
+    super::pull::pull(root, registry, reference, log).await
+}
+
+fn local_image(root: &Root, reference: &str) -> Result<Option<Ref>, OpError> {
+    let Some((name, digest)) = reference.split_once('@') else {
+        return Err(OpError::new(format!(
+            "image {reference}: not pinned to a digest"
+        )));
+    };
+    let Some(record) = root
         .images
         .get(name)
         .map_err(|e| OpError::new(e.to_string()))?
-        .ok_or_else(|| OpError::new(format!("image {name} is not in the local image store")))?;
+    else {
+        return Ok(None);
+    };
     if record.digest().to_string() != digest {
-        return Err(OpError::new(format!(
-            "image {name} changed during the build (now {}, expected {digest})",
-            record.digest()
-        )));
+        return Ok(None);
     }
     let snapshot = record.snapshot().map_err(|e| OpError::new(e.to_string()))?;
     if let Some(missing) = snapshot.layers.iter().find(|id| !root.layers.exists(id)) {
@@ -81,5 +94,5 @@ fn local_image(root: &Root, reference: &str) -> Result<Ref, OpError> {
             "image {name}: layer {missing} is missing from the layer store"
         )));
     }
-    Ok(Ref::Snapshot(snapshot))
+    Ok(Some(Ref::Snapshot(snapshot)))
 }

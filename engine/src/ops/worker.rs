@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use buildd_fsutil::dockerignore::PatternMatcher;
 use buildd_fsutil::select::Selection;
 use buildd_proto::Digest;
-use buildd_proto::llb::{NetMode, op};
+use buildd_proto::llb::{NetMode, SecurityMode, op};
 use buildd_snapshot::{LayerId, Snapshot};
 use futures_util::future::{BoxFuture, FutureExt};
 
@@ -47,13 +47,16 @@ impl Ref {
 pub struct BuildWorker {
     pub(crate) root: Arc<Root>,
     exec: Arc<super::exec::ExecState>,
+    /// Where images the local store does not hold come from; `None`: nowhere.
+    registry: Option<Arc<buildd_registry::Client>>,
 }
 
 impl BuildWorker {
-    pub fn new(root: Arc<Root>) -> Self {
+    pub fn new(root: Arc<Root>, registry: Option<Arc<buildd_registry::Client>>) -> Self {
         Self {
             root,
             exec: Arc::default(),
+            registry,
         }
     }
 }
@@ -96,6 +99,23 @@ impl Worker for BuildWorker {
     /// selection its cache key hashed.
     type Prepared = Selections;
 
+    fn validate(&self, vertex: &Vertex, ctx: &BuildCtx) -> Result<(), OpError> {
+        let Some(op::Op::Exec(e)) = &vertex.op.op else {
+            return Ok(());
+        };
+        if e.network() == NetMode::Host && !ctx.allow_network_host {
+            return Err(OpError::new(
+                "RUN --network=host is not allowed: build with --allow network.host",
+            ));
+        }
+        if e.security() == SecurityMode::Insecure && !ctx.allow_insecure {
+            return Err(OpError::new(
+                "RUN --security=insecure is not allowed: build with --allow security.insecure",
+            ));
+        }
+        Ok(())
+    }
+
     fn content_key(
         &self,
         vertex: Arc<Vertex>,
@@ -128,9 +148,13 @@ impl Worker for BuildWorker {
     ) -> BoxFuture<'static, Result<Ref, OpError>> {
         let root = self.root.clone();
         let exec = self.exec.clone();
+        let registry = self.registry.clone();
         async move {
             match &vertex.op.op {
-                Some(op::Op::Source(src)) => super::source::resolve(&root, src, &ctx),
+                Some(op::Op::Source(src)) => match src.identifier.strip_prefix("docker-image://") {
+                    Some(reference) => super::source::image(root, registry, reference, log).await,
+                    None => super::source::resolve(src, &ctx),
+                },
                 Some(op::Op::File(_)) => {
                     blocking(move |cancelled| {
                         super::file::run(
@@ -146,12 +170,7 @@ impl Worker for BuildWorker {
                 }
                 Some(op::Op::Merge(_)) => super::merge::merge(&inputs),
                 Some(op::Op::Diff(d)) => super::merge::diff(d, &inputs),
-                Some(op::Op::Exec(e)) => {
-                    if e.network() == NetMode::Host && !ctx.allow_network_host {
-                        return Err(OpError::new(
-                            "RUN --network=host is not allowed: build with --allow network.host",
-                        ));
-                    }
+                Some(op::Op::Exec(_)) => {
                     super::exec::run(
                         root,
                         &exec,
@@ -159,6 +178,7 @@ impl Worker for BuildWorker {
                         inputs,
                         selections,
                         cache_key,
+                        ctx,
                         log,
                     )
                     .await

@@ -104,6 +104,16 @@ impl<W: Worker> Solver<W> {
     /// Solves the graph's result. Dropping the returned future cancels every job
     /// that no other build waits for.
     pub async fn solve(&self, req: SolveRequest) -> Result<Arc<Resolved<W::Output>>, SolveError> {
+        for v in &req.graph.vertices {
+            self.inner
+                .worker
+                .validate(v, &req.ctx)
+                .map_err(|e| SolveError::Vertex {
+                    name: v.name.clone(),
+                    location: v.location.clone(),
+                    message: e.to_string(),
+                })?;
+        }
         let keys = job_keys(&req.graph, &req.ctx);
         // Subscribe to every vertex up front so progress shows the whole graph, also
         // for jobs another build started.
@@ -136,7 +146,7 @@ fn job_keys(graph: &Graph, ctx: &BuildCtx) -> Arc<Vec<Digest>> {
                 // A build that must not use the cache must not join one that may.
                 h.update([ctx.no_cache as u8, v.ignore_cache as u8]);
                 // A build without the entitlement must not get a result made with it.
-                h.update([ctx.allow_network_host as u8]);
+                h.update([ctx.allow_network_host as u8, ctx.allow_insecure as u8]);
                 for name in &v.locals {
                     let path = ctx
                         .locals

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use super::error::OpError;
 use super::graph::Vertex;
 use super::progress::LogSink;
+use crate::session::{SecretStore, SshStore};
 
 /// What one build brings to the vertices it runs.
 #[derive(Debug, Default)]
@@ -19,6 +20,12 @@ pub struct BuildCtx {
     pub no_cache: bool,
     /// `--allow network.host`: RUN --network=host may use the host's network.
     pub allow_network_host: bool,
+    /// `--allow security.insecure`: RUN --security=insecure runs unconfined.
+    pub allow_insecure: bool,
+    /// Secrets for `RUN --mount=type=secret`; `None` when the client gave none.
+    pub secrets: Option<Arc<dyn SecretStore>>,
+    /// SSH agents for `RUN --mount=type=ssh`; `None` when the client gave none.
+    pub ssh: Option<Arc<dyn SshStore>>,
 }
 
 /// A content digest for the cache key (if the op reads content beyond its inputs)
@@ -40,6 +47,13 @@ pub trait Worker: Send + Sync + 'static {
     /// What computing the content key learned that execution must reuse, so both
     /// see the same content (e.g. the exact files a COPY selected and hashed).
     type Prepared: Send + 'static;
+
+    /// Checks a vertex against what the build allows, before anything runs or any
+    /// cache is consulted: a build must not even get a cached result of work it was
+    /// not allowed to do.
+    fn validate(&self, _vertex: &Vertex, _ctx: &BuildCtx) -> Result<(), OpError> {
+        Ok(())
+    }
 
     /// Digest of the content a vertex reads beyond its inputs' cache keys, e.g. the
     /// context files a COPY selects. `None` when the op and input keys say it all.

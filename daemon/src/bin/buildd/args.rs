@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use buildd_engine::session::{LocalSecrets, LocalSsh, SecretStore, SshStore};
 use clap::Args;
 
 /// What selects and parameterizes a Dockerfile: shared by `build` and `debug`.
@@ -30,4 +32,23 @@ pub fn build_args(raw: &[String]) -> BTreeMap<String, String> {
             None => std::env::var(a).ok().map(|v| (a.clone(), v)),
         })
         .collect()
+}
+
+/// What `--secret` and `--ssh` give a build; `None` for none given.
+pub type SessionStores = (Option<Arc<dyn SecretStore>>, Option<Arc<dyn SshStore>>);
+
+/// The secrets and SSH agents of `--secret` and `--ssh` specs.
+pub fn session(secret_specs: &[String], ssh_specs: &[String]) -> anyhow::Result<SessionStores> {
+    let mut secrets = LocalSecrets::default();
+    for spec in secret_specs {
+        secrets.add_spec(spec)?;
+    }
+    let mut ssh = LocalSsh::default();
+    for spec in ssh_specs {
+        ssh.add_spec(spec)?;
+    }
+    Ok((
+        (!secrets.is_empty()).then(|| Arc::new(secrets) as Arc<dyn SecretStore>),
+        (!ssh.is_empty()).then(|| Arc::new(ssh) as Arc<dyn SshStore>),
+    ))
 }

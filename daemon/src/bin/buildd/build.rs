@@ -11,6 +11,7 @@ use buildd_engine::solver::SolverConfig;
 use clap::{Args, ValueEnum};
 
 use crate::args::DockerfileArgs;
+use crate::registry::RegistryArgs;
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -26,9 +27,18 @@ pub struct BuildArgs {
     /// Store the result in the local image store under this name (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     tags: Vec<String>,
-    /// Allow an entitlement: network.host (RUN --network=host).
+    /// Allow an entitlement: network.host (RUN --network=host), security.insecure
+    /// (RUN --security=insecure).
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     allow: Vec<String>,
+    /// Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR][,type=file|env]
+    /// (repeatable). A bare id=ID is the environment variable ID if set, else file ID.
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh: default (the agent at $SSH_AUTH_SOCK),
+    /// ID=SOCKET (repeatable).
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
@@ -44,7 +54,7 @@ enum Progress {
     Quiet,
 }
 
-pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
+pub fn run(root: &Path, args: BuildArgs, registry: &RegistryArgs) -> anyhow::Result<()> {
     let build_args = crate::args::build_args(&args.dockerfile.build_args);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
@@ -53,6 +63,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    let (secrets, ssh) = crate::args::session(&args.secrets, &args.ssh)?;
     let req = BuildRequest {
         context: args.dockerfile.context.clone(),
         dockerfile: args.dockerfile.file.clone(),
@@ -63,6 +74,8 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
         source_date_epoch,
         tags: args.tags,
         allow: args.allow,
+        secrets,
+        ssh,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());
@@ -71,8 +84,8 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_parallelism {
         config.max_parallelism = n;
     }
-    let engine =
-        Engine::open(root, config).with_context(|| format!("opening root {}", root.display()))?;
+    let engine = Engine::open_with_registry(root, config, Some(registry.client()?))
+        .with_context(|| format!("opening root {}", root.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

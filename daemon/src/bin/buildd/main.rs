@@ -6,6 +6,7 @@ mod build;
 mod debug;
 mod images;
 mod import;
+mod registry;
 mod report;
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ struct Cli {
     /// Log at debug level.
     #[arg(long, global = true)]
     debug: bool,
+    #[command(flatten)]
+    registry: registry::RegistryArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
         .init();
     let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
     let result = match cli.command {
-        Some(Command::Build(args)) => build::run(&root, args),
+        Some(Command::Build(args)) => build::run(&root, args, &cli.registry),
         Some(Command::Debug(cmd)) => debug::run(cmd),
         Some(Command::Images) => images::run(&root),
         Some(Command::Import(args)) => import::run(&root, args),

@@ -1,34 +1,42 @@
 //! ExecOp (Dockerfile `RUN`): a process in a container over the input's layers,
 //! whose changes become one new layer.
 
+mod cache;
 mod content_key;
 mod mounts;
 mod output;
+mod secrets;
+mod session;
+mod ssh;
 mod user;
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use buildd_executor::{Executor, Network, RunSpec, RuncExecutor};
+use buildd_executor::{Executor, Network, RunSpec, RuncExecutor, Security};
 use buildd_proto::Digest;
 use buildd_proto::llb::{ExecOp, Meta, MountType, NO_INPUT, NetMode, SecurityMode, op};
 use buildd_snapshot::Snapshot;
 
 use super::worker::{Ref, Selections, blocking};
 use crate::root::Root;
-use crate::solver::{LogSink, OpError, Resolved, Vertex};
+use crate::solver::{BuildCtx, LogSink, OpError, Resolved, Vertex};
+use cache::{CacheMounts, RunCaches};
 pub(crate) use content_key::exec_op as content_key;
-use mounts::Prepared;
+use mounts::{MountSources, Prepared};
 use output::RunOutput;
+use session::SessionMounts;
 
 /// What RUNs share across a worker: the executor, made on first use so that
-/// builds without RUN need no OCI runtime, and the locks of `sharing=locked`
-/// cache mounts.
+/// builds without RUN need no OCI runtime, and which cache mount instances
+/// runs hold.
 #[derive(Default)]
 pub(crate) struct ExecState {
     executor: OnceLock<Arc<dyn Executor>>,
-    cache_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    caches: Arc<CacheMounts>,
 }
 
 impl ExecState {
@@ -45,18 +53,9 @@ impl ExecState {
         ));
         Ok(self.executor.get_or_init(|| made).clone())
     }
-
-    /// The lock every `sharing=locked` run of cache `id` holds while it runs.
-    fn cache_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.cache_locks
-            .lock()
-            .unwrap()
-            .entry(id.to_owned())
-            .or_default()
-            .clone()
-    }
 }
 
+#[allow(clippy::too_many_arguments)] // what the worker hands on, as Worker::execute
 pub(crate) async fn run(
     root: Arc<Root>,
     state: &ExecState,
@@ -64,6 +63,7 @@ pub(crate) async fn run(
     inputs: Vec<Arc<Resolved<Ref>>>,
     selections: Selections,
     cache_key: Digest,
+    ctx: Arc<BuildCtx>,
     log: LogSink,
 ) -> Result<Ref, OpError> {
     let Some(op::Op::Exec(exec)) = &vertex.op.op else {
@@ -73,17 +73,24 @@ pub(crate) async fn run(
         .meta
         .as_ref()
         .ok_or_else(|| OpError::new("exec op has no meta"))?;
-    check_supported(exec)?;
     let base = root_input(exec, &inputs)?;
     let executor = state.executor(&root)?;
 
+    // Held until the run ends: `locked` caches may wait here for other runs.
+    let caches = RunCaches::acquire(&state.caches, &root.path, &exec.mounts).await;
+    let session = SessionMounts::prepare(&root.path, exec, &ctx).await?;
     let prepared = {
         let (root, vertex, inputs, base) = (root.clone(), vertex.clone(), inputs, base.clone());
+        let (instances, sources) = (caches.instances.clone(), session.sources.clone());
         blocking(move |_| {
             let Some(op::Op::Exec(exec)) = &vertex.op.op else {
                 unreachable!("dispatched on op kind")
             };
-            Prepared::new(&root, exec, &base, &inputs, selections)
+            let sources = MountSources {
+                cache_instances: &instances,
+                session: &sources,
+            };
+            Prepared::new(&root, exec, &base, &inputs, selections, &sources)
         })
         .await?
     };
@@ -92,13 +99,15 @@ pub(crate) async fn run(
     let prepared = OffThread(Some(prepared));
     let p = prepared.0.as_ref().expect("set until dropped");
 
-    let spec = run_spec(exec, meta, p)?;
-    let _locks = lock_caches(state, &p.locked_caches).await;
+    let spec = run_spec(exec, meta, p, &session.env)?;
     let out = RunOutput::new(log);
     let status = executor
         .run(&p.rootfs, &spec, &out)
         .await
         .map_err(|e| OpError::new(e.to_string()))?;
+    // The secrets and agents go as soon as the process has, and the caches are
+    // free for other runs.
+    drop((session, caches));
     if !status.success() {
         return Err(OpError::new(failure_message(
             &meta.args,
@@ -123,28 +132,6 @@ pub(crate) async fn run(
     })
     .await?;
     Ok(Ref::Snapshot(base.with_layer(id)))
-}
-
-/// Refuses what this executor cannot honour rather than running without it.
-fn check_supported(exec: &ExecOp) -> Result<(), OpError> {
-    if !exec.secret_env.is_empty() {
-        return Err(OpError::new("RUN --mount=type=secret is not supported yet"));
-    }
-    if exec.security() == SecurityMode::Insecure {
-        return Err(OpError::new("RUN --security=insecure is not supported yet"));
-    }
-    for m in &exec.mounts {
-        match m.mount_type() {
-            MountType::Secret => {
-                return Err(OpError::new("RUN --mount=type=secret is not supported yet"));
-            }
-            MountType::Ssh => {
-                return Err(OpError::new("RUN --mount=type=ssh is not supported yet"));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// The filesystem the process runs on: mount 0, which must be `/` and output 0.
@@ -174,7 +161,12 @@ fn root_input(exec: &ExecOp, inputs: &[Arc<Resolved<Ref>>]) -> Result<Snapshot, 
         .clone())
 }
 
-fn run_spec(exec: &ExecOp, meta: &Meta, p: &Prepared) -> Result<RunSpec, OpError> {
+fn run_spec(
+    exec: &ExecOp,
+    meta: &Meta,
+    p: &Prepared,
+    secret_env: &[zeroize::Zeroizing<String>],
+) -> Result<RunSpec, OpError> {
     if meta.args.is_empty() {
         return Err(OpError::new("exec op has no command"));
     }
@@ -204,6 +196,11 @@ fn run_spec(exec: &ExecOp, meta: &Meta, p: &Prepared) -> Result<RunSpec, OpError
             }
         }
     }
+    for secret in secret_env {
+        let name = secret.split_once('=').map_or(secret.as_str(), |(n, _)| n);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != name);
+        env.push(secret.to_string());
+    }
     Ok(RunSpec {
         args: meta.args.clone(),
         env,
@@ -221,20 +218,11 @@ fn run_spec(exec: &ExecOp, meta: &Meta, p: &Prepared) -> Result<RunSpec, OpError
         },
         extra_hosts,
         mounts: p.mounts.clone(),
+        security: match exec.security() {
+            SecurityMode::Insecure => Security::Insecure,
+            SecurityMode::Sandbox => Security::Sandbox,
+        },
     })
-}
-
-/// Takes the locks of `sharing=locked` cache mounts in a fixed order, so two
-/// runs locking the same caches cannot deadlock.
-async fn lock_caches(state: &ExecState, ids: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-    let mut ids: Vec<&String> = ids.iter().collect();
-    ids.sort();
-    ids.dedup();
-    let mut guards = Vec::with_capacity(ids.len());
-    for id in ids {
-        guards.push(state.cache_lock(id).lock_owned().await);
-    }
-    guards
 }
 
 /// BuildKit's message for a process that failed, with the end of its output.
@@ -249,6 +237,34 @@ fn failure_message(args: &[String], code: i32, tail: &[String]) -> String {
         msg.push_str("\n------");
     }
     msg
+}
+
+/// `<pid>-<n>`: a directory of one run, named so that what an earlier process
+/// left is told apart from this one's.
+fn run_dir_name(seq: &AtomicU64) -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        seq.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes what runs of earlier processes left in `parent` (entries not named for
+/// this process), the first time this process uses it.
+fn clear_stale_once(parent: &Path, clear: impl Fn(&Path)) {
+    static CLEARED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    if !CLEARED.lock().unwrap().insert(parent.to_owned()) {
+        return;
+    }
+    let mine = format!("{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&mine) {
+            clear(&e.path());
+        }
+    }
 }
 
 /// Drops its value on a blocking thread when a runtime is there to take it.

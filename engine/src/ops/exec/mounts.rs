@@ -1,20 +1,19 @@
 //! Everything a run needs on disk before it starts: the root filesystem plan, the
 //! user, and the sources of its extra mounts.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use buildd_executor::{MountSpec, RootfsPlan};
 use buildd_fsutil::select::Selection;
 use buildd_proto::llb::{
-    CacheOpt, CacheSharingOpt, ExecOp, FileAction, FileActionCopy, FileOp, Mount, MountType,
-    NO_INPUT, file_action,
+    CacheOpt, ExecOp, FileAction, FileActionCopy, FileOp, Mount, MountType, NO_INPUT, file_action,
 };
 use buildd_snapshot::{CopySource, PendingLayer, Snapshot, apply_file_op};
-use sha2::{Digest as _, Sha256};
 
+use super::cache::{cache_dir, id_and_sharing};
 use super::user;
 use crate::ops::worker::{Ref, Selections};
 use crate::root::Root;
@@ -32,6 +31,14 @@ pub(super) fn selector(m: &Mount) -> &str {
 /// Where a mount source is copied inside its scratch layer.
 const COPY_DIR: &str = "mnt";
 
+/// What was set up for a run before its filesystem, by mount index: the cache
+/// instance of each cache mount and the host path of each secret file and agent
+/// socket. A secret or ssh mount without a path is an optional one left out.
+pub(super) struct MountSources<'a> {
+    pub(super) cache_instances: &'a BTreeMap<usize, usize>,
+    pub(super) session: &'a BTreeMap<usize, PathBuf>,
+}
+
 /// A run ready to start. Dropping it removes the upper layer and the copies.
 pub(super) struct Prepared {
     pub(super) rootfs: RootfsPlan,
@@ -40,8 +47,6 @@ pub(super) struct Prepared {
     /// Numeric `uid:gid`.
     pub(super) user: String,
     pub(super) mounts: Vec<MountSpec>,
-    /// Ids of the `sharing=locked` cache mounts.
-    pub(super) locked_caches: Vec<String>,
     /// Private copies of bind mount sources, discarded after the run.
     pub(super) copies: Vec<PendingLayer>,
 }
@@ -53,6 +58,7 @@ impl Prepared {
         base: &Snapshot,
         inputs: &[Arc<Resolved<Ref>>],
         mut selections: Selections,
+        sources: &MountSources<'_>,
     ) -> Result<Self, OpError> {
         let meta_user = exec.meta.as_ref().map_or("", |m| m.user.as_str());
         let user = user::resolve(&root.layers, base, meta_user)?;
@@ -72,11 +78,21 @@ impl Prepared {
             upper,
             user,
             mounts: Vec::new(),
-            locked_caches: Vec::new(),
             copies: Vec::new(),
         };
         for (i, m) in exec.mounts.iter().enumerate().skip(1) {
-            p.add(root, m, inputs, selections.remove(&i))?;
+            let source = match m.mount_type() {
+                MountType::Cache => {
+                    let instance = sources.cache_instances.get(&i).copied();
+                    Source::Cache(instance.expect("every cache mount has an instance"))
+                }
+                MountType::Secret | MountType::Ssh => match sources.session.get(&i) {
+                    Some(path) => Source::Session(path.clone()),
+                    None => continue,
+                },
+                _ => Source::Input(selections.remove(&i)),
+            };
+            p.add(root, m, inputs, source)?;
         }
         Ok(p)
     }
@@ -86,11 +102,11 @@ impl Prepared {
         root: &Root,
         m: &Mount,
         inputs: &[Arc<Resolved<Ref>>],
-        selection: Option<Selection>,
+        source: Source,
     ) -> Result<(), OpError> {
         let dest = m.dest.clone();
-        let spec = match m.mount_type() {
-            MountType::Bind => {
+        let spec = match (m.mount_type(), source) {
+            (MountType::Bind, Source::Input(selection)) => {
                 let src = if m.input == NO_INPUT {
                     let empty = root
                         .layers
@@ -113,7 +129,7 @@ impl Prepared {
                     readonly: m.readonly,
                 }
             }
-            MountType::Cache => {
+            (MountType::Cache, Source::Cache(instance)) => {
                 if m.input != NO_INPUT {
                     return Err(OpError::new(format!(
                         "RUN mount {dest}: cache mounts seeded from another stage (from=) are not supported yet"
@@ -121,18 +137,26 @@ impl Prepared {
                 }
                 let default = CacheOpt::default();
                 let opt = m.cache_opt.as_ref().unwrap_or(&default);
-                let id = if opt.id.is_empty() { &dest } else { &opt.id };
-                // `sharing=private` is treated as shared until per-run copies exist.
-                if opt.sharing() == CacheSharingOpt::CacheSharingLocked {
-                    self.locked_caches.push(id.clone());
-                }
+                let (id, _) = id_and_sharing(m);
                 MountSpec::Bind {
-                    src: cache_dir(&root.path, id, opt)?,
+                    src: cache_dir(&root.path, id, instance, opt)?,
                     dest,
                     readonly: m.readonly,
                 }
             }
-            MountType::Tmpfs => MountSpec::Tmpfs {
+            // The secret's file on its tmpfs, never writable by the process.
+            (MountType::Secret, Source::Session(src)) => MountSpec::Bind {
+                src,
+                dest,
+                readonly: true,
+            },
+            // Connecting to a socket takes write permission on it.
+            (MountType::Ssh, Source::Session(src)) => MountSpec::Bind {
+                src,
+                dest,
+                readonly: false,
+            },
+            (MountType::Tmpfs, _) => MountSpec::Tmpfs {
                 dest,
                 size: m
                     .tmpfs_opt
@@ -140,13 +164,22 @@ impl Prepared {
                     .and_then(|t| u64::try_from(t.size).ok())
                     .filter(|&s| s > 0),
             },
-            MountType::Secret | MountType::Ssh => {
-                unreachable!("refused before preparing")
-            }
+            (kind, _) => unreachable!("mount type {kind:?} was given the wrong source"),
         };
         self.mounts.push(spec);
         Ok(())
     }
+}
+
+/// Where one mount's content comes from.
+enum Source {
+    /// An input of the op (or an empty directory), with the context selection its
+    /// cache key hashed.
+    Input(Option<Selection>),
+    /// Instance `n` of the mount's cache.
+    Cache(usize),
+    /// A secret file or agent socket set up for the run.
+    Session(PathBuf),
 }
 
 /// Input `index` of the op, checked.
@@ -205,43 +238,4 @@ fn copy_of(
         fs::create_dir(&path).map_err(|e| OpError::new(format!("{}: {e}", path.display())))?;
     }
     Ok((layer, path))
-}
-
-/// The persistent directory of cache mount `id`, made with the owner and mode
-/// the first mount asks for.
-fn cache_dir(root: &Path, id: &str, opt: &CacheOpt) -> Result<PathBuf, OpError> {
-    // Creation and set-up are one step for the runs of this process, and the
-    // root's lock keeps other processes out.
-    static CREATING: Mutex<()> = Mutex::new(());
-    let dir = root
-        .join("cache-mounts")
-        .join(hex::encode(Sha256::digest(id.as_bytes())));
-    let _creating = CREATING.lock().unwrap();
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let fail =
-        |e: std::io::Error| OpError::new(format!("cache mount {id:?} at {}: {e}", dir.display()));
-    let parent = dir.parent().expect("joined");
-    fs::create_dir_all(parent).map_err(fail)?;
-    let tmp = parent.join(format!(
-        ".new-{}",
-        dir.file_name().expect("joined").to_string_lossy()
-    ));
-    let _ = fs::remove_dir_all(&tmp); // left by a crash
-    fs::create_dir(&tmp).map_err(fail)?;
-    let made =
-        std::os::unix::fs::chown(&tmp, Some(opt.uid.unwrap_or(0)), Some(opt.gid.unwrap_or(0)))
-            .and_then(|()| {
-                fs::set_permissions(
-                    &tmp,
-                    fs::Permissions::from_mode(opt.mode.unwrap_or(0o755) & 0o7777),
-                )
-            })
-            .and_then(|()| fs::rename(&tmp, &dir));
-    if let Err(e) = made {
-        let _ = fs::remove_dir(&tmp);
-        return Err(fail(e));
-    }
-    Ok(dir)
 }

@@ -1,0 +1,306 @@
+//! Cache mounts (`RUN --mount=type=cache`) and their sharing modes.
+//!
+//! A cache id may have several instances, each a persistent directory. As in
+//! BuildKit, a run takes an instance that no other run holds, and when all are
+//! held: `private` makes a new empty instance (kept for later runs), `locked` waits
+//! for one to be released, and `shared` joins the instance other `shared` runs
+//! hold, or else behaves like `private`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use buildd_proto::llb::{CacheOpt, CacheSharingOpt, Mount, MountType};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
+
+use crate::solver::OpError;
+
+/// The directory of instance `n` of cache `id`. Instance 0 keeps the path of
+/// the time when a cache had one instance only.
+pub(super) fn instance_dir(root: &Path, id: &str, n: usize) -> PathBuf {
+    let name = hex::encode(Sha256::digest(id.as_bytes()));
+    let name = if n == 0 { name } else { format!("{name}-{n}") };
+    root.join("cache-mounts").join(name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Free,
+    Shared(usize),
+    Exclusive,
+}
+
+/// Which instances of each cache id the runs of this process hold. The root's
+/// lock keeps other processes out, so this is all the holding there is.
+#[derive(Default)]
+pub(super) struct CacheMounts {
+    held: Mutex<HashMap<String, Vec<Holder>>>,
+    released: Notify,
+}
+
+/// An instance held by a run, released when dropped.
+pub(super) struct CacheLease {
+    mounts: Arc<CacheMounts>,
+    id: String,
+    pub(super) instance: usize,
+}
+
+impl Drop for CacheLease {
+    fn drop(&mut self) {
+        {
+            let mut held = self.mounts.held.lock().unwrap();
+            if let Some(h) = held
+                .get_mut(&self.id)
+                .and_then(|v| v.get_mut(self.instance))
+            {
+                *h = match *h {
+                    Holder::Shared(n) if n > 1 => Holder::Shared(n - 1),
+                    _ => Holder::Free,
+                };
+            }
+        }
+        self.mounts.released.notify_waiters();
+    }
+}
+
+impl CacheMounts {
+    /// Takes an instance of cache `id` as `sharing` says, waiting for `locked`.
+    async fn acquire(
+        self: &Arc<Self>,
+        root: &Path,
+        id: &str,
+        sharing: CacheSharingOpt,
+    ) -> CacheLease {
+        loop {
+            // Registered before looking, so a release in between still wakes us.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(instance) = self.try_acquire(root, id, sharing) {
+                return CacheLease {
+                    mounts: self.clone(),
+                    id: id.to_owned(),
+                    instance,
+                };
+            }
+            released.await;
+        }
+    }
+
+    fn try_acquire(&self, root: &Path, id: &str, sharing: CacheSharingOpt) -> Option<usize> {
+        let mut held = self.held.lock().unwrap();
+        let held = held.entry(id.to_owned()).or_default();
+        if sharing == CacheSharingOpt::CacheSharingShared
+            && let Some(i) = held.iter().position(|h| matches!(h, Holder::Shared(_)))
+        {
+            let Holder::Shared(n) = held[i] else {
+                unreachable!()
+            };
+            held[i] = Holder::Shared(n + 1);
+            return Some(i);
+        }
+        let free = held
+            .iter()
+            .position(|h| *h == Holder::Free)
+            .unwrap_or(held.len());
+        let busy = held.iter().any(|h| *h != Holder::Free);
+        // A free instance that exists is taken in every mode; a new one is made
+        // unless the run must wait for a held one.
+        let exists = instance_dir(root, id, free).is_dir();
+        if sharing == CacheSharingOpt::CacheSharingLocked && busy && !exists {
+            return None;
+        }
+        if free == held.len() {
+            held.push(Holder::Free);
+        }
+        held[free] = match sharing {
+            CacheSharingOpt::CacheSharingShared => Holder::Shared(1),
+            _ => Holder::Exclusive,
+        };
+        Some(free)
+    }
+}
+
+/// The instances a run's cache mounts use, by mount index, and the leases that
+/// hold them until the run ends.
+pub(super) struct RunCaches {
+    pub(super) instances: BTreeMap<usize, usize>,
+    _leases: Vec<CacheLease>,
+}
+
+impl RunCaches {
+    /// Acquires an instance for every cache mount of a run. Mounts of one id
+    /// share a lease (the strictest mode among them wins) except `private` ones,
+    /// which get one each; ids are taken in order, so runs cannot deadlock.
+    pub(super) async fn acquire(mounts: &Arc<CacheMounts>, root: &Path, all: &[Mount]) -> Self {
+        let mut wanted: BTreeMap<&str, (CacheSharingOpt, Vec<usize>)> = BTreeMap::new();
+        let mut private: Vec<(&str, usize)> = Vec::new();
+        for (i, m) in all.iter().enumerate() {
+            if m.mount_type() != MountType::Cache {
+                continue;
+            }
+            let (id, sharing) = id_and_sharing(m);
+            if sharing == CacheSharingOpt::CacheSharingPrivate {
+                private.push((id, i));
+                continue;
+            }
+            let entry = wanted.entry(id).or_insert((sharing, Vec::new()));
+            if sharing == CacheSharingOpt::CacheSharingLocked {
+                entry.0 = sharing;
+            }
+            entry.1.push(i);
+        }
+        let mut run = RunCaches {
+            instances: BTreeMap::new(),
+            _leases: Vec::new(),
+        };
+        // Private mounts never wait, so where they go in the order does not matter.
+        for (id, i) in private {
+            let lease = mounts
+                .acquire(root, id, CacheSharingOpt::CacheSharingPrivate)
+                .await;
+            run.instances.insert(i, lease.instance);
+            run._leases.push(lease);
+        }
+        for (id, (sharing, indexes)) in wanted {
+            let lease = mounts.acquire(root, id, sharing).await;
+            run.instances
+                .extend(indexes.into_iter().map(|i| (i, lease.instance)));
+            run._leases.push(lease);
+        }
+        run
+    }
+}
+
+/// A cache mount's id (its target when it names none) and sharing mode.
+pub(super) fn id_and_sharing(m: &Mount) -> (&str, CacheSharingOpt) {
+    match &m.cache_opt {
+        Some(opt) if !opt.id.is_empty() => (&opt.id, opt.sharing()),
+        Some(opt) => (&m.dest, opt.sharing()),
+        None => (&m.dest, CacheSharingOpt::CacheSharingShared),
+    }
+}
+
+/// The directory of instance `n` of cache `id`, made with the owner and mode the
+/// first mount asks for.
+pub(super) fn cache_dir(
+    root: &Path,
+    id: &str,
+    n: usize,
+    opt: &CacheOpt,
+) -> Result<PathBuf, OpError> {
+    // Creation and set-up are one step for the runs of this process, and the
+    // root's lock keeps other processes out.
+    static CREATING: Mutex<()> = Mutex::new(());
+    let dir = instance_dir(root, id, n);
+    let _creating = CREATING.lock().unwrap();
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let fail =
+        |e: std::io::Error| OpError::new(format!("cache mount {id:?} at {}: {e}", dir.display()));
+    let parent = dir.parent().expect("joined");
+    fs::create_dir_all(parent).map_err(fail)?;
+    let tmp = parent.join(format!(
+        ".new-{}",
+        dir.file_name().expect("joined").to_string_lossy()
+    ));
+    let _ = fs::remove_dir_all(&tmp); // left by a crash
+    fs::create_dir(&tmp).map_err(fail)?;
+    let made =
+        std::os::unix::fs::chown(&tmp, Some(opt.uid.unwrap_or(0)), Some(opt.gid.unwrap_or(0)))
+            .and_then(|()| {
+                fs::set_permissions(
+                    &tmp,
+                    fs::Permissions::from_mode(opt.mode.unwrap_or(0o755) & 0o7777),
+                )
+            })
+            .and_then(|()| fs::rename(&tmp, &dir));
+    if let Err(e) = made {
+        let _ = fs::remove_dir(&tmp);
+        return Err(fail(e));
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SHARED: CacheSharingOpt = CacheSharingOpt::CacheSharingShared;
+    const PRIVATE: CacheSharingOpt = CacheSharingOpt::CacheSharingPrivate;
+    const LOCKED: CacheSharingOpt = CacheSharingOpt::CacheSharingLocked;
+
+    fn made(root: &Path, n: usize) {
+        fs::create_dir_all(instance_dir(root, "k", n)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn private_runs_get_free_instances_and_make_new_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let m = Arc::new(CacheMounts::default());
+        let a = m.acquire(root.path(), "k", PRIVATE).await;
+        let b = m.acquire(root.path(), "k", PRIVATE).await;
+        assert_eq!((a.instance, b.instance), (0, 1));
+        // Shared joins no private holder: it takes a new instance too.
+        let s1 = m.acquire(root.path(), "k", SHARED).await;
+        let s2 = m.acquire(root.path(), "k", SHARED).await;
+        assert_eq!((s1.instance, s2.instance), (2, 2));
+        drop(a);
+        // A released instance is reused before anything new is made.
+        let c = m.acquire(root.path(), "k", PRIVATE).await;
+        assert_eq!(c.instance, 0);
+        drop((b, c, s1, s2));
+        let d = m.acquire(root.path(), "other", PRIVATE).await;
+        assert_eq!(d.instance, 0);
+    }
+
+    #[tokio::test]
+    async fn locked_waits_only_when_every_instance_is_held() {
+        let root = tempfile::tempdir().unwrap();
+        let m = Arc::new(CacheMounts::default());
+        made(root.path(), 0);
+        let first = m.acquire(root.path(), "k", LOCKED).await;
+        let waiting = {
+            let (m, root) = (m.clone(), root.path().to_owned());
+            tokio::spawn(async move { m.acquire(&root, "k", LOCKED).await.instance })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a locked run must wait for the holder"
+        );
+        drop(first);
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 0);
+
+        // With a second instance on disk, a locked run takes it instead of waiting.
+        made(root.path(), 1);
+        let _a = m.acquire(root.path(), "k", LOCKED).await;
+        let b = tokio::time::timeout(Duration::from_secs(5), m.acquire(root.path(), "k", LOCKED))
+            .await
+            .unwrap();
+        assert_eq!(b.instance, 1);
+    }
+
+    #[test]
+    fn instance_zero_keeps_the_single_instance_path() {
+        let root = Path::new("/r");
+        let zero = instance_dir(root, "k", 0);
+        assert_eq!(zero.parent().unwrap(), Path::new("/r/cache-mounts"));
+        assert_eq!(
+            instance_dir(root, "k", 2)
+                .file_name()
+                .unwrap()
+                .to_string_lossy(),
+            format!("{}-2", zero.file_name().unwrap().to_string_lossy())
+        );
+    }
+}
