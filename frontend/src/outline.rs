@@ -72,17 +72,17 @@ pub(crate) fn outline(dockerfile: &str, opts: &BuildOptions) -> Result<Outline, 
                     index: out.stages.len(),
                     description: name.as_deref().and_then(|n| description(&node.comments, n)),
                     name,
-                    base: f.base,
+                    base: f.base.to_owned(),
                     line: node.span.start.line,
                 });
             }
             Command::Arg(args) => {
                 for (name, default) in args {
                     out.args.push(OutlineArg {
-                        value: opts.build_args.get(&name).cloned(),
-                        description: description(&node.comments, &name),
-                        name,
-                        default,
+                        value: opts.build_args.get(name).cloned(),
+                        description: description(&node.comments, name),
+                        name: name.to_owned(),
+                        default: default.map(str::to_owned),
                         line: node.span.start.line,
                         stage: out.stages.len().checked_sub(1),
                     });

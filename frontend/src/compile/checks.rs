@@ -180,11 +180,9 @@ pub(crate) fn static_checks(ctx: &mut Ctx, stages: &Stages<'_>) {
                     if legacy(node) {
                         legacy_warning(ctx, node, &node.name());
                     }
-                    secrets(ctx, node, "ENV", pairs.iter().map(|(k, _)| k.as_str()));
+                    secrets(ctx, node, "ENV", pairs.iter().map(|(k, _)| *k));
                 }
-                Command::Arg(args) => {
-                    secrets(ctx, node, "ARG", args.iter().map(|(k, _)| k.as_str()))
-                }
+                Command::Arg(args) => secrets(ctx, node, "ARG", args.iter().map(|(k, _)| *k)),
                 _ => {}
             }
         }

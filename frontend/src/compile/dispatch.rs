@@ -1,10 +1,10 @@
 //! Dispatching one stage: each instruction updates the stage's filesystem state
 //! (adding LLB vertices) and its image config.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::rc::Rc;
 
 use buildd_oci::ImageConfig;
 use buildd_proto::llb::{self, FileAction, FileActionMkDir, FileOp, Op, SourceOp, file_action, op};
@@ -15,8 +15,9 @@ use super::image::{self, add_history, resolve_path};
 use super::stages::{Base, Source, SourceRef, Stages};
 use crate::ResolvedImage;
 use crate::error::{Error, Warning};
-use crate::instructions::{Command, Instruction};
+use crate::instructions::{self, Command, Instruction};
 use crate::parser::Node;
+use crate::shell::Env;
 
 mod config;
 mod copy;
@@ -86,8 +87,47 @@ impl ContextSource {
     }
 }
 
-/// Variables visible to word expansion, later entries winning.
-pub(super) type Vars = Vec<(String, String)>;
+/// The variables word expansion sees in a stage: its ARGs, overridden by ENV.
+/// Looked up in place, as most instructions expand several words and change
+/// no variable.
+#[derive(Clone, Copy)]
+pub(super) struct StageEnv<'d> {
+    args: &'d [(String, Option<String>)],
+    env: &'d [String],
+}
+
+impl<'d> StageEnv<'d> {
+    /// The names of the variables with a value: ARGs, then ENV.
+    fn names(self) -> impl Iterator<Item = &'d str> {
+        let args = self
+            .args
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_str());
+        let env = self
+            .env
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k));
+        args.chain(env)
+    }
+}
+
+impl Env for StageEnv<'_> {
+    /// The last ENV entry of that name (one without `=` is empty), else the
+    /// last ARG of that name with a value.
+    fn get(&self, name: &str) -> Option<&str> {
+        let env = self.env.iter().rev().find_map(|e| match e.split_once('=') {
+            Some((k, v)) => (k == name).then_some(v),
+            None => (e == name).then_some(""),
+        });
+        env.or_else(|| {
+            self.args
+                .iter()
+                .rev()
+                .find_map(|(k, v)| if k == name { v.as_deref() } else { None })
+        })
+    }
+}
 
 pub(crate) struct Dispatcher<'c, 'o, 'a> {
     pub(super) ctx: &'c mut Ctx<'o>,
@@ -98,6 +138,9 @@ pub(crate) struct Dispatcher<'c, 'o, 'a> {
     label: Option<String>,
     /// The instruction being dispatched is an ONBUILD trigger of the base.
     on_build: bool,
+    /// The stage's image is part of the result (it is the target or one of
+    /// its bases): only then is its history written.
+    keep_history: bool,
     step: usize,
     total: usize,
     state: State,
@@ -106,7 +149,6 @@ pub(crate) struct Dispatcher<'c, 'o, 'a> {
     pub(super) args: Vec<(String, Option<String>)>,
     pub(super) cmd_set: bool,
     workdir_set: bool,
-    env_cache: RefCell<Option<Rc<Vars>>>,
     /// Warnings found while expanding words, which borrows `self` immutably.
     pending: RefCell<Vec<Warning>>,
 }
@@ -115,6 +157,7 @@ pub(crate) fn stage(
     ctx: &mut Ctx,
     stages: &Stages<'_>,
     i: usize,
+    keep_history: bool,
     built: &[Option<Built>],
     graph: &mut Graph,
     context: &mut ContextSource,
@@ -125,9 +168,19 @@ pub(crate) fn stage(
         None if stages.stages.len() > 1 => Some(format!("stage-{i}")),
         None => None,
     };
+    // The triggers typed already when their base was resolved.
+    let triggers = st
+        .triggers
+        .iter()
+        .map(|t| {
+            instructions::parse(&t.node)
+                .map(|ins| (ins, t.sources.as_slice()))
+                .map_err(|e| ctx.error(&t.node, e.message))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let steps = |c: &Command| matches!(c, Command::Run(_) | Command::Copy(_) | Command::Workdir(_));
     let total = st.commands.iter().filter(|c| steps(&c.command)).count()
-        + st.triggers.iter().filter(|t| steps(&t.command)).count()
+        + triggers.iter().filter(|(t, _)| steps(&t.command)).count()
         + usize::from(matches!(st.base, Base::Image(_)));
     let ctx_platform = ctx.opts.platform.clone();
     let mut d = Dispatcher {
@@ -138,6 +191,7 @@ pub(crate) fn stage(
         built,
         label,
         on_build: false,
+        keep_history,
         step: 0,
         total,
         state: None,
@@ -145,17 +199,16 @@ pub(crate) fn stage(
         args: Vec::new(),
         cmd_set: false,
         workdir_set: false,
-        env_cache: RefCell::new(None),
         pending: RefCell::new(Vec::new()),
     };
     d.init_base(st.from.node, &st.base, st.resolved.as_ref())?;
-    for t in &st.triggers {
-        let ins = Instruction {
-            node: &t.node,
-            command: t.command.clone(),
-        };
+    if keep_history {
+        // Every instruction but FROM records one history entry.
+        d.image.history.reserve(triggers.len() + st.commands.len());
+    }
+    for (ins, refs) in &triggers {
         d.on_build = true;
-        d.dispatch(&ins, &t.sources)?;
+        d.dispatch(ins, refs)?;
         d.on_build = false;
     }
     for (ins, refs) in st.commands.iter().zip(&st.sources) {
@@ -206,7 +259,6 @@ impl Dispatcher<'_, '_, '_> {
         self.image.os = platform.os;
         self.image.architecture = platform.architecture;
         self.image.variant = platform.variant;
-        self.invalidate_env();
         Ok(())
     }
 
@@ -245,65 +297,44 @@ impl Dispatcher<'_, '_, '_> {
 
     /// The instruction as written, variables expanded, keyword upper-cased.
     fn progress(&mut self, node: &Node) -> String {
-        let env = self.expand_env();
-        let mut text = self
-            .ctx
-            .lexer
-            .process_word(&node.original, &*env)
-            .unwrap_or_else(|_| node.original.clone());
+        let lexer = self.ctx.lexer;
+        let text = if lexer.is_literal(&node.original) {
+            Cow::Borrowed(node.original.as_str())
+        } else {
+            let expanded = lexer.process_word(&node.original, &self.expand_env());
+            Cow::Owned(expanded.unwrap_or_else(|_| node.original.clone()))
+        };
+        let mut out = self.progress_text(&text);
+        // The text ends the progress line.
+        let start = out.len() - text.len();
         let keyword_len = text.find(' ').unwrap_or(text.len());
-        text[..keyword_len].make_ascii_uppercase();
-        self.progress_text(&text)
+        out[start..start + keyword_len].make_ascii_uppercase();
+        out
     }
 
     /// Variables for word expansion: the stage's ARGs, overridden by ENV.
-    /// Cached until [`Dispatcher::invalidate_env`], as most instructions
-    /// expand several words and change no variable.
-    pub(super) fn expand_env(&self) -> Rc<Vars> {
-        if let Some(env) = &*self.env_cache.borrow() {
-            return Rc::clone(env);
+    pub(super) fn expand_env(&self) -> StageEnv<'_> {
+        StageEnv {
+            args: &self.args,
+            env: &self.image.config.env,
         }
-        let env = Rc::new(self.compute_env());
-        *self.env_cache.borrow_mut() = Some(Rc::clone(&env));
-        env
-    }
-
-    /// To be called whenever the stage's ARGs or ENV change.
-    pub(super) fn invalidate_env(&mut self) {
-        *self.env_cache.get_mut() = None;
-    }
-
-    fn compute_env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-            .collect();
-        env.extend(
-            self.image
-                .config
-                .env
-                .iter()
-                .map(|e| match e.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), v.to_owned()),
-                    None => (e.clone(), String::new()),
-                }),
-        );
-        env
     }
 
     /// Expands a word of the instruction, noting variables used undefined
     /// (UndefinedVar): declared ARGs count as defined even without a value.
-    pub(super) fn expand(&self, node: &Node, word: &str) -> Result<String, Error> {
+    /// A word without variables, quotes or escapes is itself.
+    pub(super) fn expand<'w>(&self, node: &Node, word: &'w str) -> Result<Cow<'w, str>, Error> {
+        if self.ctx.lexer.is_literal(word) {
+            return Ok(Cow::Borrowed(word));
+        }
         let env = self.expand_env();
-        let expanded = self.ctx.expand_tracked(node, word, &*env)?;
+        let expanded = self.ctx.expand_tracked(node, word, &env)?;
         for name in &expanded.unmatched {
             if self.args.iter().any(|(k, _)| k == name) {
                 continue;
             }
             let mut message = format!("Usage of undefined variable '${name}'");
-            let known = env.iter().map(|(k, _)| k.as_str());
-            if let Some(hint) = super::checks::suggest(name, known) {
+            if let Some(hint) = super::checks::suggest(name, env.names()) {
                 message.push_str(&format!(" (did you mean ${hint}?)"));
             }
             self.pending.borrow_mut().push(Warning {
@@ -312,7 +343,15 @@ impl Dispatcher<'_, '_, '_> {
                 message,
             });
         }
-        Ok(expanded.value)
+        Ok(Cow::Owned(expanded.value))
+    }
+
+    /// Adds an entry to the image's history; `created_by` is called only
+    /// when the history is kept.
+    pub(super) fn history(&mut self, empty_layer: bool, created_by: impl FnOnce() -> String) {
+        if self.keep_history {
+            add_history(&mut self.image, created_by(), empty_layer);
+        }
     }
 
     /// The working directory, `/` when unset.
@@ -352,13 +391,13 @@ impl Dispatcher<'_, '_, '_> {
             Command::Cmd(c) => self.cmd(node, c, false),
             Command::Entrypoint(c) => self.cmd(node, c, true),
             Command::Shell(s) => {
-                self.image.config.shell = s.clone();
-                add_history(&mut self.image, format!("SHELL [{}]", s.join(" ")), true);
+                self.image.config.shell = s.to_vec();
+                self.history(true, || format!("SHELL [{}]", s.join(" ")));
                 Ok(())
             }
             Command::User(u) => {
-                let u = self.expand(node, u)?;
-                add_history(&mut self.image, format!("USER {u}"), true);
+                let u = self.expand(node, u)?.into_owned();
+                self.history(true, || format!("USER {u}"));
                 self.image.config.user = u;
                 Ok(())
             }
@@ -366,14 +405,14 @@ impl Dispatcher<'_, '_, '_> {
             Command::Volume(v) => self.volume(node, v),
             Command::StopSignal(s) => self.stop_signal(node, s),
             Command::Maintainer(m) => {
-                self.image.author = Some(m.clone());
-                add_history(&mut self.image, format!("MAINTAINER {m}"), true);
+                self.image.author = Some((*m).to_owned());
+                self.history(true, || format!("MAINTAINER {m}"));
                 Ok(())
             }
             Command::Healthcheck(h) => self.healthcheck(node, h),
             Command::OnBuild(expr) => {
-                self.image.config.on_build.push(expr.clone());
-                add_history(&mut self.image, format!("ONBUILD {expr}"), true);
+                self.image.config.on_build.push((*expr).to_owned());
+                self.history(true, || format!("ONBUILD {expr}"));
                 Ok(())
             }
         }
@@ -409,7 +448,7 @@ impl Dispatcher<'_, '_, '_> {
         let wd = resolve_path(self.workdir(), &p);
         self.image.config.working_dir = wd.clone();
         if wd == "/" {
-            add_history(&mut self.image, format!("WORKDIR {wd}"), true);
+            self.history(true, || format!("WORKDIR {wd}"));
             return Ok(());
         }
         let owner = match self.image.config.user.as_str() {
@@ -426,7 +465,7 @@ impl Dispatcher<'_, '_, '_> {
             })),
         };
         self.add_file_op(node, vec![mkdir]);
-        add_history(&mut self.image, format!("WORKDIR {wd}"), false);
+        self.history(false, || format!("WORKDIR {wd}"));
         Ok(())
     }
 }

@@ -84,13 +84,20 @@ impl Graph {
             metadata: Vec::with_capacity(n),
         };
         let result = result.map(|out| Input {
-            digest: m.visit(out.vertex),
+            digest: digest_string(&m.visit(out.vertex)),
             index: out.index,
         });
+        // Sorted by digest bytes, which is the order of their hex form: the
+        // map is then built from a sorted list without comparing strings.
+        m.metadata.sort_unstable_by_key(|(digest, _)| *digest);
+        let metadata = m
+            .metadata
+            .into_iter()
+            .map(|(digest, meta)| (digest_string(&digest), meta))
+            .collect();
         Definition {
             def: m.def,
-            // Sorted once rather than inserted one by one.
-            metadata: m.metadata.into_iter().collect(),
+            metadata,
             result,
             sources: vec![source],
         }
@@ -103,19 +110,19 @@ struct Marshaller {
     /// and taken back after, rather than copied for each.
     platform: Option<Platform>,
     /// By vertex: its digest once emitted.
-    digests: Vec<Option<String>>,
+    digests: Vec<Option<Digest>>,
     /// Digests of the ops in `def`: equal ops (say, the same heredoc twice)
     /// are stored once.
     seen: HashSet<Digest>,
     def: Vec<Vec<u8>>,
-    metadata: Vec<(String, OpMetadata)>,
+    metadata: Vec<(Digest, OpMetadata)>,
 }
 
 impl Marshaller {
     /// Digests `root` and everything it depends on, emitting each vertex
     /// after its inputs, inputs in order. Iterative, so that long chains of
     /// instructions cannot overflow the stack.
-    fn visit(&mut self, root: usize) -> String {
+    fn visit(&mut self, root: usize) -> Digest {
         // (vertex, how many of its inputs are done)
         let mut stack = vec![(root, 0usize)];
         while let Some((id, done)) = stack.pop() {
@@ -132,7 +139,7 @@ impl Marshaller {
             }
             self.emit(id);
         }
-        self.digests[root].clone().expect("the root is emitted")
+        self.digests[root].expect("the root is emitted")
     }
 
     /// Encodes vertex `id`, whose inputs are all digested. Each vertex is
@@ -145,9 +152,11 @@ impl Marshaller {
             .inputs
             .iter()
             .map(|i| Input {
-                digest: self.digests[i.vertex]
-                    .clone()
-                    .expect("inputs are emitted first"),
+                digest: digest_string(
+                    self.digests[i.vertex]
+                        .as_ref()
+                        .expect("inputs are emitted first"),
+                ),
                 index: i.index,
             })
             .collect();
@@ -155,7 +164,6 @@ impl Marshaller {
         let bytes = op.encode_to_vec();
         self.platform = op.platform.take();
         let digest = Digest::of(&bytes);
-        let digest_text = digest_string(&digest);
         if self.seen.insert(digest) {
             self.def.push(bytes);
             let mut description = BTreeMap::new();
@@ -178,7 +186,7 @@ impl Marshaller {
                 .into_iter()
                 .collect();
             self.metadata.push((
-                digest_text.clone(),
+                digest,
                 OpMetadata {
                     ignore_cache: false,
                     description,
@@ -186,7 +194,7 @@ impl Marshaller {
                 },
             ));
         }
-        self.digests[id] = Some(digest_text);
+        self.digests[id] = Some(digest);
     }
 }
 
@@ -194,13 +202,15 @@ impl Marshaller {
 /// the formatting machinery for each of the many vertices.
 fn digest_string(d: &Digest) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in d.as_bytes() {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut text = [0u8; 7 + 64];
+    text[..7].copy_from_slice(b"sha256:");
+    for (pair, b) in text[7..].chunks_exact_mut(2).zip(d.as_bytes()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    s
+    std::str::from_utf8(&text)
+        .expect("hex digits are ASCII")
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -175,6 +175,17 @@ fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, E
     checks::static_checks(&mut ctx, &stages);
     let target = stages::target(&ctx, &stages)?;
     let reachable = onbuild::resolve_bases(&ctx, &mut stages, target)?;
+    // Only the target's image is returned: the history of other stages is
+    // needed only where the target builds on them.
+    let mut keep_history = vec![false; stages.stages.len()];
+    let mut next = Some(target);
+    while let Some(i) = next {
+        keep_history[i] = true;
+        next = match stages.stages[i].base {
+            stages::Base::Stage(j) => Some(j),
+            _ => None,
+        };
+    }
 
     // Most instructions add one vertex.
     let mut graph = graph::Graph::with_capacity(ast.nodes.len());
@@ -182,7 +193,15 @@ fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, E
     let mut built: Vec<Option<dispatch::Built>> = vec![None; stages.stages.len()];
     for (i, needed) in reachable.iter().enumerate() {
         if *needed {
-            let b = dispatch::stage(&mut ctx, &stages, i, &built, &mut graph, &mut context)?;
+            let b = dispatch::stage(
+                &mut ctx,
+                &stages,
+                i,
+                keep_history[i],
+                &built,
+                &mut graph,
+                &mut context,
+            )?;
             built[i] = Some(b);
         }
     }

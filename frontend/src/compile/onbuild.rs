@@ -76,11 +76,7 @@ fn parse_triggers(
             .map_err(|e| fail(e.message))?
             .command;
         let sources = stages::resolve_refs(ctx, &names, &env, i, &node, &command)?;
-        out.push(Trigger {
-            node,
-            command,
-            sources,
-        });
+        out.push(Trigger { node, sources });
     }
     Ok(out)
 }

@@ -46,17 +46,17 @@ pub(crate) struct Stage<'a> {
     pub triggers: Vec<Trigger>,
 }
 
-/// An ONBUILD trigger of a base image, parsed and typed; its node is located
-/// at the stage's FROM.
+/// An ONBUILD trigger of a base image, parsed and checked to type; its node
+/// is located at the stage's FROM. It is typed again where it is dispatched,
+/// as the typed instruction borrows from the node.
 pub(crate) struct Trigger {
     pub node: Node,
-    pub command: Command,
     /// As [`Stage::sources`] for one command.
     pub sources: Vec<Option<SourceRef>>,
 }
 
-impl Stage<'_> {
-    fn base_cmd(&self) -> &FromCmd {
+impl<'a> Stage<'a> {
+    fn base_cmd(&self) -> &FromCmd<'a> {
         match &self.from.command {
             Command::From(f) => f,
             _ => unreachable!("a stage starts with FROM"),
@@ -75,17 +75,27 @@ pub(crate) fn split<'a>(
     instructions: Vec<Instruction<'a>>,
 ) -> Result<Stages<'a>, Error> {
     let mut meta_args: Vec<(String, Option<String>)> = Vec::new();
-    let mut stages: Vec<Stage<'a>> = Vec::new();
+    // The size of each stage, so that its instructions are moved only once.
+    let mut sizes = Vec::new();
+    for ins in &instructions {
+        match (&ins.command, sizes.last_mut()) {
+            (Command::From(_), _) => sizes.push(0),
+            (_, Some(n)) => *n += 1,
+            (_, None) => {}
+        }
+    }
+    let mut stages: Vec<Stage<'a>> = Vec::with_capacity(sizes.len());
     for ins in instructions {
         match (&ins.command, stages.last_mut()) {
             (Command::From(f), _) => {
                 let name = f.name.as_ref().map(|(lower, _)| lower.clone());
+                let index = stages.len();
                 stages.push(Stage {
-                    index: stages.len(),
+                    index,
                     from: ins,
                     name,
                     base: Base::Scratch,
-                    commands: Vec::new(),
+                    commands: Vec::with_capacity(sizes[index]),
                     sources: Vec::new(),
                     resolved: None,
                     triggers: Vec::new(),
@@ -98,10 +108,10 @@ pub(crate) fn split<'a>(
                         Some(d) => Some(ctx.expand(ins.node, d, &env)?),
                         None => None,
                     };
-                    let value = ctx.opts.build_args.get(key).cloned().or(default);
-                    ctx.consumed.insert(key.clone());
+                    let value = ctx.opts.build_args.get(*key).cloned().or(default);
+                    ctx.consumed.insert((*key).to_owned());
                     meta_args.retain(|(k, _)| k != key);
-                    meta_args.push((key.clone(), value));
+                    meta_args.push(((*key).to_owned(), value));
                 }
             }
             (_, None) => {
@@ -145,9 +155,10 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
     let env = ctx.meta_env(&s.meta_args);
     let names: Vec<Option<String>> = s.stages.iter().map(|st| st.name.clone()).collect();
     for i in 0..s.stages.len() {
-        let from = s.stages[i].base_cmd().clone();
+        let from = s.stages[i].base_cmd();
+        let (base, platform) = (from.base, from.platform);
         let node = s.stages[i].from.node;
-        let expanded = ctx.expand_tracked(node, &from.base, &env)?;
+        let expanded = ctx.expand_tracked(node, base, &env)?;
         for name in &expanded.unmatched {
             if !s.meta_args.iter().any(|(k, _)| k == name) {
                 let mut message = format!("FROM argument '{name}' is not declared");
@@ -158,14 +169,12 @@ fn resolve(ctx: &mut Ctx, s: &mut Stages<'_>) -> Result<(), Error> {
                 ctx.warn(node, "UndefinedArgInFrom", message);
             }
         }
+        let raw_base = base;
         let base = expanded.value;
         if base.is_empty() {
-            return Err(ctx.error(
-                node,
-                format!("base name ({}) should not be blank", from.base),
-            ));
+            return Err(ctx.error(node, format!("base name ({raw_base}) should not be blank")));
         }
-        if let Some(p) = &from.platform {
+        if let Some(p) = &platform {
             check_platform(ctx, node, p, &env)?;
         }
         s.stages[i].base = if let Some(j) = lookup(&names, &base, i).filter(|j| *j != i) {
@@ -202,7 +211,7 @@ pub(crate) fn resolve_refs(
     // Each reference expanded, with the span of its flag.
     let refs: Vec<Option<(String, Span)>> = match command {
         Command::Copy(copy) => match &copy.from {
-            Some(f) => vec![Some((ctx.expand(node, &f.value, env)?, f.span))],
+            Some(f) => vec![Some((ctx.expand(node, f.value, env)?, f.span))],
             None => Vec::new(),
         },
         Command::Run(run) => run
@@ -250,7 +259,7 @@ fn check_platform(
     p: &Located,
     env: &dyn crate::shell::Env,
 ) -> Result<(), Error> {
-    let value = ctx.expand(node, &p.value, env)?;
+    let value = ctx.expand(node, p.value, env)?;
     let want = super::image::platform_string(&ctx.opts.platform);
     if value != want {
         return Err(ctx.error_at(node, p.span, format!(
@@ -268,7 +277,7 @@ fn mount_from(
     flag: &Located,
     env: &dyn crate::shell::Env,
 ) -> Option<(String, Span)> {
-    let value = ctx.expand(node, &flag.value, env).ok()?;
+    let value = ctx.expand(node, flag.value, env).ok()?;
     // Keys are matched case-insensitively; most mounts have no `from`.
     let has_from = value
         .as_bytes()

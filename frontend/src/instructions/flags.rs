@@ -27,15 +27,17 @@ pub(crate) struct FlagError {
     pub span: Span,
 }
 
-/// Parsed flag values.
+/// Parsed flag values, borrowed from the flags' text.
 #[derive(Debug, Default)]
-pub(crate) struct Flags {
-    values: Vec<(&'static str, String, Span)>,
+pub(crate) struct Flags<'a> {
+    values: Vec<(&'static str, &'a str, Span)>,
 }
 
-impl Flags {
-    pub(crate) fn parse(flags: &[Flag], specs: &[FlagSpec]) -> Result<Self, FlagError> {
-        let mut out = Flags::default();
+impl<'a> Flags<'a> {
+    pub(crate) fn parse(flags: &'a [Flag], specs: &[FlagSpec]) -> Result<Self, FlagError> {
+        let mut out = Flags {
+            values: Vec::with_capacity(flags.len()),
+        };
         for f in flags {
             let err = |message: String| FlagError {
                 message,
@@ -58,18 +60,16 @@ impl Flags {
                 (FlagType::Bool, Some("")) => {
                     return Err(err(format!("missing a value on flag: --{name}")));
                 }
-                (FlagType::Bool, None) => "true".to_owned(),
-                (FlagType::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
-                    "true" => "true".to_owned(),
-                    "false" => "false".to_owned(),
-                    _ => {
-                        return Err(err(format!(
-                            "expecting boolean value for flag --{name}, not: {v}"
-                        )));
-                    }
-                },
+                (FlagType::Bool, None) => "true",
+                (FlagType::Bool, Some(v)) if v.eq_ignore_ascii_case("true") => "true",
+                (FlagType::Bool, Some(v)) if v.eq_ignore_ascii_case("false") => "false",
+                (FlagType::Bool, Some(v)) => {
+                    return Err(err(format!(
+                        "expecting boolean value for flag --{name}, not: {v}"
+                    )));
+                }
                 (_, None) => return Err(err(format!("missing a value on flag: --{name}"))),
-                (_, Some(v)) => v.to_owned(),
+                (_, Some(v)) => v,
             };
             out.values.push((spec.name, value, f.span));
         }
@@ -77,22 +77,19 @@ impl Flags {
     }
 
     /// The value of a string flag and the span of the flag.
-    pub(crate) fn get(&self, name: &str) -> Option<(&str, Span)> {
+    pub(crate) fn get(&self, name: &str) -> Option<(&'a str, Span)> {
         self.values
             .iter()
             .find(|(n, _, _)| *n == name)
-            .map(|(_, v, s)| (v.as_str(), *s))
+            .map(|(_, v, s)| (*v, *s))
     }
 
     /// Every value of a repeatable flag, in order.
-    pub(crate) fn strings(&self, name: &str) -> Vec<Located> {
+    pub(crate) fn strings(&self, name: &str) -> Vec<Located<'a>> {
         self.values
             .iter()
             .filter(|(n, _, _)| *n == name)
-            .map(|(_, v, span)| Located {
-                value: v.clone(),
-                span: *span,
-            })
+            .map(|(_, value, span)| Located { value, span: *span })
             .collect()
     }
 
@@ -101,18 +98,15 @@ impl Flags {
         self.get(name).map(|(v, _)| v == "true")
     }
 
-    pub(crate) fn string(&self, name: &str) -> Option<Located> {
-        self.get(name).map(|(v, span)| Located {
-            value: v.to_owned(),
-            span,
-        })
+    pub(crate) fn string(&self, name: &str) -> Option<Located<'a>> {
+        self.get(name).map(|(value, span)| Located { value, span })
     }
 }
 
 /// A flag value with the span of its flag, for errors found when it is used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Located {
-    pub value: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Located<'a> {
+    pub value: &'a str,
     pub span: Span,
 }
 
@@ -138,7 +132,8 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let f = Flags::parse(&flags(&["--from=a", "--link"]), SPECS).unwrap();
+        let given = flags(&["--from=a", "--link"]);
+        let f = Flags::parse(&given, SPECS).unwrap();
         assert_eq!(f.get("from").unwrap().0, "a");
         assert_eq!(f.get("link").unwrap().0, "true");
         let e = |t: &[&str]| Flags::parse(&flags(t), SPECS).unwrap_err().message;
@@ -152,11 +147,8 @@ mod tests {
             e(&["--link=maybe"]),
             "expecting boolean value for flag --link, not: maybe"
         );
-        let f = Flags::parse(
-            &flags(&["--exclude=a", "--exclude=b", "--link=false"]),
-            SPECS,
-        )
-        .unwrap();
+        let given = flags(&["--exclude=a", "--exclude=b", "--link=false"]);
+        let f = Flags::parse(&given, SPECS).unwrap();
         let ex: Vec<_> = f.strings("exclude").into_iter().map(|l| l.value).collect();
         assert_eq!(ex, ["a", "b"]);
         assert_eq!(f.bool("link"), Some(false));

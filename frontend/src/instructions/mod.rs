@@ -1,5 +1,6 @@
 //! Typed instructions built from parser [`Node`]s: argument counts and flags are
 //! checked here; words are expanded later, when the stage's variables are known.
+//! Instructions borrow their words from the nodes rather than copying them.
 
 mod copy;
 mod flags;
@@ -13,70 +14,74 @@ use crate::parser::{Heredoc, Node, Span};
 
 /// A shell-form command line or an exec-form argument list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CommandLine {
-    pub args: Vec<String>,
+pub(crate) struct CommandLine<'a> {
+    pub args: &'a [String],
     pub shell_form: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FromCmd {
-    pub base: String,
+pub(crate) struct FromCmd<'a> {
+    pub base: &'a str,
     /// The `AS` name, lower-cased, and how it was written.
-    pub name: Option<(String, String)>,
-    pub platform: Option<Located>,
+    pub name: Option<(String, &'a str)>,
+    pub platform: Option<Located<'a>>,
     /// The `AS` keyword as written.
-    pub as_keyword: Option<String>,
+    pub as_keyword: Option<&'a str>,
 }
 
 /// RUN: the command, its heredoc files and the `--mount`, `--network` and
 /// `--security` flags (expanded and checked at dispatch).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RunCmd {
-    pub line: CommandLine,
-    pub files: Vec<Heredoc>,
-    pub mounts: Vec<Located>,
-    pub network: Option<Located>,
-    pub security: Option<Located>,
+pub(crate) struct RunCmd<'a> {
+    pub line: CommandLine<'a>,
+    pub files: &'a [Heredoc],
+    pub mounts: Vec<Located<'a>>,
+    pub network: Option<Located<'a>>,
+    pub security: Option<Located<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HealthCmd {
+pub(crate) struct HealthCmd<'a> {
     /// `NONE`, or `CMD`/`CMD-SHELL` followed by the command.
     pub test: Vec<String>,
-    pub interval: Option<Located>,
-    pub timeout: Option<Located>,
-    pub start_period: Option<Located>,
-    pub start_interval: Option<Located>,
-    pub retries: Option<Located>,
+    pub interval: Option<Located<'a>>,
+    pub timeout: Option<Located<'a>>,
+    pub start_period: Option<Located<'a>>,
+    pub start_interval: Option<Located<'a>>,
+    pub retries: Option<Located<'a>>,
 }
 
+/// An ENV or LABEL `key=value` pair, or an ARG name and its default.
+pub(crate) type Pair<'a> = (&'a str, &'a str);
+pub(crate) type ArgDecl<'a> = (&'a str, Option<&'a str>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
-    From(FromCmd),
-    Arg(Vec<(String, Option<String>)>),
-    Env(Vec<(String, String)>),
-    Label(Vec<(String, String)>),
+pub(crate) enum Command<'a> {
+    From(FromCmd<'a>),
+    Arg(Vec<ArgDecl<'a>>),
+    Env(Vec<Pair<'a>>),
+    Label(Vec<Pair<'a>>),
     /// COPY and ADD.
-    Copy(CopyCmd),
-    Run(RunCmd),
-    Cmd(CommandLine),
-    Entrypoint(CommandLine),
-    Shell(Vec<String>),
-    Workdir(String),
-    User(String),
-    Expose(Vec<String>),
-    Volume(Vec<String>),
-    StopSignal(String),
-    Maintainer(String),
-    Healthcheck(HealthCmd),
-    OnBuild(String),
+    Copy(CopyCmd<'a>),
+    Run(RunCmd<'a>),
+    Cmd(CommandLine<'a>),
+    Entrypoint(CommandLine<'a>),
+    Shell(&'a [String]),
+    Workdir(&'a str),
+    User(&'a str),
+    Expose(&'a [String]),
+    Volume(&'a [String]),
+    StopSignal(&'a str),
+    Maintainer(&'a str),
+    Healthcheck(HealthCmd<'a>),
+    OnBuild(&'a str),
 }
 
 /// An instruction with the node it came from.
 #[derive(Debug, Clone)]
 pub(crate) struct Instruction<'a> {
     pub node: &'a Node,
-    pub command: Command,
+    pub command: Command<'a>,
 }
 
 /// A typing error: the message and where it points.
@@ -113,14 +118,27 @@ const HEALTH_FLAGS: &[FlagSpec] = &[
     flag("retries", FlagType::String),
 ];
 
+/// The keyword lower-cased, for the keywords that are at most 16 bytes long
+/// (all the known ones); `buf` holds it.
+fn lower_keyword<'b>(keyword: &str, buf: &'b mut [u8; 16]) -> &'b str {
+    let Some(buf) = buf.get_mut(..keyword.len()) else {
+        return "";
+    };
+    buf.copy_from_slice(keyword.as_bytes());
+    buf.make_ascii_lowercase();
+    // Lower-casing ASCII letters keeps the bytes valid UTF-8.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
 pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
     let fail = |message: &str| ParseError {
         message: message.to_owned(),
         span: node.span,
         known: true,
     };
-    let keyword = node.keyword.to_ascii_lowercase();
-    let specs = match keyword.as_str() {
+    let mut buf = [0u8; 16];
+    let keyword = lower_keyword(&node.keyword, &mut buf);
+    let specs = match keyword {
         "from" => FROM_FLAGS,
         "copy" => copy::COPY_FLAGS,
         "add" => copy::ADD_FLAGS,
@@ -129,7 +147,7 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
         _ => NO_FLAGS,
     };
     let known = matches!(
-        keyword.as_str(),
+        keyword,
         "from"
             | "arg"
             | "env"
@@ -158,9 +176,9 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
     }
     let flags = Flags::parse(&node.flags, specs)?;
     let args = &node.args;
-    let one = |what: &str| -> Result<String, ParseError> {
+    let one = |what: &str| -> Result<&str, ParseError> {
         match args.as_slice() {
-            [a] => Ok(a.clone()),
+            [a] => Ok(a.as_str()),
             _ => Err(fail(&format!("requires exactly one argument{what}"))),
         }
     };
@@ -176,35 +194,35 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
             return Err(fail("requires at least one argument"));
         }
         Ok(CommandLine {
-            args: args.clone(),
+            args,
             shell_form: !node.json,
         })
     };
-    let pairs = || -> Result<Vec<(String, String)>, ParseError> {
+    let pairs = || -> Result<Vec<Pair>, ParseError> {
         at_least_one()?;
         let pairs: Vec<_> = args
             .chunks(3)
-            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .map(|c| (c[0].as_str(), c.get(1).map_or("", String::as_str)))
             .collect();
         if pairs.iter().any(|(k, _)| k.is_empty()) {
             return Err(fail("names can not be blank"));
         }
         Ok(pairs)
     };
-    let command = match keyword.as_str() {
+    let command = match keyword {
         "from" => Command::From(parse_from(node, &flags).map_err(|m| fail(&m))?),
         "arg" => {
             at_least_one()?;
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(args.len());
             for a in args {
                 let (k, v) = match a.split_once('=') {
-                    Some((k, v)) => (k, Some(v.to_owned())),
+                    Some((k, v)) => (k, Some(v)),
                     None => (a.as_str(), None),
                 };
                 if k.is_empty() {
                     return Err(fail("names can not be blank"));
                 }
-                out.push((k.to_owned(), v));
+                out.push((k, v));
             }
             Command::Arg(out)
         }
@@ -215,7 +233,7 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
         }
         "run" => Command::Run(RunCmd {
             line: line(false)?,
-            files: node.heredocs.clone(),
+            files: &node.heredocs,
             mounts: flags.strings("mount"),
             network: flags.string("network"),
             security: flags.string("security"),
@@ -227,17 +245,17 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
             if !node.json {
                 return Err(fail("requires the arguments to be in JSON form"));
             }
-            Command::Shell(args.clone())
+            Command::Shell(args)
         }
         "workdir" => Command::Workdir(one("")?),
         "user" => Command::User(one("")?),
         "expose" => {
             at_least_one()?;
-            Command::Expose(args.clone())
+            Command::Expose(args)
         }
         "volume" => {
             at_least_one()?;
-            Command::Volume(args.clone())
+            Command::Volume(args)
         }
         "stopsignal" => Command::StopSignal(one("")?),
         "maintainer" => Command::Maintainer(one("")?),
@@ -248,7 +266,7 @@ pub(crate) fn parse(node: &Node) -> Result<Instruction<'_>, ParseError> {
     Ok(Instruction { node, command })
 }
 
-fn parse_from(node: &Node, flags: &Flags) -> Result<FromCmd, String> {
+fn parse_from<'a>(node: &'a Node, flags: &Flags<'a>) -> Result<FromCmd<'a>, String> {
     let args = &node.args;
     let name = match args.as_slice() {
         [_] => None,
@@ -262,19 +280,19 @@ fn parse_from(node: &Node, flags: &Flags) -> Result<FromCmd, String> {
                     "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
                 ));
             }
-            Some((lower, name.clone()))
+            Some((lower, name.as_str()))
         }
         _ => return Err("requires either one or three arguments".to_owned()),
     };
     Ok(FromCmd {
-        base: args[0].clone(),
-        as_keyword: name.as_ref().map(|_| args[1].clone()),
+        base: &args[0],
+        as_keyword: name.as_ref().map(|_| args[1].as_str()),
         name,
         platform: flags.string("platform"),
     })
 }
 
-fn parse_health(node: &Node, flags: &Flags) -> Result<HealthCmd, String> {
+fn parse_health<'a>(node: &'a Node, flags: &Flags<'a>) -> Result<HealthCmd<'a>, String> {
     let Some(kind) = node.args.first() else {
         return Err("requires at least one argument".to_owned());
     };
@@ -307,14 +325,14 @@ fn parse_health(node: &Node, flags: &Flags) -> Result<HealthCmd, String> {
     })
 }
 
-fn parse_onbuild(node: &Node) -> Result<String, String> {
+fn parse_onbuild(node: &Node) -> Result<&str, String> {
     let Some(sub) = &node.sub else {
         return Err("requires at least one argument".to_owned());
     };
     match sub.keyword.to_ascii_uppercase().as_str() {
         "ONBUILD" => Err("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned()),
         k @ ("FROM" | "MAINTAINER") => Err(format!("{k} isn't allowed as an ONBUILD trigger")),
-        _ => Ok(sub.original.clone()),
+        _ => Ok(&sub.original),
     }
 }
 
@@ -323,31 +341,33 @@ mod tests {
     use super::*;
     use crate::parser;
 
-    fn first(src: &str) -> Result<Command, String> {
-        let ast = parser::parse(src).unwrap();
-        let node = ast.nodes.last().unwrap().clone();
-        parse(&node).map(|i| i.command).map_err(|e| e.message)
+    fn last_node(src: &str) -> Node {
+        parser::parse(src).unwrap().nodes.pop().unwrap()
+    }
+
+    fn first(src: &str) -> Result<(), String> {
+        parse(&last_node(src)).map(|_| ()).map_err(|e| e.message)
     }
 
     #[test]
     fn types_instructions() {
+        let node = last_node("FROM a AS Build");
         assert_eq!(
-            first("FROM a AS Build").unwrap(),
+            parse(&node).unwrap().command,
             Command::From(FromCmd {
-                base: "a".into(),
-                name: Some(("build".into(), "Build".into())),
+                base: "a",
+                name: Some(("build".into(), "Build")),
                 platform: None,
-                as_keyword: Some("AS".into()),
+                as_keyword: Some("AS"),
             })
         );
+        let node = last_node("ARG a b=1");
         assert_eq!(
-            first("ARG a b=1").unwrap(),
-            Command::Arg(vec![("a".into(), None), ("b".into(), Some("1".into()))])
+            parse(&node).unwrap().command,
+            Command::Arg(vec![("a", None), ("b", Some("1"))])
         );
-        assert_eq!(
-            first("ONBUILD  RUN x").unwrap(),
-            Command::OnBuild("RUN x".into())
-        );
+        let node = last_node("ONBUILD  RUN x");
+        assert_eq!(parse(&node).unwrap().command, Command::OnBuild("RUN x"));
     }
 
     #[test]

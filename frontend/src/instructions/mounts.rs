@@ -1,6 +1,7 @@
 //! `RUN --mount=...` values (BuildKit's `commands_runmount.go`): a CSV list of
 //! `key=value` fields, checked per mount type. Values arrive expanded.
 
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,11 @@ pub(crate) struct MountSpec {
 
 /// BuildKit's `csv.Reader` reading of one record: commas split fields, a field
 /// may be double-quoted with `""` standing for a quote.
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
+fn csv_fields(value: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    // Without quotes (the usual case) the fields are slices of the value.
+    if !value.contains('"') {
+        return Ok(value.split(',').map(Cow::Borrowed).collect());
+    }
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut chars = value.chars().peekable();
@@ -76,7 +81,7 @@ fn csv_fields(value: &str) -> Result<Vec<String>, String> {
                 at_start = false;
             }
             ',' => {
-                fields.push(std::mem::take(&mut field));
+                fields.push(Cow::Owned(std::mem::take(&mut field)));
                 at_start = true;
             }
             c => {
@@ -85,8 +90,17 @@ fn csv_fields(value: &str) -> Result<Vec<String>, String> {
             }
         }
     }
-    fields.push(field);
+    fields.push(Cow::Owned(field));
     Ok(fields)
+}
+
+/// `s` lower-cased, copied only when it has upper-case letters.
+fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
@@ -140,13 +154,13 @@ pub(crate) fn parse(value: &str) -> Result<MountSpec, String> {
     let secret_or_ssh = |m: &MountSpec| matches!(m.kind, MountType::Secret | MountType::Ssh);
     for field in csv_fields(value)? {
         let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
-            None => (field.to_ascii_lowercase(), None),
+            Some((k, v)) => (ascii_lowercase(k), Some(v)),
+            None => (ascii_lowercase(&field), None),
         };
         let unexpected =
             |m: &MountSpec| format!("unexpected key '{key}' for mount type '{}'", m.kind);
         let Some(value) = value else {
-            match key.as_str() {
+            match &*key {
                 "readonly" | "ro" => m.readonly = true,
                 "readwrite" | "rw" => m.readonly = false,
                 "required" if secret_or_ssh(&m) => m.required = true,
@@ -162,7 +176,7 @@ pub(crate) fn parse(value: &str) -> Result<MountSpec, String> {
             u32::from_str_radix(value, radix)
                 .map_err(|_| format!("invalid value for {key}: {value}"))
         };
-        match key.as_str() {
+        match &*key {
             "type" => {
                 m.kind = match value.to_ascii_lowercase().as_str() {
                     "bind" => MountType::Bind,

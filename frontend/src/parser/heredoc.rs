@@ -113,9 +113,9 @@ pub(crate) fn markers(line: &str) -> Vec<(usize, Heredoc)> {
     let mut from = 0;
     let mut out = Vec::new();
     for word in parse_words(line, '\\') {
-        let offset = line[from..].find(&word).map_or(from, |i| from + i);
+        let offset = line[from..].find(word).map_or(from, |i| from + i);
         from = offset + word.len();
-        if let Some(doc) = parse_marker(&word) {
+        if let Some(doc) = parse_marker(word) {
             out.push((offset, doc));
         }
     }

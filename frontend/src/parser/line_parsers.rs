@@ -65,7 +65,12 @@ pub(crate) fn parse(kind: Kind, rest: &str, escape: char) -> Result<Parsed, Stri
             Some(args) => Ok(json(args)),
             None => Ok(plain(whitespace_delimited(rest))),
         },
-        Kind::NameOrNameVal => Ok(plain(parse_words(rest, escape))),
+        Kind::NameOrNameVal => Ok(plain(
+            parse_words(rest, escape)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        )),
         Kind::MaybeJson => maybe_json(rest),
         Kind::Env => name_val(rest, "ENV", escape).map(plain),
         Kind::Label => name_val(rest, "LABEL", escape).map(plain),

@@ -221,6 +221,7 @@ pub(crate) fn parse_all(text: &str, file: &str) -> (Ast, Vec<Error>) {
         if heredoc::can_contain(&node) && logical.text.contains("<<") {
             let markers = heredoc::markers(&logical.text);
             let heredoc_count = markers.len();
+            node.heredocs.reserve_exact(heredoc_count);
             for (offset, mut doc) in markers {
                 let marker = logical.position(offset);
                 let mut terminated = false;

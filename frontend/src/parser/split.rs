@@ -116,7 +116,7 @@ fn unquote_flag(line: &str, start: usize) -> (String, bool, usize) {
 
 /// BuildKit's `parseWords`: splits on white space, keeping quotes and escapes in
 /// the words (they are removed later by word expansion).
-pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
+pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<&str> {
     // Quotes and escapes stay in the words, so each word is a slice of the
     // text (an escape at the very end is dropped, which shortens it).
     let mut words = Vec::new();
@@ -130,7 +130,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
             if let Some((start, end)) = word.take()
                 && (blank_ok || end > start)
             {
-                words.push(rest[start..end].to_owned());
+                words.push(&rest[start..end]);
             }
             blank_ok = false;
             continue;
@@ -159,7 +159,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     if let Some((start, end)) = word
         && (blank_ok || end > start)
     {
-        words.push(rest[start..end].to_owned());
+        words.push(&rest[start..end]);
     }
     words
 }
@@ -201,7 +201,7 @@ mod tests {
         );
         assert_eq!(parse_words("x=\"\"", '\\'), ["x=\"\""]);
         assert_eq!(parse_words("a\\", '\\'), ["a"]);
-        assert_eq!(parse_words("\\", '\\'), Vec::<String>::new());
+        assert_eq!(parse_words("\\", '\\'), Vec::<&str>::new());
         assert_eq!(parse_words("\"a\\", '\\'), ["\"a"]);
         assert_eq!(parse_words("'' b", '\\'), ["''", "b"]);
     }

@@ -1,5 +1,6 @@
 //! The expansion state machine, a port of BuildKit's `shell/lex.go`.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use super::pattern::Pattern;
@@ -249,22 +250,23 @@ impl<'a> ShellWord<'a> {
         }
     }
 
-    fn lookup(&mut self, name: &str, tracked: bool) -> Option<String> {
-        let v = self.env.get(name).map(str::to_owned);
+    fn lookup(&mut self, name: &str, tracked: bool) -> Option<&'a str> {
+        let v = self.env.get(name);
         if v.is_none() && tracked {
             self.unmatched.insert(name.to_owned());
         }
         v
     }
 
-    fn process_dollar(&mut self) -> Result<String, String> {
+    /// A `$` expansion; a plain variable's value is borrowed from the env.
+    fn process_dollar(&mut self) -> Result<Cow<'a, str>, String> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.process_name();
             if name.is_empty() {
-                return Ok("$".to_owned());
+                return Ok(Cow::Borrowed("$"));
             }
-            return Ok(self.lookup(name, true).unwrap_or_default());
+            return Ok(Cow::Borrowed(self.lookup(name, true).unwrap_or_default()));
         }
         self.next();
         match self.peek() {
@@ -278,7 +280,7 @@ impl<'a> ShellWord<'a> {
         };
         let mut modifier = c.to_string();
         match c {
-            '}' => return Ok(self.lookup(name, true).unwrap_or_default()),
+            '}' => return Ok(Cow::Borrowed(self.lookup(name, true).unwrap_or_default())),
             ':' | '+' | '-' | '?' => {}
             '#' | '%' => {
                 let longest = self.peek() == Some(c);
@@ -288,11 +290,11 @@ impl<'a> ShellWord<'a> {
                 let (pattern, _) = self.process_pattern(&['}'])?;
                 let value = self.lookup(name, true).unwrap_or_default();
                 let pattern = Pattern::new(&pattern);
-                return Ok(if c == '#' {
-                    pattern.trim_prefix(&value, longest)
+                return Ok(Cow::Owned(if c == '#' {
+                    pattern.trim_prefix(value, longest)
                 } else {
-                    pattern.trim_suffix(&value, longest)
-                });
+                    pattern.trim_suffix(value, longest)
+                }));
             }
             '/' => {
                 let all = self.peek() == Some('/');
@@ -315,9 +317,11 @@ impl<'a> ShellWord<'a> {
                 };
                 let value = self.lookup(name, true).unwrap_or_default();
                 if pattern.is_empty() {
-                    return Ok(value);
+                    return Ok(Cow::Borrowed(value));
                 }
-                return Ok(Pattern::new(&pattern).replace(&value, &with, all));
+                return Ok(Cow::Owned(
+                    Pattern::new(&pattern).replace(value, &with, all),
+                ));
             }
             _ => return Err(format!("unsupported modifier ({modifier}) in substitution")),
         }
@@ -335,14 +339,14 @@ impl<'a> ShellWord<'a> {
             Err(e) => return Err(e),
         };
         let value = self.lookup(name, c == '?');
-        let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
+        let unset = value.is_none() || (null_is_unset && value == Some(""));
         match c {
             '-' => Ok(if unset {
-                word
+                Cow::Owned(word)
             } else {
-                value.unwrap_or_default()
+                Cow::Borrowed(value.unwrap_or_default())
             }),
-            '+' => Ok(if unset { String::new() } else { word }),
+            '+' => Ok(Cow::Owned(if unset { String::new() } else { word })),
             _ => {
                 if unset {
                     let default = if value.is_none() {
@@ -353,7 +357,7 @@ impl<'a> ShellWord<'a> {
                     let message = if word.is_empty() { default } else { &word };
                     return Err(format!("{name}: {message}"));
                 }
-                Ok(value.unwrap_or_default())
+                Ok(Cow::Borrowed(value.unwrap_or_default()))
             }
         }
     }

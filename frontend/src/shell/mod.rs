@@ -89,8 +89,8 @@ impl Lexer {
     }
 
     /// Most words have no variable, quote or escape: they expand to themselves,
-    /// which spares the state machine.
-    fn is_literal(&self, word: &str) -> bool {
+    /// which spares the state machine (and the frontend a copy).
+    pub(crate) fn is_literal(&self, word: &str) -> bool {
         let special = |b: u8| matches!(b, b'$' | b'\'' | b'"');
         // Bytes of multi-byte UTF-8 characters are never ASCII, so an ASCII
         // escape character can be looked for byte by byte.

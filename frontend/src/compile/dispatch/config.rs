@@ -4,9 +4,9 @@
 use buildd_oci::{Empty, Healthcheck};
 
 use super::Dispatcher;
-use crate::compile::image::{self, add_history, go_quoted_list, parse_duration, set_env};
+use crate::compile::image::{self, go_quoted_list, parse_duration, set_env};
 use crate::error::Error;
-use crate::instructions::{CommandLine, HealthCmd, Located};
+use crate::instructions::{ArgDecl, CommandLine, HealthCmd, Located, Pair};
 use crate::parser::Node;
 
 impl Dispatcher<'_, '_, '_> {
@@ -28,12 +28,8 @@ impl Dispatcher<'_, '_, '_> {
                 ),
             );
         }
-        let args = self.with_shell(c);
-        add_history(
-            &mut self.image,
-            format!("{keyword} {}", go_quoted_list(&args)),
-            true,
-        );
+        let args = self.with_shell(c.shell_form, c.args);
+        self.history(true, || format!("{keyword} {}", go_quoted_list(&args)));
         if entrypoint {
             self.image.config.entrypoint = Some(args);
             // A new entrypoint makes an inherited CMD meaningless.
@@ -47,22 +43,20 @@ impl Dispatcher<'_, '_, '_> {
         Ok(())
     }
 
-    pub(super) fn arg(
-        &mut self,
-        node: &Node,
-        args: &[(String, Option<String>)],
-    ) -> Result<(), Error> {
-        let mut history = Vec::new();
+    pub(super) fn arg(&mut self, node: &Node, args: &[ArgDecl]) -> Result<(), Error> {
+        let mut history = Vec::with_capacity(args.len());
         for (key, default) in args {
-            let key = self.expand(node, key)?;
+            let key = self.expand(node, key)?.into_owned();
             let default = match default {
-                Some(d) => Some(self.expand(node, d)?),
+                Some(d) => Some(self.expand(node, d)?.into_owned()),
                 None => None,
             };
-            history.push(match &default {
-                Some(d) => format!("{key}={d}"),
-                None => key.clone(),
-            });
+            if self.keep_history {
+                history.push(match &default {
+                    Some(d) => format!("{key}={d}"),
+                    None => key.clone(),
+                });
+            }
             let value = match self.ctx.opts.build_args.get(&key) {
                 Some(v) => Some(v.clone()),
                 None => default.or_else(|| {
@@ -73,13 +67,12 @@ impl Dispatcher<'_, '_, '_> {
             self.ctx.consumed.insert(key.clone());
             self.args.retain(|(k, _)| *k != key);
             self.args.push((key, value));
-            self.invalidate_env();
         }
-        add_history(&mut self.image, format!("ARG {}", history.join(" ")), true);
+        self.history(true, || format!("ARG {}", history.join(" ")));
         Ok(())
     }
 
-    pub(super) fn env(&mut self, node: &Node, pairs: &[(String, String)]) -> Result<(), Error> {
+    pub(super) fn env(&mut self, node: &Node, pairs: &[Pair]) -> Result<(), Error> {
         // Every value sees the variables as they were before this instruction.
         let mut expanded = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
@@ -92,21 +85,27 @@ impl Dispatcher<'_, '_, '_> {
         for (k, v) in &expanded {
             set_env(&mut self.image.config.env, k, v);
         }
-        self.invalidate_env();
-        let text: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        add_history(&mut self.image, format!("ENV {}", text.join(" ")), true);
+        self.history(true, || {
+            let text: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("ENV {}", text.join(" "))
+        });
         Ok(())
     }
 
-    pub(super) fn label(&mut self, node: &Node, pairs: &[(String, String)]) -> Result<(), Error> {
+    pub(super) fn label(&mut self, node: &Node, pairs: &[Pair]) -> Result<(), Error> {
         let mut text = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             let k = self.expand(node, k)?;
             let v = self.expand(node, v)?;
-            text.push(format!("{k}={v}"));
-            self.image.config.labels.insert(k, v);
+            if self.keep_history {
+                text.push(format!("{k}={v}"));
+            }
+            self.image
+                .config
+                .labels
+                .insert(k.into_owned(), v.into_owned());
         }
-        add_history(&mut self.image, format!("LABEL {}", text.join(" ")), true);
+        self.history(true, || format!("LABEL {}", text.join(" ")));
         Ok(())
     }
 
@@ -134,14 +133,14 @@ impl Dispatcher<'_, '_, '_> {
             }
             specs.push(p);
         }
-        add_history(&mut self.image, format!("EXPOSE {}", specs.join(" ")), true);
+        self.history(true, || format!("EXPOSE {}", specs.join(" ")));
         Ok(())
     }
 
     pub(super) fn volume(&mut self, node: &Node, volumes: &[String]) -> Result<(), Error> {
         let mut list = Vec::with_capacity(volumes.len());
         for v in volumes {
-            let v = self.expand(node, v)?;
+            let v = self.expand(node, v)?.into_owned();
             if v.trim().is_empty() {
                 return Err(self.ctx.error(
                     node,
@@ -151,16 +150,12 @@ impl Dispatcher<'_, '_, '_> {
             self.image.config.volumes.insert(v.clone(), Empty {});
             list.push(v);
         }
-        add_history(
-            &mut self.image,
-            format!("VOLUME [{}]", list.join(" ")),
-            true,
-        );
+        self.history(true, || format!("VOLUME [{}]", list.join(" ")));
         Ok(())
     }
 
     pub(super) fn stop_signal(&mut self, node: &Node, s: &str) -> Result<(), Error> {
-        let s = self.expand(node, s)?;
+        let s = self.expand(node, s)?.into_owned();
         let valid = !s.is_empty()
             && (s.bytes().all(|b| b.is_ascii_digit())
                 || s.bytes()
@@ -168,18 +163,14 @@ impl Dispatcher<'_, '_, '_> {
         if !valid {
             return Err(self.ctx.error(node, format!("invalid signal {s:?}")));
         }
-        add_history(&mut self.image, format!("STOPSIGNAL {s}"), true);
+        self.history(true, || format!("STOPSIGNAL {s}"));
         self.image.config.stop_signal = s;
         Ok(())
     }
 
     pub(super) fn healthcheck(&mut self, node: &Node, h: &HealthCmd) -> Result<(), Error> {
         let health = healthcheck(self, node, h)?;
-        add_history(
-            &mut self.image,
-            format!("HEALTHCHECK {}", health_history(&health)),
-            true,
-        );
+        self.history(true, || format!("HEALTHCHECK {}", health_history(&health)));
         self.image.config.healthcheck = Some(health);
         Ok(())
     }
@@ -194,7 +185,7 @@ pub(super) fn healthcheck(
 ) -> Result<Healthcheck, Error> {
     let duration = |flag: &Option<Located>, name: &str| -> Result<i64, Error> {
         let Some(l) = flag else { return Ok(0) };
-        let v = d.expand(node, &l.value)?;
+        let v = d.expand(node, l.value)?;
         let ns = parse_duration(&v).map_err(|m| d.ctx.error_at(node, l.span, m))?;
         if ns != 0 && ns < MIN_INTERVAL_NS {
             return Err(d
@@ -210,7 +201,7 @@ pub(super) fn healthcheck(
     };
     let retries = match &h.retries {
         Some(l) => {
-            let v = d.expand(node, &l.value)?;
+            let v = d.expand(node, l.value)?;
             let n: i32 = v.parse().map_err(|_| {
                 d.ctx
                     .error_at(node, l.span, format!("invalid --retries value {v:?}"))

@@ -2,6 +2,8 @@
 //! repository or a heredoc, copied into the stage (or, with `--link`, into an
 //! independent layer merged onto it).
 
+use std::borrow::Cow;
+
 use buildd_proto::llb::{
     self, FileAction, FileActionCopy, FileActionMkFile, FileOp, MergeOp, Op, SourceOp, file_action,
     op,
@@ -9,7 +11,7 @@ use buildd_proto::llb::{
 
 use super::{Dispatcher, lines};
 use crate::compile::graph::Output;
-use crate::compile::image::{self, add_history, resolve_path};
+use crate::compile::image::{self, resolve_path};
 use crate::compile::remote::{self, Remote};
 use crate::compile::stages::{Source, SourceRef};
 use crate::error::Error;
@@ -43,17 +45,17 @@ impl Dispatcher<'_, '_, '_> {
             .iter()
             .map(|s| self.expand(node, s))
             .collect::<Result<Vec<_>, _>>()?;
-        let dest_raw = self.expand(node, &c.dest)?;
+        let dest_raw = self.expand(node, c.dest)?;
         let owner = match &c.chown {
             Some(l) => {
-                let v = self.expand(node, &l.value)?;
+                let v = self.expand(node, l.value)?;
                 Some(image::parse_chown(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
             }
             None => None,
         };
         let mode = match &c.chmod {
             Some(l) => {
-                let v = self.expand(node, &l.value)?;
+                let v = self.expand(node, l.value)?;
                 Some(image::parse_chmod(&v).map_err(|m| self.ctx.error_at(node, l.span, m))?)
             }
             None => None,
@@ -61,10 +63,10 @@ impl Dispatcher<'_, '_, '_> {
         let excludes = c
             .exclude
             .iter()
-            .map(|l| self.expand(node, &l.value))
+            .map(|l| self.expand(node, l.value).map(Cow::into_owned))
             .collect::<Result<Vec<_>, _>>()?;
         let checksum = match &c.checksum {
-            Some(l) => Some((self.expand(node, &l.value)?, l.span)),
+            Some(l) => Some((self.expand(node, l.value)?, l.span)),
             None => None,
         };
 
@@ -89,7 +91,7 @@ impl Dispatcher<'_, '_, '_> {
             ..Default::default()
         };
 
-        let mut actions = Vec::new();
+        let mut actions = Vec::with_capacity(count);
         let mut remote_seen = false;
         for src in &sources {
             let remote =
@@ -121,7 +123,7 @@ impl Dispatcher<'_, '_, '_> {
                     .map_err(|m| self.ctx.error_at(node, *span, m))?;
             }
             let (identifier, attrs) =
-                remote.source(checksum.as_ref().map(|(v, _)| v.as_str()), c.keep_git_dir);
+                remote.source(checksum.as_ref().map(|(v, _)| &**v), c.keep_git_dir);
             let op = Op {
                 op: Some(op::Op::Source(SourceOp {
                     identifier,
@@ -159,17 +161,16 @@ impl Dispatcher<'_, '_, '_> {
                 "--checksum can only be used with URL or git sources".to_owned(),
             ));
         }
-        let env = self.expand_env();
         for content in &c.contents {
             let data = if content.expand {
                 self.ctx
                     .lexer
-                    .process_heredoc(&content.data, &*env)
+                    .process_heredoc(&content.data, &self.expand_env())
                     .map_err(|e| self.ctx.error(node, e.to_string()))?
             } else {
                 content.data.clone()
             };
-            let path = resolve_path("/", &content.path);
+            let path = resolve_path("/", content.path);
             let out = self.inline_file(node, &path, 0o644, data);
             actions.push(FileActionCopy {
                 source_input: inputs.index(out),
@@ -206,19 +207,21 @@ impl Dispatcher<'_, '_, '_> {
             }
             _ => self.graph.add(op, inputs.0, name, Some(lines(node))),
         });
-        let mut history = keyword.to_owned();
-        for s in &sources {
+        self.history(false, || {
+            let mut history = keyword.to_owned();
+            for s in &sources {
+                history.push(' ');
+                history.push_str(s);
+            }
+            for content in &c.contents {
+                history.push_str(" <<");
+                history.push_str(content.path);
+            }
             history.push(' ');
-            history.push_str(s);
-        }
-        for content in &c.contents {
-            history.push_str(&format!(" <<{}", content.path));
-        }
-        add_history(
-            &mut self.image,
-            format!("{history} {dest_raw} # buildkit"),
-            false,
-        );
+            history.push_str(&dest_raw);
+            history.push_str(" # buildkit");
+            history
+        });
         Ok(())
     }
 

@@ -10,11 +10,11 @@ use buildd_proto::llb::{
 
 use super::{Dispatcher, lines};
 use crate::compile::graph::{Output, State};
-use crate::compile::image::{add_history, clean_path, resolve_path};
+use crate::compile::image::{clean_path, resolve_path};
 use crate::compile::stages::SourceRef;
 use crate::error::Error;
 use crate::instructions::mounts::{self, MountSpec, MountType, Sharing};
-use crate::instructions::{CommandLine, Located, RunCmd};
+use crate::instructions::{Located, RunCmd};
 use crate::parser::{Node, parse_heredoc_marker};
 
 /// Where a script heredoc (`RUN <<EOF` starting with `#!`) is mounted.
@@ -48,13 +48,23 @@ impl Dispatcher<'_, '_, '_> {
         c: &RunCmd,
         refs: &[Option<SourceRef>],
     ) -> Result<(), Error> {
-        let mut inputs = Inputs { list: Vec::new() };
+        let mut inputs = Inputs {
+            list: Vec::with_capacity(c.mounts.len() + 2),
+        };
         let root = inputs.index(self.state);
-        let mut mounts = Vec::new();
+        // The root, a heredoc script and the `--mount`s.
+        let mut mounts = Vec::with_capacity(c.mounts.len() + 2);
+        mounts.push(Mount {
+            input: root,
+            dest: "/".to_owned(),
+            output: 0,
+            ..Default::default()
+        });
         let mut secret_env = Vec::new();
-        let mut line = c.line.clone();
         let mut summary = None;
-        if let Some(script) = self.heredoc_script(node, c, &mut line, &mut summary)? {
+        // The command, when a heredoc rewrites it.
+        let mut rewritten = None;
+        if let Some(script) = self.heredoc_script(node, c, &mut rewritten, &mut summary)? {
             mounts.push(Mount {
                 input: inputs.index(Some(script)),
                 selector: "/".to_owned(),
@@ -82,17 +92,11 @@ impl Dispatcher<'_, '_, '_> {
             mounts.push(mount);
         }
         // Parents before children, deterministically; the root stays first.
-        mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
-        mounts.insert(
-            0,
-            Mount {
-                input: root,
-                dest: "/".to_owned(),
-                output: 0,
-                ..Default::default()
-            },
-        );
-        let args = self.with_shell(&line);
+        mounts[1..].sort_by(|a, b| a.dest.cmp(&b.dest));
+        let args = match &rewritten {
+            Some(cmd) => self.with_shell(c.line.shell_form, std::slice::from_ref(cmd)),
+            None => self.with_shell(c.line.shell_form, c.line.args),
+        };
         let mut env = self.run_env();
         if let Some(sock) = mounts
             .iter()
@@ -101,7 +105,9 @@ impl Dispatcher<'_, '_, '_> {
         {
             env.push(format!("SSH_AUTH_SOCK={sock}"));
         }
-        let created_by = format!("RUN {} # buildkit", self.run_command_string(&args));
+        let created_by = self
+            .keep_history
+            .then(|| format!("RUN {} # buildkit", self.run_command_string(&args)));
         let meta = Meta {
             args,
             env,
@@ -110,7 +116,7 @@ impl Dispatcher<'_, '_, '_> {
             ..Default::default()
         };
         let network = match &c.network {
-            Some(l) => match self.expand(node, &l.value)?.as_str() {
+            Some(l) => match &*self.expand(node, l.value)? {
                 "default" => NetMode::Unset,
                 "none" => NetMode::None,
                 "host" => NetMode::Host,
@@ -119,7 +125,7 @@ impl Dispatcher<'_, '_, '_> {
             None => NetMode::Unset,
         };
         let security = match &c.security {
-            Some(l) => match self.expand(node, &l.value)?.as_str() {
+            Some(l) => match &*self.expand(node, l.value)? {
                 "sandbox" => SecurityMode::Sandbox,
                 "insecure" => SecurityMode::Insecure,
                 v => return Err(self.flag_error(node, l, "security", v, "sandbox or insecure")),
@@ -141,7 +147,9 @@ impl Dispatcher<'_, '_, '_> {
             name = format!("{name} ({s})");
         }
         self.state = Some(self.graph.add(op, inputs.list, name, Some(lines(node))));
-        add_history(&mut self.image, created_by, false);
+        if let Some(created_by) = created_by {
+            self.history(false, || created_by);
+        }
         Ok(())
     }
 
@@ -154,48 +162,51 @@ impl Dispatcher<'_, '_, '_> {
     }
 
     fn mount_spec(&self, node: &Node, flag: &Located) -> Result<MountSpec, Error> {
-        let value = self.expand(node, &flag.value)?;
+        let value = self.expand(node, flag.value)?;
         mounts::parse(&value)
             .map_err(|m| self.ctx.error_at(node, flag.span, format!("--mount: {m}")))
     }
 
     /// BuildKit's heredoc forms of RUN: a lone `<<EOF` runs its body (as a
     /// script file when it starts with `#!`); otherwise the bodies are appended
-    /// to the command for the shell to read. Returns the script's filesystem.
+    /// to the command for the shell to read. Sets the command that replaces
+    /// the written one; returns the script's filesystem.
     fn heredoc_script(
         &mut self,
         node: &Node,
         c: &RunCmd,
-        line: &mut CommandLine,
+        rewritten: &mut Option<String>,
         summary: &mut Option<String>,
     ) -> Result<Option<Output>, Error> {
         if c.files.is_empty() {
             return Ok(None);
         }
-        let [cmd] = line.args.as_mut_slice() else {
+        let [cmd] = c.line.args else {
             return Err(self
                 .ctx
                 .error(node, "heredocs need the shell form of RUN".to_owned()));
         };
         if parse_heredoc_marker(cmd).is_none() {
-            for f in &c.files {
+            let mut cmd = cmd.clone();
+            for f in c.files {
                 cmd.push('\n');
                 cmd.push_str(&f.content);
                 cmd.push_str(&f.name);
             }
+            *rewritten = Some(cmd);
             return Ok(None);
         }
         let file = &c.files[0];
         let data = file.data();
         *summary = Some(summarize(&file.content));
         if !data.starts_with("#!") {
-            *cmd = data;
+            *rewritten = Some(data);
             return Ok(None);
         }
         // The delimiter names the file; cleaning keeps it inside the mount.
         let path = resolve_path("/", &file.name);
         let out = self.inline_file(node, &path, 0o755, data);
-        *cmd = format!("{PIPES_DIR}{}", path.trim_start_matches('/'));
+        *rewritten = Some(format!("{PIPES_DIR}{}", path.trim_start_matches('/')));
         Ok(Some(out))
     }
 
@@ -326,7 +337,7 @@ impl Dispatcher<'_, '_, '_> {
             write!(out, "|{}", self.args.len()).expect("writing to a String");
         }
         for (k, v) in &self.args {
-            let value = crate::shell::Env::get(&*env, k).or(v.as_deref());
+            let value = crate::shell::Env::get(&env, k).or(v.as_deref());
             write!(out, " {k}={}", value.unwrap_or_default()).expect("writing to a String");
         }
         for (i, a) in args.iter().enumerate() {
@@ -338,17 +349,21 @@ impl Dispatcher<'_, '_, '_> {
         out
     }
 
-    pub(super) fn with_shell(&self, c: &CommandLine) -> Vec<String> {
-        if !c.shell_form {
-            return c.args.clone();
+    /// The process arguments: `args` as they are in exec form, after the
+    /// stage's shell in shell form.
+    pub(super) fn with_shell(&self, shell_form: bool, args: &[String]) -> Vec<String> {
+        if !shell_form {
+            return args.to_vec();
         }
-        let mut args = if self.image.config.shell.is_empty() {
-            vec!["/bin/sh".to_owned(), "-c".to_owned()]
+        let shell = &self.image.config.shell;
+        let mut out = Vec::with_capacity(shell.len().max(2) + args.len());
+        if shell.is_empty() {
+            out.extend(["/bin/sh".to_owned(), "-c".to_owned()]);
         } else {
-            self.image.config.shell.clone()
-        };
-        args.extend(c.args.iter().cloned());
-        args
+            out.extend(shell.iter().cloned());
+        }
+        out.extend(args.iter().cloned());
+        out
     }
 }
 
