@@ -1,7 +1,8 @@
 //! Wire formats shared by every buildd component.
 //!
-//! [`llb`] is the build graph: frontends produce it, the engine solves it. [`Digest`]
-//! is how vertices and blobs are named.
+//! [`llb`] is the build graph: frontends produce it, the engine solves it.
+//! [`control`] is the daemon's gRPC API (messages, client and server). [`Digest`] is
+//! how vertices and blobs are named.
 
 mod digest;
 pub mod dump;
@@ -30,4 +31,10 @@ pub mod llb {
             super::Digest::of(&self.encode_to_vec())
         }
     }
+}
+
+/// The daemon's gRPC API (`proto/control.proto`).
+pub mod control {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/buildd.control.v1.rs"));
 }

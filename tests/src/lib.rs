@@ -25,6 +25,20 @@ pub fn buildd_bin() -> PathBuf {
     bin
 }
 
+/// The `bctl` binary built next to `buildd` (`cargo build -p buildd-cli`).
+pub fn bctl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BCTL_BIN") {
+        return p.into();
+    }
+    let bin = buildd_bin().with_file_name("bctl");
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build -p buildd-cli` first",
+        bin.display()
+    );
+    bin
+}
+
 /// Whether an external tool is available; in CI (CI set) its absence is a failure.
 pub fn have_tool(name: &str) -> bool {
     let found = Command::new(name)

@@ -1,5 +1,6 @@
-//! `buildd`: the build engine's command line. `buildd build` runs one build in this
-//! process, with no daemon (as Kaniko does in a pod).
+//! `buildd`: the build engine's command line. Bare `buildd` serves the daemon API;
+//! `buildd build` runs one build in this process, with no daemon (as Kaniko does in
+//! a pod).
 
 mod args;
 mod build;
@@ -8,6 +9,7 @@ mod images;
 mod import;
 mod registry;
 mod report;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ struct Cli {
     debug: bool,
     #[command(flatten)]
     registry: registry::RegistryArgs,
+    #[command(flatten)]
+    serve: serve::ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,23 +49,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(if cli.debug {
-            tracing::Level::DEBUG
-        } else {
-            tracing::Level::WARN
-        })
-        .init();
+    serve::init_logging(cli.debug, cli.serve.log_format, cli.command.is_none());
     let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
     let result = match cli.command {
         Some(Command::Build(args)) => build::run(&root, args, &cli.registry),
         Some(Command::Debug(cmd)) => debug::run(cmd),
         Some(Command::Images) => images::run(&root),
         Some(Command::Import(args)) => import::run(&root, args),
-        None => Err(anyhow::anyhow!(
-            "serving the daemon API is not available yet; run `buildd build CONTEXT`"
-        )),
+        None => serve::run(&root, cli.serve, &cli.registry),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

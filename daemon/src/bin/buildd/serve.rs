@@ -1,0 +1,108 @@
+//! `buildd` with no subcommand: serve the Control API (see `buildd_daemon::serve`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use buildd_daemon::daemon::Limits;
+use buildd_daemon::serve::{DEFAULT_SOCKET, ServeConfig, TcpConfig, parse_addr};
+use clap::{Args, ValueEnum};
+
+use crate::registry::RegistryArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where to listen: unix:///path/to/socket (default: unix:///run/buildd/buildd.sock).
+    #[arg(long, env = "BUILDD_ADDR")]
+    addr: Option<String>,
+    /// Also listen on TCP (e.g. 127.0.0.1:1234), with TLS and required client
+    /// certificates.
+    #[arg(long, value_name = "HOST:PORT")]
+    tcp: Option<SocketAddr>,
+    /// Server certificate (PEM) for --tcp.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for --tcp.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must be signed by, for --tcp.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Ops executing at once across all builds (default: twice the cores).
+    #[arg(long)]
+    max_parallelism: Option<usize>,
+    /// Builds running at once; more wait for a turn.
+    #[arg(long, default_value_t = 4)]
+    max_concurrent_builds: usize,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr at info level (debug with `--debug`), as text or JSON lines.
+pub fn init_logging(debug: bool, format: LogFormat, serving: bool) {
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else if serving {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn run(root: &Path, args: ServeArgs, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let socket = match &args.addr {
+        Some(a) => parse_addr(a)?,
+        None => PathBuf::from(DEFAULT_SOCKET),
+    };
+    let tcp = match (args.tcp, args.tls_cert, args.tls_key, args.tls_client_ca) {
+        (None, None, None, None) => None,
+        (Some(addr), Some(cert), Some(key), Some(client_ca)) => Some(TcpConfig {
+            addr,
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, ..) => bail!("--tls-cert, --tls-key and --tls-client-ca need --tcp"),
+        _ => bail!(
+            "--tcp needs --tls-cert, --tls-key and --tls-client-ca (clients must present certificates)"
+        ),
+    };
+    let max_parallelism = args
+        .max_parallelism
+        .unwrap_or_else(|| buildd_engine::solver::SolverConfig::default().max_parallelism);
+    if max_parallelism == 0 || args.max_concurrent_builds == 0 {
+        bail!("--max-parallelism and --max-concurrent-builds must be at least 1");
+    }
+    let config = ServeConfig {
+        root: root.to_owned(),
+        socket,
+        tcp,
+        limits: Limits {
+            max_parallelism,
+            max_concurrent_builds: args.max_concurrent_builds,
+        },
+        registry: Some(registry.client()?),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = runtime.block_on(buildd_daemon::serve::serve(config));
+    // Tasks still holding the engine go now, so the root is closed cleanly.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result.map_err(Into::into)
+}

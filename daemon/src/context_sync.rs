@@ -1,0 +1,455 @@
+//! The server side of the incremental upload of a client directory.
+//!
+//! The daemon keeps one mirror per client directory (the client's local key) under
+//! `<root>/contexts/<sha256 of key>/`. A sync asks the client for its listing
+//! (already filtered by the include, exclude and follow patterns the daemon sent),
+//! compares it with the mirror (type, mode, owner, size, mtime, link target), asks
+//! only for the files that differ, writes them under temporary names and renames
+//! them in place, removes what the client no longer lists, and applies modes,
+//! symlinks and empty directories. The mirror then equals the listing.
+//!
+//! Builds read a mirror while holding its lock shared; a sync that must change it
+//! takes the lock exclusively, so a mirror never changes under a running build.
+//! Concurrent syncs of the same directory with the same content change it once
+//! and then build side by side.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use buildd_proto::control::{FileRequest, Stat, SyncRequest, TransferStats, server_message::Msg};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+use tokio::task::block_in_place;
+
+use crate::mirror::{Changes, Kind, Listing, Mirror, MirrorError, PendingFile, kind};
+use crate::session::{Answer, Session, SessionError};
+
+/// Most entries one listing may have.
+pub const MAX_ENTRIES: usize = 1_000_000;
+/// Files received at once (their chunks may interleave).
+const MAX_OPEN_FILES: usize = 128;
+/// Indexes per file request, so one message stays small.
+const FILES_PER_REQUEST: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("local {name:?}: {source}")]
+    Invalid { name: String, source: MirrorError },
+    #[error("local {name:?}: the listing has more than {MAX_ENTRIES} entries")]
+    TooMany { name: String },
+    #[error("local {name:?}: {message}")]
+    Protocol { name: String, message: String },
+    #[error("local {name:?}: {source}")]
+    Mirror { name: String, source: MirrorError },
+    #[error("local {name:?}: {path} is larger than {limit} bytes")]
+    TooLarge {
+        name: String,
+        path: String,
+        limit: u64,
+    },
+}
+
+impl SyncError {
+    /// Whether the client sent something the daemon refuses, as opposed to the
+    /// daemon failing.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid { .. }
+                | Self::TooMany { .. }
+                | Self::Protocol { .. }
+                | Self::TooLarge { .. }
+        )
+    }
+}
+
+/// What to list: a local source and the patterns that select from it.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub name: String,
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub follow_paths: Vec<String>,
+}
+
+/// `<root>/contexts/<sha256 of key>`: the mirror of the client directory `key`.
+pub fn mirror_dir(root: &Path, key: &str) -> PathBuf {
+    root.join("contexts")
+        .join(hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// The locks of one mirror directory.
+#[derive(Default)]
+pub struct MirrorLock {
+    /// Builds hold it shared; changing the mirror holds it exclusively.
+    rw: Arc<RwLock<()>>,
+    /// Held by the one sync deciding to change the mirror.
+    change: tokio::sync::Mutex<()>,
+}
+
+/// One lock per mirror directory.
+#[derive(Default)]
+pub struct MirrorLocks {
+    locks: Mutex<HashMap<PathBuf, Arc<MirrorLock>>>,
+}
+
+impl MirrorLocks {
+    pub fn get(&self, dir: &Path) -> Arc<MirrorLock> {
+        let mut locks = self.locks.lock().unwrap();
+        // Forget locks nobody holds, so the map does not grow forever.
+        locks.retain(|_, l| Arc::strong_count(l) > 1 || Arc::strong_count(&l.rw) > 1);
+        locks.entry(dir.to_owned()).or_default().clone()
+    }
+
+    /// Takes `dir`'s lock exclusively if nobody holds it (for prune).
+    pub fn try_exclusive(&self, dir: &Path) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
+        self.get(dir).rw.clone().try_write_owned().ok()
+    }
+}
+
+/// A mirror in use: it does not change while this lives.
+pub struct SyncedMirror {
+    pub dir: PathBuf,
+    _guard: OwnedRwLockReadGuard<()>,
+}
+
+/// Lists `sel` on the client: the request id and the validated listing.
+pub async fn list(session: &Session, sel: &Selection) -> Result<(u64, Listing), SyncError> {
+    let id = session.next_id();
+    let mut answers = session
+        .request(
+            id,
+            Msg::Sync(SyncRequest {
+                id,
+                name: sel.name.clone(),
+                include_patterns: sel.include_patterns.clone(),
+                exclude_patterns: sel.exclude_patterns.clone(),
+                follow_paths: sel.follow_paths.clone(),
+            }),
+        )
+        .await?;
+    let mut stats = Vec::new();
+    loop {
+        let Answer::Stats(chunk) = answers.next().await? else {
+            return Err(answers.unexpected().into());
+        };
+        if stats.len() + chunk.stats.len() > MAX_ENTRIES {
+            return Err(SyncError::TooMany {
+                name: sel.name.clone(),
+            });
+        }
+        stats.extend(chunk.stats);
+        if chunk.last {
+            break;
+        }
+    }
+    let listing = Listing::new(stats).map_err(|source| SyncError::Invalid {
+        name: sel.name.clone(),
+        source,
+    })?;
+    Ok((id, listing))
+}
+
+/// Makes the mirror at `dir` equal to the client's listing of `sel` and returns
+/// it locked for reading, with what went over the wire. `progress` gets (bytes
+/// received, bytes to receive).
+pub async fn sync(
+    session: &Session,
+    locks: &MirrorLocks,
+    dir: &Path,
+    sel: &Selection,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(SyncedMirror, TransferStats), SyncError> {
+    let (list_id, listing) = list(session, sel).await?;
+    let mirror_err = |source| SyncError::Mirror {
+        name: sel.name.clone(),
+        source,
+    };
+    let mut stats = TransferStats {
+        entries_listed: listing.stats.len() as u64,
+        ..Default::default()
+    };
+    let lock = locks.get(dir);
+    // Most syncs change nothing: check that under the shared lock, so builds of
+    // the same directory run side by side.
+    let unchanged = async || -> Result<Option<OwnedRwLockReadGuard<()>>, SyncError> {
+        let read = lock.rw.clone().read_owned().await;
+        let same = block_in_place(|| crate::mirror::diff(dir, &listing))
+            .map_err(mirror_err)?
+            .is_empty()
+            // An empty listing diffs clean against no directory at all, but the
+            // build still needs the (empty) mirror to exist.
+            && dir.is_dir()
+            && !syncing_marker(dir).exists();
+        Ok(same.then_some(read))
+    };
+    let done = |guard| {
+        Ok((
+            SyncedMirror {
+                dir: dir.to_owned(),
+                _guard: guard,
+            },
+            stats,
+        ))
+    };
+    if let Some(read) = unchanged().await? {
+        return done(read);
+    }
+    // One changer at a time; a sync that waited here may find the mirror already
+    // as it needs it (a concurrent build of the same directory), and then must not
+    // wait for that build to end.
+    let _changing = lock.change.lock().await;
+    if let Some(read) = unchanged().await? {
+        return done(read);
+    }
+    let write = lock.rw.clone().write_owned().await;
+    let marker = syncing_marker(dir);
+    // A sync cut short (crash) may have left files whose metadata says more than
+    // their data: start that mirror over.
+    if marker.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let mirror = block_in_place(|| {
+        std::fs::create_dir_all(dir.parent().unwrap_or(dir))
+            .and_then(|()| std::fs::write(&marker, b""))
+            .map_err(|source| MirrorError::Io {
+                dir: dir.to_owned(),
+                path: String::new(),
+                source,
+            })?;
+        Mirror::open(dir)
+    })
+    .map_err(mirror_err)?;
+    let changes = block_in_place(|| crate::mirror::diff(dir, &listing)).map_err(mirror_err)?;
+    block_in_place(|| apply_tree(&mirror, &listing, &changes)).map_err(mirror_err)?;
+    let total: u64 = changes.fetch.iter().map(|&i| listing.stats[i].size).sum();
+    progress(0, total);
+    receive(
+        session,
+        list_id,
+        &listing,
+        &changes.fetch,
+        &mut stats,
+        sel,
+        |i, s| mirror.begin_file(i, s),
+        |p, s| mirror.commit_file(p, s),
+        &|done| progress(done, total),
+    )
+    .await?;
+    block_in_place(|| {
+        mirror.finish_dirs(&listing)?;
+        // Durable before the marker goes, so a crash cannot leave a mirror that
+        // looks complete and is not.
+        syncfs(dir)
+            .and_then(|()| std::fs::remove_file(&marker))
+            .map_err(|source| MirrorError::Io {
+                dir: dir.to_owned(),
+                path: String::new(),
+                source,
+            })
+    })
+    .map_err(mirror_err)?;
+    Ok((
+        SyncedMirror {
+            dir: dir.to_owned(),
+            _guard: write.downgrade(),
+        },
+        stats,
+    ))
+}
+
+/// Flushes the filesystem holding `dir` (one call instead of an fsync per file).
+fn syncfs(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own; no memory is involved.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn syncing_marker(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".syncing");
+    PathBuf::from(name)
+}
+
+fn apply_tree(mirror: &Mirror, listing: &Listing, changes: &Changes) -> Result<(), MirrorError> {
+    for path in &changes.remove {
+        mirror.remove(path)?;
+    }
+    for &i in &changes.make {
+        mirror.make(&listing.stats[i])?;
+    }
+    Ok(())
+}
+
+/// Requests the files `wanted` (indexes into the listing `list_id`) and hands
+/// their content to `begin`/`commit`.
+#[allow(clippy::too_many_arguments)]
+async fn receive<P, B, C>(
+    session: &Session,
+    list_id: u64,
+    listing: &Listing,
+    wanted: &[usize],
+    stats: &mut TransferStats,
+    sel: &Selection,
+    begin: B,
+    commit: C,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), SyncError>
+where
+    P: FileSink,
+    B: Fn(usize, &Stat) -> Result<P, MirrorError>,
+    C: Fn(P, &Stat) -> Result<u64, MirrorError>,
+{
+    let protocol = |message: String| SyncError::Protocol {
+        name: sel.name.clone(),
+        message,
+    };
+    let mirror_err = |source| SyncError::Mirror {
+        name: sel.name.clone(),
+        source,
+    };
+    for batch in wanted.chunks(FILES_PER_REQUEST) {
+        let id = session.next_id();
+        let indexes: Vec<u32> = batch.iter().map(|&i| i as u32).collect();
+        let mut answers = session
+            .request(
+                id,
+                Msg::Files(FileRequest {
+                    id,
+                    request_id: list_id,
+                    indexes: indexes.clone(),
+                }),
+            )
+            .await?;
+        let mut open: HashMap<u32, P> = HashMap::new();
+        let mut left: std::collections::HashSet<u32> = indexes.into_iter().collect();
+        while !left.is_empty() {
+            let Answer::File(chunk) = answers.next().await? else {
+                return Err(answers.unexpected().into());
+            };
+            let index = chunk.index;
+            if !left.contains(&index) {
+                return Err(protocol(format!("file {index} was not requested")));
+            }
+            let stat = &listing.stats[index as usize];
+            if !open.contains_key(&index) {
+                if open.len() >= MAX_OPEN_FILES {
+                    return Err(protocol(format!(
+                        "more than {MAX_OPEN_FILES} files sent at once"
+                    )));
+                }
+                let sink = block_in_place(|| begin(index as usize, stat)).map_err(mirror_err)?;
+                open.insert(index, sink);
+            }
+            let sink = open.get_mut(&index).expect("just inserted");
+            block_in_place(|| sink.write(&chunk.data)).map_err(|source| {
+                mirror_err(MirrorError::Io {
+                    dir: PathBuf::new(),
+                    path: stat.path.clone(),
+                    source,
+                })
+            })?;
+            stats.bytes_sent += chunk.data.len() as u64;
+            // A client may send more than it listed (the file grew); bounded by
+            // what a listing may promise, it cannot fill the disk unnoticed.
+            if sink.written() > stat.size.saturating_mul(2).max(1 << 20) {
+                return Err(SyncError::TooLarge {
+                    name: sel.name.clone(),
+                    path: stat.path.clone(),
+                    limit: stat.size.saturating_mul(2).max(1 << 20),
+                });
+            }
+            if chunk.eof {
+                let sink = open.remove(&index).expect("just used");
+                block_in_place(|| commit(sink, stat)).map_err(mirror_err)?;
+                left.remove(&index);
+                stats.files_sent += 1;
+                progress(stats.bytes_sent);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where received file content goes.
+trait FileSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()>;
+    fn written(&self) -> u64;
+}
+
+impl FileSink for PendingFile {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        PendingFile::write(self, data)
+    }
+    fn written(&self) -> u64 {
+        PendingFile::written(self)
+    }
+}
+
+impl FileSink for Vec<u8> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+    fn written(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// Fetches the regular files `sel` lists into memory (a Dockerfile and its
+/// .dockerignore), each at most `limit` bytes, by path.
+pub async fn fetch_small(
+    session: &Session,
+    sel: &Selection,
+    limit: u64,
+) -> Result<BTreeMap<String, Vec<u8>>, SyncError> {
+    let (list_id, listing) = list(session, sel).await?;
+    let wanted: Vec<usize> = (0..listing.stats.len())
+        .filter(|&i| kind(listing.stats[i].mode) == Kind::File)
+        .collect();
+    if let Some(&big) = wanted.iter().find(|&&i| listing.stats[i].size > limit) {
+        return Err(SyncError::TooLarge {
+            name: sel.name.clone(),
+            path: listing.stats[big].path.clone(),
+            limit,
+        });
+    }
+    let out = Mutex::new(BTreeMap::new());
+    let mut stats = TransferStats::default();
+    receive(
+        session,
+        list_id,
+        &listing,
+        &wanted,
+        &mut stats,
+        sel,
+        |_, _| Ok(Vec::new()),
+        |data: Vec<u8>, s| {
+            let n = data.len() as u64;
+            out.lock().unwrap().insert(s.path.clone(), data);
+            Ok(n)
+        },
+        &|_| {},
+    )
+    .await?;
+    if let Some((path, _)) = out
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, d)| d.len() as u64 > limit)
+    {
+        return Err(SyncError::TooLarge {
+            name: sel.name.clone(),
+            path: path.clone(),
+            limit,
+        });
+    }
+    Ok(out.into_inner().unwrap())
+}

@@ -1,0 +1,54 @@
+//! What every request handler shares: the engine, the sessions, the status board
+//! and the limits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use buildd_engine::Engine;
+use tokio::sync::{RwLock, Semaphore, watch};
+
+use crate::context_sync::MirrorLocks;
+use crate::session::SessionRegistry;
+use crate::status::StatusBoard;
+
+/// Limits and settings the daemon was started with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_parallelism: usize,
+    pub max_concurrent_builds: usize,
+}
+
+pub struct Daemon {
+    pub engine: Arc<Engine>,
+    pub root: PathBuf,
+    pub limits: Limits,
+    pub sessions: Arc<SessionRegistry>,
+    pub status: StatusBoard,
+    pub mirrors: MirrorLocks,
+    /// Builds beyond the limit wait here.
+    pub builds: Semaphore,
+    pub running: AtomicU32,
+    /// Builds hold it shared; prune takes it exclusively, so it never removes what
+    /// a running build uses.
+    pub storage: RwLock<()>,
+    /// Becomes true when the daemon is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Daemon {
+    pub fn new(engine: Arc<Engine>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            root: engine.root.path.clone(),
+            engine,
+            builds: Semaphore::new(limits.max_concurrent_builds.max(1)),
+            limits,
+            sessions: Arc::default(),
+            status: StatusBoard::default(),
+            mirrors: MirrorLocks::default(),
+            running: AtomicU32::new(0),
+            storage: RwLock::new(()),
+            shutdown,
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! A Solve's exporters: which outputs the engine writes (into a temporary
+//! directory under the root) and how each goes back to the client.
+//!
+//! `type=oci` and `type=local` outputs are produced on the daemon and streamed to
+//! the client over the session ([`ExportData`]): a file as its bytes, a directory
+//! as a tar stream. `type=image` names the result in the daemon's image store and,
+//! with `push=true`, pushes it.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use buildd_engine::export::OutputSpec;
+use buildd_proto::control::{ExportData, Exporter, server_message::Msg};
+use tokio::sync::mpsc;
+
+use crate::session::{Answer, Session, SessionError};
+
+/// Bytes per ExportData message.
+const CHUNK: usize = 256 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error("exporter {index}: {message}")]
+    Invalid { index: usize, message: String },
+    #[error("exporter {index} (type={kind}) is not supported yet")]
+    Unsupported { index: usize, kind: String },
+    #[error("exporter {index}: sending the output to the client: {source}")]
+    Session { index: usize, source: SessionError },
+    #[error("exporter {index}: the client could not write the output: {message}")]
+    Client { index: usize, message: String },
+    #[error("exporter {index}: reading {path}: {source}")]
+    Io {
+        index: usize,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the daemon does for one exporter.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// An engine output written to `path` and streamed to the client.
+    Stream {
+        index: usize,
+        spec: OutputSpec,
+        path: PathBuf,
+        directory: bool,
+    },
+    /// Names for the daemon's image store, and pushed to their registries when
+    /// `push` is set.
+    Image { names: Vec<String>, push: bool },
+}
+
+/// The plans of `exporters`, with outputs placed under `scratch`.
+pub fn plan(exporters: &[Exporter], scratch: &Path) -> Result<Vec<Plan>, ExporterError> {
+    exporters
+        .iter()
+        .enumerate()
+        .map(|(index, e)| plan_one(index, e, scratch))
+        .collect()
+}
+
+fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, ExporterError> {
+    let invalid = |message: String| ExporterError::Invalid { index, message };
+    let mut attrs: BTreeMap<&str, &str> = e
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // Where the client puts it; the daemon does not care.
+    attrs.remove("dest");
+    let path = scratch.join(format!("out-{index}"));
+    let plan = match e.r#type.as_str() {
+        "oci" => {
+            let tar = match attrs.remove("tar") {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => return Err(invalid(format!("tar={other}: want true or false"))),
+            };
+            let compression = match attrs.remove("compression") {
+                None => Default::default(),
+                Some(c) => c.parse().map_err(|e| invalid(format!("{e}")))?,
+            };
+            let name = attrs
+                .remove("name")
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            Plan::Stream {
+                index,
+                spec: OutputSpec::Oci {
+                    dest: path.clone(),
+                    tar,
+                    name,
+                    compression,
+                },
+                path,
+                directory: !tar,
+            }
+        }
+        "local" => Plan::Stream {
+            index,
+            spec: OutputSpec::Local { dest: path.clone() },
+            path,
+            directory: true,
+        },
+        "image" => {
+            let push = match attrs.remove("push") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => return Err(invalid(format!("push={other}: want true or false"))),
+            };
+            let names = attrs
+                .remove("name")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            if names.is_empty() {
+                return Err(invalid("type=image needs name=".into()));
+            }
+            Plan::Image { names, push }
+        }
+        other => {
+            return Err(ExporterError::Unsupported {
+                index,
+                kind: other.to_owned(),
+            });
+        }
+    };
+    if let Some(k) = attrs.keys().next() {
+        return Err(invalid(format!(
+            "unknown attribute {k:?} for type={}",
+            e.r#type
+        )));
+    }
+    Ok(plan)
+}
+
+/// Streams the output at `path` to the client as exporter `index`'s data and waits
+/// for the client's acknowledgement.
+pub async fn send(
+    session: &Session,
+    index: usize,
+    path: &Path,
+    directory: bool,
+) -> Result<(), ExporterError> {
+    let session_err = |source| ExporterError::Session { index, source };
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let (src, dir) = (path.to_owned(), directory);
+    // Reading and tarring are blocking; chunks come back over a small channel.
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = if dir {
+            tar_dir(&src, &mut out)
+        } else {
+            std::fs::File::open(&src).and_then(|mut f| copy(&mut f, &mut out))
+        }
+        .and_then(|()| out.flush());
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let id = session.next_id();
+    let mut first = true;
+    let mut answers = None;
+    loop {
+        let chunk = match rx.recv().await {
+            Some(Ok(data)) => Some(data),
+            Some(Err(source)) => {
+                return Err(ExporterError::Io {
+                    index,
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+            None => None,
+        };
+        let eof = chunk.is_none();
+        let msg = Msg::Export(ExportData {
+            id,
+            exporter: index as u32,
+            data: chunk.unwrap_or_default(),
+            eof,
+            directory,
+        });
+        if first {
+            answers = Some(session.request(id, msg).await.map_err(session_err)?);
+            first = false;
+        } else {
+            session.send(msg).await.map_err(session_err)?;
+        }
+        if eof {
+            break;
+        }
+    }
+    let _ = reader.await;
+    let mut answers = answers.expect("at least the eof chunk was sent");
+    match answers.next().await.map_err(session_err)? {
+        Answer::ExportAck(ack) if ack.error.is_empty() => Ok(()),
+        Answer::ExportAck(ack) => Err(ExporterError::Client {
+            index,
+            message: ack.error,
+        }),
+        _ => Err(session_err(answers.unexpected())),
+    }
+}
+
+fn copy(r: &mut impl Read, w: &mut impl Write) -> std::io::Result<()> {
+    std::io::copy(r, w).map(drop)
+}
+
+/// A directory as a tar stream: symlinks stored as links, never followed.
+fn tar_dir(dir: &Path, out: &mut ChunkWriter) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    b.append_dir_all(".", dir)?;
+    b.finish()
+}
+
+struct ChunkWriter {
+    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "export cancelled"))
+    }
+}

@@ -1,0 +1,69 @@
+//! Info and ListImages: what the daemon is and holds.
+
+use std::sync::atomic::Ordering;
+
+use buildd_proto::control::{Image, InfoResponse, ListImagesResponse, WorkerInfo};
+
+use crate::daemon::Daemon;
+
+pub fn info(daemon: &Daemon) -> InfoResponse {
+    let p = buildd_oci::host_platform();
+    InfoResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        workers: vec![WorkerInfo {
+            id: "local".to_owned(),
+            platforms: vec![format!("{}/{}", p.os, p.architecture)],
+            runtime: "runc".to_owned(),
+            snapshotter: "overlayfs".to_owned(),
+        }],
+        max_parallelism: daemon.limits.max_parallelism as u32,
+        max_concurrent_builds: daemon.limits.max_concurrent_builds as u32,
+        root: daemon.root.display().to_string(),
+        executed_ops: daemon.engine.solver.executed(),
+        running_builds: daemon.running.load(Ordering::Relaxed),
+    }
+}
+
+pub fn list_images(
+    daemon: &Daemon,
+) -> Result<ListImagesResponse, buildd_engine::images::ImageError> {
+    let layers = &daemon.engine.root.layers;
+    let images = daemon
+        .engine
+        .root
+        .images
+        .list()?
+        .into_iter()
+        .map(|r| {
+            let size = r
+                .layers
+                .iter()
+                .filter_map(|id| buildd_snapshot::LayerId::new(id.as_str()).ok())
+                .map(|id| tree_size(&layers.diff_dir(&id)))
+                .sum();
+            Image {
+                digest: r.digest().to_string(),
+                name: r.name,
+                size,
+                created: r.created,
+            }
+        })
+        .collect();
+    Ok(ListImagesResponse { images })
+}
+
+fn tree_size(path: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|es| {
+            es.filter_map(|e| e.ok())
+                .map(|e| tree_size(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,23 @@
+//! The buildd daemon: the gRPC Control API over the engine.
+//!
+//! [`control_server`] adapts gRPC calls to the plain functions of the other
+//! modules: [`solve`] (a build: sync what it reads from the client, run it, send
+//! outputs back), [`session`] (the client's session stream), [`context_sync`] and
+//! [`mirror`] (incremental upload into a per-client-directory mirror), [`status`]
+//! (progress by build ref), [`usage`] (disk usage and prune), [`info`]. [`serve`]
+//! listens on a unix socket and optionally TCP with mutual TLS.
+
+pub mod context_sync;
+pub mod control_server;
+pub mod daemon;
+pub mod definition;
+pub mod exporters;
+pub mod info;
+pub mod mirror;
+pub mod paths;
+pub mod secrets;
+pub mod serve;
+pub mod session;
+pub mod solve;
+pub mod status;
+pub mod usage;

@@ -1,0 +1,506 @@
+//! A Solve: syncs what the build reads from the client, runs the build on the
+//! engine, sends the outputs back.
+//!
+//! For `dockerfile.v0` the daemon fetches the Dockerfile and its .dockerignore,
+//! compiles it to learn exactly which context paths the build can read (the local
+//! source's follow paths, minus the .dockerignore excludes), syncs only those into
+//! the client directory's mirror, and runs [`buildd_engine::build::build`] on it.
+//! A raw definition is solved as is, each `local://` source synced with its own
+//! patterns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use buildd_engine::build::{BuildError, BuildRequest, CONTEXT_NAME};
+use buildd_engine::export::OutputSpec;
+use buildd_engine::solver::{Graph, ProgressEvent};
+use buildd_proto::Digest;
+use buildd_proto::control::{
+    ExporterResponse, SolveRequest, SolveResponse, TransferStats, Warning,
+};
+use buildd_proto::llb::{Definition, op};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use crate::context_sync::{self, Selection, SyncError, SyncedMirror};
+use crate::daemon::Daemon;
+use crate::exporters::{self, ExporterError, Plan};
+use crate::secrets::SessionSecrets;
+use crate::session::{Session, SessionError};
+use crate::status::{Publisher, StatusError, now_ns};
+
+pub const DOCKERFILE_FRONTEND: &str = "dockerfile.v0";
+/// The local holding the Dockerfile.
+pub const DOCKERFILE_NAME: &str = "dockerfile";
+/// Largest Dockerfile or .dockerignore accepted.
+const MAX_DOCKERFILE: u64 = 4 << 20;
+const ENTITLEMENTS: [&str; 2] = ["network.host", "security.insecure"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("unknown frontend {0:?} (known: dockerfile.v0)")]
+    UnknownFrontend(String),
+    #[error("malformed definition: {0}")]
+    Definition(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cache import and export are not supported yet")]
+    CacheUnsupported,
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Exporter(#[from] ExporterError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("build cancelled: {0}")]
+    Cancelled(&'static str),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs one Solve to its end. Dropping the future cancels the build's share of the
+/// work (jobs other builds also wait for go on).
+pub async fn solve(daemon: &Daemon, req: SolveRequest) -> Result<SolveResponse, SolveError> {
+    if !req.cache_imports.is_empty() || !req.cache_exports.is_empty() {
+        return Err(SolveError::CacheUnsupported);
+    }
+    if let Some(bad) = req
+        .entitlements
+        .iter()
+        .find(|e| !ENTITLEMENTS.contains(&e.as_str()))
+    {
+        return Err(SolveError::Invalid(format!(
+            "unknown entitlement {bad:?} (known: network.host, security.insecure)"
+        )));
+    }
+    match req.frontend.as_str() {
+        DOCKERFILE_FRONTEND => {}
+        "" => {
+            let def = Definition::decode(req.definition.as_slice())
+                .map_err(|e| SolveError::Definition(e.to_string()))?;
+            Graph::load(&def).map_err(|e| SolveError::Definition(e.to_string()))?;
+        }
+        other => return Err(SolveError::UnknownFrontend(other.to_owned())),
+    }
+    let session = daemon.sessions.get(&req.session_id)?;
+    let scratch_parent = daemon.root.join("tmp");
+    std::fs::create_dir_all(&scratch_parent).map_err(|source| SolveError::Io {
+        what: scratch_parent.display().to_string(),
+        source,
+    })?;
+    let scratch = tempfile::Builder::new()
+        .prefix("solve-")
+        .tempdir_in(&scratch_parent)
+        .map_err(|source| SolveError::Io {
+            what: scratch_parent.display().to_string(),
+            source,
+        })?;
+    let plans = exporters::plan(&req.exporters, scratch.path())?;
+    let publisher = Mutex::new(daemon.status.publish(&req.r#ref)?);
+
+    let _permit = daemon.builds.acquire().await.expect("never closed");
+    let _storage = daemon.storage.read().await;
+    daemon.running.fetch_add(1, Ordering::Relaxed);
+    let _running = RunningGuard(daemon);
+
+    let mut shutdown = daemon.shutdown.clone();
+    let work = run(daemon, &session, &req, &plans, scratch.path(), &publisher);
+    tokio::select! {
+        r = work => r,
+        _ = session.closed() => Err(SolveError::Cancelled("the client's session closed")),
+        _ = shutdown.wait_for(|s| *s) => Err(SolveError::Cancelled("the daemon is shutting down")),
+    }
+}
+
+struct RunningGuard<'a>(&'a Daemon);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn run(
+    daemon: &Daemon,
+    session: &Arc<Session>,
+    req: &SolveRequest,
+    plans: &[Plan],
+    scratch: &Path,
+    publisher: &Mutex<Publisher>,
+) -> Result<SolveResponse, SolveError> {
+    let mut transfer = TransferStats::default();
+    let mut tags = req.tags.clone();
+    let mut outputs = Vec::new();
+    for plan in plans {
+        match plan {
+            Plan::Stream { spec, .. } => outputs.push(spec.clone()),
+            Plan::Image { names, push: false } => tags.extend(names.iter().cloned()),
+            Plan::Image { names, push: true } => {
+                outputs.extend(names.iter().map(|name| OutputSpec::Image {
+                    name: name.clone(),
+                    push: true,
+                    compression: Default::default(),
+                }))
+            }
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (manifests, warnings, _mirrors) = if req.frontend.is_empty() {
+        let def = Definition::decode(req.definition.as_slice())
+            .map_err(|e| SolveError::Definition(e.to_string()))?;
+        let graph = Graph::load(&def).map_err(|e| SolveError::Definition(e.to_string()))?;
+        let mut mirrors = BTreeMap::new();
+        for (name, sel) in local_sources(&graph) {
+            let m = sync_local(daemon, session, req, &sel, publisher, &mut transfer).await?;
+            mirrors.insert(name, m);
+        }
+        let build = crate::definition::solve_definition(
+            &daemon.engine,
+            graph,
+            &mirrors,
+            req,
+            &outputs,
+            &tags,
+            tx,
+        );
+        let manifests = forward(build, rx, publisher).await?;
+        (manifests, Vec::new(), mirrors.into_values().collect())
+    } else {
+        let (build_req, mirror, file) = prepare_dockerfile(
+            daemon,
+            session,
+            req,
+            scratch,
+            outputs,
+            tags,
+            publisher,
+            &mut transfer,
+        )
+        .await?;
+        let build = buildd_engine::build::build(&daemon.engine, &build_req, Some(tx));
+        let outcome = forward(
+            async { build.await.map_err(SolveError::from) },
+            rx,
+            publisher,
+        )
+        .await?;
+        let warnings: Vec<Warning> = outcome
+            .warnings
+            .iter()
+            .map(|w| Warning {
+                rule: w.rule.clone(),
+                message: w.message.clone(),
+                line: w.line,
+                file: file.clone(),
+                ..Default::default()
+            })
+            .collect();
+        publisher.lock().unwrap().warnings(warnings.clone());
+        (
+            outcome.manifests,
+            warnings,
+            mirror.into_iter().collect::<Vec<_>>(),
+        )
+    };
+
+    let mut responses = Vec::new();
+    let mut oci = manifests.iter();
+    for plan in plans {
+        let mut values = BTreeMap::new();
+        match plan {
+            Plan::Stream {
+                index,
+                spec,
+                path,
+                directory,
+            } => {
+                if matches!(spec, OutputSpec::Oci { .. })
+                    && let Some(m) = oci.next()
+                {
+                    values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+                }
+                exporters::send(session, *index, path, *directory).await?;
+                // The client has it: the daemon's copy goes now, not with the build.
+                let _ = if *directory {
+                    std::fs::remove_dir_all(path)
+                } else {
+                    std::fs::remove_file(path)
+                };
+            }
+            Plan::Image { names, push } => {
+                values.insert("image.name".to_owned(), names.join(","));
+                if *push {
+                    // One manifest per pushed name, all the same image.
+                    for _ in names {
+                        if let Some(m) = oci.next() {
+                            values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        responses.push(ExporterResponse { values });
+    }
+    Ok(SolveResponse {
+        exporters: responses,
+        transfer: Some(transfer),
+        warnings,
+    })
+}
+
+/// Runs `build` while passing its progress events to the publisher.
+async fn forward<T>(
+    build: impl std::future::Future<Output = Result<T, SolveError>>,
+    mut rx: mpsc::UnboundedReceiver<ProgressEvent>,
+    publisher: &Mutex<Publisher>,
+) -> Result<T, SolveError> {
+    tokio::pin!(build);
+    loop {
+        tokio::select! {
+            biased;
+            Some(ev) = rx.recv() => publisher.lock().unwrap().event(ev),
+            r = &mut build => {
+                // Jobs shared with other builds may keep the sender alive: take
+                // what is there and stop.
+                while let Ok(ev) = rx.try_recv() {
+                    publisher.lock().unwrap().event(ev);
+                }
+                return r;
+            }
+        }
+    }
+}
+
+/// The `local://` sources of a graph and what each selects.
+fn local_sources(graph: &Graph) -> BTreeMap<String, Selection> {
+    let mut out = BTreeMap::new();
+    for v in &graph.vertices {
+        if let Some(op::Op::Source(src)) = &v.op.op
+            && let Some(name) = src.identifier.strip_prefix("local://")
+        {
+            out.insert(
+                name.to_owned(),
+                Selection {
+                    name: name.to_owned(),
+                    include_patterns: src.include_patterns.clone(),
+                    exclude_patterns: src.exclude_patterns.clone(),
+                    follow_paths: src.follow_paths.clone(),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Syncs local `sel.name` into its mirror, shown as a "transferring" vertex.
+async fn sync_local(
+    daemon: &Daemon,
+    session: &Session,
+    req: &SolveRequest,
+    sel: &Selection,
+    publisher: &Mutex<Publisher>,
+    transfer: &mut TransferStats,
+) -> Result<SyncedMirror, SolveError> {
+    let key = req.local_keys.get(&sel.name).ok_or_else(|| {
+        SolveError::Invalid(format!("no local key for local source {:?}", sel.name))
+    })?;
+    let dir = context_sync::mirror_dir(&daemon.root, key);
+    let vertex = Digest::of(format!("transfer\0{}\0{}", req.r#ref, sel.name).as_bytes());
+    let name = format!("[internal] transferring {}", sel.name);
+    let started = now_ns();
+    publisher.lock().unwrap().event(ProgressEvent::Started {
+        vertex,
+        name: name.clone(),
+        at: SystemTime::now(),
+    });
+    let counter = |done: u64, total: u64| {
+        publisher
+            .lock()
+            .unwrap()
+            .counter(&vertex, &name, done, total, started, false);
+    };
+    let result = context_sync::sync(session, &daemon.mirrors, &dir, sel, &counter).await;
+    let event = match &result {
+        Ok((_, stats)) => {
+            publisher.lock().unwrap().counter(
+                &vertex,
+                &name,
+                stats.bytes_sent,
+                stats.bytes_sent,
+                started,
+                true,
+            );
+            ProgressEvent::Completed {
+                vertex,
+                name,
+                duration: Default::default(),
+            }
+        }
+        Err(e) => ProgressEvent::Failed {
+            vertex,
+            name,
+            duration: Default::default(),
+            error: e.to_string(),
+        },
+    };
+    publisher.lock().unwrap().event(event);
+    let (mirror, stats) = result?;
+    transfer.entries_listed += stats.entries_listed;
+    transfer.files_sent += stats.files_sent;
+    transfer.bytes_sent += stats.bytes_sent;
+    Ok(mirror)
+}
+
+/// Fetches the Dockerfile and .dockerignore, compiles once to learn what the build
+/// reads from the context, syncs that, and returns the engine's request.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_dockerfile(
+    daemon: &Daemon,
+    session: &Arc<Session>,
+    req: &SolveRequest,
+    scratch: &Path,
+    outputs: Vec<OutputSpec>,
+    tags: Vec<String>,
+    publisher: &Mutex<Publisher>,
+    transfer: &mut TransferStats,
+) -> Result<(BuildRequest, Option<SyncedMirror>, String), SolveError> {
+    let attrs = &req.frontend_attrs;
+    let filename = attrs
+        .get("filename")
+        .filter(|f| !f.is_empty())
+        .map_or("Dockerfile", String::as_str);
+    crate::paths::validate(filename).map_err(|e| SolveError::Invalid(format!("filename: {e}")))?;
+    if let Some(p) = attrs.get("platform").filter(|p| !p.is_empty()) {
+        let host = buildd_oci::host_platform();
+        let host = format!("{}/{}", host.os, host.architecture);
+        if *p != host {
+            return Err(SolveError::Invalid(format!(
+                "platform {p:?} is not supported (this daemon builds for {host})"
+            )));
+        }
+    }
+    let ignore_name = format!("{filename}.dockerignore");
+    let files = context_sync::fetch_small(
+        session,
+        &Selection {
+            name: DOCKERFILE_NAME.to_owned(),
+            include_patterns: vec![filename.to_owned(), ignore_name.clone()],
+            ..Default::default()
+        },
+        MAX_DOCKERFILE,
+    )
+    .await?;
+    let dockerfile = files.get(filename).ok_or_else(|| {
+        SolveError::Invalid(format!("the client's dockerfile local has no {filename:?}"))
+    })?;
+    let dockerignore = match files.get(&ignore_name) {
+        Some(text) => text.clone(),
+        None => context_sync::fetch_small(
+            session,
+            &Selection {
+                name: CONTEXT_NAME.to_owned(),
+                include_patterns: vec![".dockerignore".to_owned()],
+                ..Default::default()
+            },
+            MAX_DOCKERFILE,
+        )
+        .await?
+        .remove(".dockerignore")
+        .unwrap_or_default(),
+    };
+    let text = String::from_utf8(dockerfile.clone())
+        .map_err(|_| SolveError::Invalid(format!("{filename} is not UTF-8")))?;
+    let ignore_text = String::from_utf8_lossy(&dockerignore).into_owned();
+    let base = filename.rsplit('/').next().unwrap_or(filename).to_owned();
+
+    let target = attrs.get("target").filter(|t| !t.is_empty()).cloned();
+    let build_args: BTreeMap<String, String> = attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("build-arg:")?.to_owned(), v.clone())))
+        .collect();
+    let opts = buildd_frontend::BuildOptions {
+        dockerfile_name: base.clone(),
+        target: target.clone(),
+        build_args: build_args.clone(),
+        context_name: CONTEXT_NAME.to_owned(),
+        dockerignore: buildd_fsutil::dockerignore::parse(&ignore_text),
+        platform: buildd_oci::host_platform(),
+        resolver: Some(Arc::new(buildd_engine::resolver::BuildResolver::new(
+            daemon.engine.root.images.clone(),
+            daemon.engine.registry.clone(),
+            tokio::runtime::Handle::current(),
+        ))),
+    };
+    // Off the async threads: resolving a base image may wait for a registry.
+    let source = text.clone();
+    let compiled = tokio::task::spawn_blocking(move || buildd_frontend::compile(&source, &opts))
+        .await
+        .map_err(|e| BuildError::Internal(format!("frontend task: {e}")))?
+        .map_err(BuildError::from)?;
+    let graph = match compiled.definition.result {
+        Some(_) => Some(
+            Graph::load(&compiled.definition).map_err(|e| SolveError::Definition(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let locals = graph.as_ref().map(local_sources).unwrap_or_default();
+    if let Some(other) = locals.keys().find(|n| *n != CONTEXT_NAME) {
+        return Err(SolveError::Invalid(format!(
+            "the Dockerfile reads local source {other:?}; only {CONTEXT_NAME:?} is served"
+        )));
+    }
+    let mirror = match locals.get(CONTEXT_NAME) {
+        Some(sel) => Some(sync_local(daemon, session, req, sel, publisher, transfer).await?),
+        None => None,
+    };
+    // The engine reads the Dockerfile and the .dockerignore next to it (which wins
+    // over the context's) from a scratch directory, never from the mirror.
+    let staged = scratch.join("dockerfile");
+    let empty_context = scratch.join("empty-context");
+    for dir in [&staged, &empty_context] {
+        std::fs::create_dir_all(dir).map_err(|source| SolveError::Io {
+            what: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let dockerfile_path = staged.join(&base);
+    for (path, bytes) in [
+        (dockerfile_path.clone(), text.as_bytes()),
+        (
+            staged.join(format!("{base}.dockerignore")),
+            ignore_text.as_bytes(),
+        ),
+    ] {
+        std::fs::write(&path, bytes).map_err(|source| SolveError::Io {
+            what: path.display().to_string(),
+            source,
+        })?;
+    }
+    let context: PathBuf = mirror.as_ref().map_or(empty_context, |m| m.dir.clone());
+    let build_req = BuildRequest {
+        context,
+        dockerfile: Some(dockerfile_path),
+        target,
+        build_args,
+        outputs,
+        no_cache: req.no_cache,
+        source_date_epoch: req.source_date_epoch,
+        tags,
+        allow: req.entitlements.clone(),
+        secrets: Some(Arc::new(SessionSecrets {
+            session: session.clone(),
+        })),
+        ssh: None,
+    };
+    Ok((build_req, mirror, filename.to_owned()))
+}

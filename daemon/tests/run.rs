@@ -1,0 +1,148 @@
+//! Builds with RUN through the daemon: shared work between concurrent clients,
+//! and a client that goes away mid-build. Skipped without runc or busybox.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use buildd_proto::control::{InfoRequest, StatusRequest, StatusResponse};
+use support::*;
+use tokio_stream::StreamExt;
+
+async fn executed(client: &Client) -> (u64, u32) {
+    let i = client
+        .clone()
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    (i.executed_ops, i.running_builds)
+}
+
+/// Executed (not cached) vertices of a build and their start times, by digest;
+/// the daemon's own transfer steps are not ops.
+fn executed_vertices(events: &[StatusResponse]) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    for v in events.iter().flat_map(|e| &e.vertexes) {
+        if v.completed_ns > 0 && !v.cached && v.error.is_empty() && !v.name.contains("transferring")
+        {
+            out.insert(v.digest.clone(), (v.name.clone(), v.started_ns));
+        }
+    }
+    out
+}
+
+fn status_of(client: &Client, build_ref: &str) -> tokio::task::JoinHandle<Vec<StatusResponse>> {
+    let mut c = client.clone();
+    let r = build_ref.to_owned();
+    tokio::spawn(async move {
+        let s = c
+            .status(StatusRequest { r#ref: r })
+            .await
+            .unwrap()
+            .into_inner();
+        s.filter_map(Result::ok).collect().await
+    })
+}
+
+fn context(dockerfile: &str) -> Option<tempfile::TempDir> {
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_rootfs(ctx.path())?;
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    Some(ctx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_building_the_same_dockerfile_execute_each_vertex_once() {
+    let Some(ctx) = context("FROM scratch\nCOPY rootfs/ /\nRUN sleep 2 && echo built > /built\n")
+    else {
+        return;
+    };
+    let d = Daemon::start(&[]);
+    let client = d.client().await;
+    let (before, _) = executed(&client).await;
+    // Two clients (sessions) sending the same directory, as two CI jobs of one
+    // checkout on one runner would.
+    let a = TestSession::open(&client, "client-a", served(ctx.path())).await;
+    let b = TestSession::open(&client, "client-b", served(ctx.path())).await;
+    let (sa, sb) = (status_of(&client, "ra"), status_of(&client, "rb"));
+    let (ra, rb) = tokio::join!(
+        solve(&client, dockerfile_solve("ra", &a, "shared-checkout")),
+        solve(&client, dockerfile_solve("rb", &b, "shared-checkout")),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let (after, running) = executed(&client).await;
+    assert_eq!(running, 0);
+    let (ea, eb) = (
+        executed_vertices(&sa.await.unwrap()),
+        executed_vertices(&sb.await.unwrap()),
+    );
+    assert!(ea.values().any(|(n, _)| n.contains("RUN")), "{ea:?}");
+    // Both saw the same executions (one start time per vertex), and the daemon
+    // executed each once.
+    assert_eq!(ea, eb);
+    assert_eq!(after - before, ea.len() as u64, "{ea:?}");
+}
+
+fn sleeping(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
+        })
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_killed_mid_build_cancels_it_and_the_daemon_stays_healthy() {
+    let Some(ctx) = context("FROM scratch\nCOPY rootfs/ /\nRUN sleep 417\n") else {
+        return;
+    };
+    let d = Daemon::start(&[]);
+    let client = d.client().await;
+    let session = TestSession::open(&client, "doomed", served(ctx.path())).await;
+    let c = client.clone();
+    let req = dockerfile_solve("doomed", &session, "doomed-key");
+    let build = tokio::spawn(async move { solve(&c, req).await });
+    wait_until("the RUN runs", async || sleeping("sleep 417")).await;
+
+    // The client dies: its Solve call and its session go.
+    build.abort();
+    drop(session);
+    wait_until("the build is cancelled", async || {
+        executed(&client).await.1 == 0
+    })
+    .await;
+    wait_until("the container is gone", async || !sleeping("sleep 417")).await;
+
+    // Another build goes through.
+    let ok = context_at(
+        ctx.path(),
+        "FROM scratch\nCOPY rootfs/ /\nRUN echo fine > /fine\n",
+    );
+    let session = TestSession::open(&client, "next", served(&ok)).await;
+    solve(&client, dockerfile_solve("next", &session, "next-key"))
+        .await
+        .unwrap();
+}
+
+/// The same context with another Dockerfile.
+fn context_at(ctx: &Path, dockerfile: &str) -> std::path::PathBuf {
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    ctx.to_owned()
+}

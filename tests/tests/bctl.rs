@@ -1,0 +1,338 @@
+//! `bctl` against a real `buildd` daemon on a temporary socket: builds with OCI
+//! and local outputs, incremental context upload, failures, and the storage
+//! commands.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use buildd_tests::{Run, Workspace, bctl_bin, buildd_bin, have_tool, skopeo_config};
+
+/// A `buildd` serving a temporary root on a temporary socket; killed on drop.
+struct Daemon {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(ws: &Workspace) -> Self {
+        let socket = ws.path("buildd.sock");
+        let addr = format!("unix://{}", socket.display());
+        let log = ws.path("buildd.log");
+        let child = Command::new(buildd_bin())
+            .arg("--root")
+            .arg(ws.root())
+            .arg("--addr")
+            .arg(&addr)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start buildd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "buildd did not open {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, addr, log }
+    }
+
+    /// Runs `bctl --addr ADDR ARGS…`.
+    fn bctl(&self, args: &[&str]) -> Run {
+        let out = Command::new(bctl_bin())
+            .arg("--addr")
+            .arg(&self.addr)
+            .args(args)
+            .env_remove("BUILDD_ADDR")
+            .output()
+            .expect("run bctl");
+        let run = Run::of(out);
+        if !run.ok {
+            eprintln!(
+                "bctl {args:?} failed:\n{}\ndaemon log:\n{}",
+                run.stderr,
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        run
+    }
+
+    /// Runs `bctl build --progress=plain ARGS… CTX`.
+    fn build(&self, ws: &Workspace, args: &[&str]) -> Run {
+        let ctx = ws.ctx();
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        self.bctl(&all)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn build_exports_oci_and_local_outputs_and_lists_the_image() {
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY app /app\nCOPY top.txt /\n")
+        .file("app/bin/run", "#!/bin/sh\necho hi\n", 0o755)
+        .file("app/name with space é.txt", "unicode", 0o644)
+        .file("app/secret.key", "must not leave the client", 0o600)
+        .file("app/logs/drop.log", "dropped", 0o644)
+        .file("app/logs/keep.log", "kept", 0o644)
+        .file("top.txt", "top", 0o644)
+        .file("unused/big.bin", "not selected by any COPY", 0o644)
+        .file(
+            ".dockerignore",
+            "app/secret.key\napp/logs\n!app/logs/keep.log\n",
+            0o644,
+        );
+    fs::create_dir_all(ws.ctx().join("app/empty")).unwrap();
+    symlink("bin/run", ws.ctx().join("app/link")).unwrap();
+    let daemon = Daemon::start(&ws);
+    let oci = ws.path("image.tar");
+    let local = ws.path("out");
+    let meta = ws.path("meta.json");
+    let run = daemon
+        .build(
+            &ws,
+            &[
+                "-t",
+                "bctl-e2e:1",
+                "-o",
+                &format!("type=oci,dest={},name=bctl-e2e:1", oci.display()),
+                "-o",
+                &format!("type=local,dest={}", local.display()),
+                "--metadata-file",
+                path_str(&meta),
+            ],
+        )
+        .success();
+    assert!(run.stderr.contains("DONE"), "{}", run.stderr);
+
+    // The local output: modes, symlinks, empty dirs and names survived; the
+    // .dockerignore applied, with its exception.
+    let app = local.join("app");
+    assert_eq!(
+        fs::metadata(app.join("bin/run"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::read_link(app.join("link")).unwrap(),
+        Path::new("bin/run")
+    );
+    assert!(app.join("empty").is_dir());
+    assert_eq!(
+        fs::read_to_string(app.join("name with space é.txt")).unwrap(),
+        "unicode"
+    );
+    assert_eq!(
+        fs::read_to_string(app.join("logs/keep.log")).unwrap(),
+        "kept"
+    );
+    assert!(!app.join("logs/drop.log").exists());
+    assert!(!app.join("secret.key").exists());
+    assert_eq!(fs::read_to_string(local.join("top.txt")).unwrap(), "top");
+
+    // The OCI archive is complete and readable, and its digest is in the metadata.
+    if have_tool("skopeo") {
+        let config = skopeo_config(&oci);
+        assert_eq!(config["rootfs"]["type"], "layers", "{config}");
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+    let digest = meta["containerimage.digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"), "{meta}");
+    // No temporary file is left beside the archive.
+    let leftovers: Vec<_> = fs::read_dir(ws.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let images = daemon.bctl(&["images"]).success();
+    assert!(images.stdout.starts_with("NAME"), "{}", images.stdout);
+    assert!(images.stdout.contains("bctl-e2e:1"), "{}", images.stdout);
+
+    let info = daemon.bctl(&["info"]).success();
+    assert!(info.stdout.contains("Version:"), "{}", info.stdout);
+    assert!(
+        info.stdout.contains(path_str(&ws.root())),
+        "{}",
+        info.stdout
+    );
+
+    let du = daemon.bctl(&["du"]).success();
+    assert!(du.stdout.contains("context"), "{}", du.stdout);
+    assert!(du.stdout.contains("Total:"), "{}", du.stdout);
+
+    let pruned = daemon.bctl(&["prune", "--all", "-v"]).success();
+    assert!(pruned.stdout.contains("Total:"), "{}", pruned.stdout);
+    // The image store is never pruned.
+    let images = daemon.bctl(&["images"]).success();
+    assert!(images.stdout.contains("bctl-e2e:1"), "{}", images.stdout);
+}
+
+/// The line `#N transferring context: …` that bctl prints after a plain build.
+fn transfer_line(run: &Run) -> &str {
+    run.stderr
+        .lines()
+        .find(|l| l.contains(" transferring context: "))
+        .unwrap_or_else(|| panic!("no transfer summary in:\n{}", run.stderr))
+}
+
+#[test]
+fn a_rebuild_after_editing_one_file_sends_only_that_file() {
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY src /src\n");
+    for i in 0..50 {
+        ws.file(&format!("src/f{i:02}.txt"), &format!("file {i}\n"), 0o644);
+    }
+    let daemon = Daemon::start(&ws);
+    let first = daemon.build(&ws, &[]).success();
+    assert!(
+        transfer_line(&first).contains(": 50 files, "),
+        "{}",
+        transfer_line(&first)
+    );
+    let same = daemon.build(&ws, &[]).success();
+    assert!(
+        transfer_line(&same).contains(": 0 files, 0B"),
+        "{}",
+        transfer_line(&same)
+    );
+    ws.file("src/f07.txt", "edited!\n", 0o644);
+    let second = daemon.build(&ws, &[]).success();
+    assert!(
+        transfer_line(&second).contains(": 1 file, 8B"),
+        "{}",
+        transfer_line(&second)
+    );
+    let out = ws.path("out");
+    daemon
+        .build(&ws, &["-o", &format!("type=local,dest={}", out.display())])
+        .success();
+    assert_eq!(
+        fs::read_to_string(out.join("src/f07.txt")).unwrap(),
+        "edited!\n"
+    );
+}
+
+#[test]
+fn a_missing_copy_source_fails_naming_it() {
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY not-there.txt /\n");
+    let daemon = Daemon::start(&ws);
+    let run = daemon.build(&ws, &[]);
+    assert!(!run.ok, "the build should fail:\n{}", run.stderr);
+    assert!(run.stderr.contains("ERROR"), "{}", run.stderr);
+    assert!(run.stderr.contains("not-there.txt"), "{}", run.stderr);
+    // The daemon keeps serving.
+    ws.dockerfile("FROM scratch\nCOPY Dockerfile /\n");
+    daemon.build(&ws, &[]).success();
+}
+
+#[test]
+fn warnings_and_quiet_output_follow_docker_build() {
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY Dockerfile /\nCMD echo hi\n");
+    let daemon = Daemon::start(&ws);
+    let run = daemon.build(&ws, &[]).success();
+    assert!(
+        run.stderr
+            .contains("1 warning found:\n - JSONArgsRecommended: "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(line 3)"), "{}", run.stderr);
+    let ctx = ws.ctx();
+    let oci = ws.path("q.tar");
+    let quiet = daemon
+        .bctl(&[
+            "build",
+            "--progress=quiet",
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+            path_str(&ctx),
+        ])
+        .success();
+    assert!(quiet.stderr.is_empty(), "{}", quiet.stderr);
+    assert!(
+        quiet.stdout.trim().starts_with("sha256:"),
+        "{}",
+        quiet.stdout
+    );
+}
+
+#[test]
+fn an_unreachable_daemon_is_named() {
+    let ws = Workspace::new();
+    let addr = format!("unix://{}", ws.path("nobody.sock").display());
+    let out = Command::new(bctl_bin())
+        .args(["--addr", &addr, "info"])
+        .output()
+        .unwrap();
+    let run = Run::of(out);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains(&addr) && run.stderr.contains("is buildd running?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_daemon_pushes_to_and_pulls_from_a_registry() {
+    if !buildd_tests::registry::registry_available() {
+        return;
+    }
+    let reg = buildd_tests::registry::TestRegistry::start();
+    let image = format!("{}/pushed:1", reg.host());
+    let ws = Workspace::new();
+    ws.file("a.txt", "from the base\n", 0o644);
+    ws.dockerfile("FROM scratch\nCOPY a.txt /\n");
+    let daemon = Daemon::start(&ws);
+    let push = format!("type=image,name={image},push=true");
+    daemon.build(&ws, &["-o", &push]).success();
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+
+    // Another daemon, another root: FROM what was pushed.
+    let other = Workspace::new();
+    other.file("b.txt", "added on top\n", 0o644);
+    other.dockerfile(&format!("FROM {image}\nCOPY b.txt /\n"));
+    let daemon = Daemon::start(&other);
+    let out = other.path("out");
+    let local = format!("type=local,dest={}", out.display());
+    daemon.build(&other, &["-o", &local]).success();
+    assert_eq!(
+        fs::read_to_string(out.join("a.txt")).unwrap(),
+        "from the base\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("b.txt")).unwrap(),
+        "added on top\n"
+    );
+}
