@@ -61,7 +61,10 @@ fn busybox_context(ws: &Workspace) {
 fn push_and_pull_through_basic_auth_with_docker_config_credentials() {
     let runc = have_tool("runc");
     if !runc || !Path::new("/bin/busybox").is_file() {
-        assert!(std::env::var_os("CI").is_none(), "runc and busybox-static are needed");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc and busybox-static are needed"
+        );
         eprintln!("skipped: needs runc and /bin/busybox");
         return;
     }
@@ -106,6 +109,16 @@ fn push_and_pull_through_basic_auth_with_docker_config_credentials() {
 
     // Pinned by the manifest digest the tag still names: all cached.
     let second = buildd(&ws, "root-b", &good, &["-o", &oci]).success();
-    assert_eq!(second.status_of("FROM"), Some("CACHED"), "{}", second.stderr);
-    assert_eq!(second.status_of("RUN echo"), Some("CACHED"), "{}", second.stderr);
+    assert_eq!(
+        second.status_of("FROM"),
+        Some("CACHED"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.status_of("RUN echo"),
+        Some("CACHED"),
+        "{}",
+        second.stderr
+    );
 }
