@@ -36,6 +36,7 @@ pub async fn solve_definition(
         allow_insecure: req.entitlements.iter().any(|e| e == "security.insecure"),
         secrets: None,
         ssh: None,
+        registry: None,
     });
     let result = engine
         .solver

@@ -9,6 +9,7 @@
 
 pub mod context_sync;
 pub mod control_server;
+pub mod credentials;
 pub mod daemon;
 pub mod definition;
 pub mod exporters;

@@ -26,6 +26,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::context_sync::{self, Selection, SyncError, SyncedMirror};
+use crate::credentials::SessionCredentials;
 use crate::daemon::Daemon;
 use crate::exporters::{self, ExporterError, Plan};
 use crate::secrets::SessionSecrets;
@@ -428,6 +429,20 @@ async fn prepare_dockerfile(
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("build-arg:")?.to_owned(), v.clone())))
         .collect();
+    // Registry access with the client's credentials, asked over its session; one
+    // resolver for both compiles, so they agree on every base image's digest.
+    let registry = daemon
+        .engine
+        .registry_with(Arc::new(SessionCredentials {
+            session: session.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }))
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    let resolver = Arc::new(buildd_engine::resolver::BuildResolver::new(
+        daemon.engine.root.images.clone(),
+        registry.clone(),
+        tokio::runtime::Handle::current(),
+    ));
     let opts = buildd_frontend::BuildOptions {
         dockerfile_name: base.clone(),
         target: target.clone(),
@@ -435,11 +450,7 @@ async fn prepare_dockerfile(
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: buildd_fsutil::dockerignore::parse(&ignore_text),
         platform: buildd_oci::host_platform(),
-        resolver: Some(Arc::new(buildd_engine::resolver::BuildResolver::new(
-            daemon.engine.root.images.clone(),
-            daemon.engine.registry.clone(),
-            tokio::runtime::Handle::current(),
-        ))),
+        resolver: Some(resolver.clone()),
     };
     // Off the async threads: resolving a base image may wait for a registry.
     let source = text.clone();
@@ -501,6 +512,8 @@ async fn prepare_dockerfile(
             session: session.clone(),
         })),
         ssh: None,
+        registry,
+        resolver: Some(resolver),
     };
     Ok((build_req, mirror, filename.to_owned()))
 }

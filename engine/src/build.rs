@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use buildd_frontend::BuildOptions;
 use buildd_oci::{Descriptor, ImageConfig};
+use buildd_registry::Client;
 use buildd_snapshot::Snapshot;
 
 use crate::engine::Engine;
@@ -41,6 +42,12 @@ pub struct BuildRequest {
     pub secrets: Option<Arc<dyn SecretStore>>,
     /// SSH agents for `RUN --mount=type=ssh`.
     pub ssh: Option<Arc<dyn SshStore>>,
+    /// The registry client for this build, e.g. one with the credentials of a
+    /// daemon's client ([`Engine::registry_with`]); `None` uses the engine's.
+    pub registry: Option<Arc<Client>>,
+    /// The resolver for `FROM`, when the caller already resolved with it (its
+    /// answers are kept, so both see the same digests); `None` makes one.
+    pub resolver: Option<Arc<BuildResolver>>,
 }
 
 #[derive(Debug)]
@@ -136,6 +143,7 @@ pub async fn build(
     {
         return Err(BuildError::UnknownEntitlement(unknown.clone()));
     }
+    let registry = req.registry.clone().or_else(|| engine.registry.clone());
     let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
     buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
         .map_err(|e| BuildError::Dockerignore(e.to_string()))?;
@@ -146,11 +154,14 @@ pub async fn build(
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: input.dockerignore,
         platform: buildd_oci::host_platform(),
-        resolver: Some(Arc::new(BuildResolver::new(
-            engine.root.images.clone(),
-            engine.registry.clone(),
-            tokio::runtime::Handle::current(),
-        ))),
+        resolver: Some(match &req.resolver {
+            Some(r) => r.clone(),
+            None => Arc::new(BuildResolver::new(
+                engine.root.images.clone(),
+                registry.clone(),
+                tokio::runtime::Handle::current(),
+            )),
+        }),
     };
     // Off the async threads: resolving a base image may wait for a registry.
     let dockerfile = input.dockerfile;
@@ -162,7 +173,14 @@ pub async fn build(
         // A target of only scratch and config instructions: an empty filesystem.
         Snapshot::scratch()
     } else {
-        solve(engine, &compiled.definition, req, progress.clone()).await?
+        solve(
+            engine,
+            &compiled.definition,
+            req,
+            registry.clone(),
+            progress.clone(),
+        )
+        .await?
     };
 
     // Validate every name before storing any, so a bad one stores nothing.
@@ -178,7 +196,15 @@ pub async fn build(
     let mut manifests = Vec::new();
     for out in &req.outputs {
         let step = ExportStep::start(progress.as_ref(), out);
-        let result = export_output(engine, &snapshot, &compiled.image, out, req).await;
+        let result = export_output(
+            engine,
+            registry.as_ref(),
+            &snapshot,
+            &compiled.image,
+            out,
+            req,
+        )
+        .await;
         step.finish(result.as_ref().map(Option::as_ref));
         manifests.extend(result?);
     }
@@ -195,6 +221,7 @@ async fn solve(
     engine: &Engine,
     definition: &buildd_proto::llb::Definition,
     req: &BuildRequest,
+    registry: Option<Arc<Client>>,
     progress: Option<ProgressSender>,
 ) -> Result<Snapshot, BuildError> {
     let graph = Arc::new(Graph::load(definition).map_err(SolveError::from)?);
@@ -210,6 +237,7 @@ async fn solve(
         allow_insecure: req.allow.iter().any(|a| a == "security.insecure"),
         secrets: req.secrets.clone(),
         ssh: req.ssh.clone(),
+        registry,
     });
     let result = engine
         .solver
@@ -248,6 +276,7 @@ fn store_image(
 /// One `-o` output. File work runs on a blocking thread; pushes on the runtime.
 async fn export_output(
     engine: &Engine,
+    registry: Option<&Arc<Client>>,
     snapshot: &Snapshot,
     image: &ImageConfig,
     spec: &OutputSpec,
@@ -273,7 +302,7 @@ async fn export_output(
                 .map_err(task)??,
         );
     };
-    let registry = match (push, &engine.registry) {
+    let registry = match (push, registry) {
         (false, _) => None,
         (true, Some(r)) => Some(r.clone()),
         (true, None) => {

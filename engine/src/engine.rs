@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use buildd_registry::Client;
+use buildd_registry::{Client, CredentialSource, InitError};
 
 use crate::ops::BuildWorker;
 use crate::root::{Root, RootError};
@@ -35,6 +35,18 @@ impl Engine {
             solver,
             registry,
         })
+    }
+
+    /// A registry client with the engine's settings and other credentials (those
+    /// of a daemon's client, say); `None` when the engine has no registry access.
+    pub fn registry_with(
+        &self,
+        creds: Arc<dyn CredentialSource>,
+    ) -> Result<Option<Arc<Client>>, InitError> {
+        match &self.registry {
+            Some(base) => Ok(Some(Arc::new(Client::new(base.config().clone(), creds)?))),
+            None => Ok(None),
+        }
     }
 
     /// Makes the build's layers and then the cache index durable; called at the end

@@ -24,6 +24,14 @@ pub struct BuildResolver {
     answers: Mutex<HashMap<(String, String), ResolvedImage>>,
 }
 
+impl std::fmt::Debug for BuildResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildResolver")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BuildResolver {
     pub fn new(images: Arc<ImageStore>, registry: Option<Arc<Client>>, handle: Handle) -> Self {
         Self {

@@ -59,6 +59,9 @@ pub enum CredentialError {
     },
     #[error("credential lookup was interrupted")]
     Interrupted,
+    /// A source other than a config file or helper, e.g. a remote client, failed.
+    #[error("credentials for {registry}: {message}")]
+    Unavailable { registry: String, message: String },
 }
 
 /// A source of credentials, asked once per registry host by a [`crate::Client`].

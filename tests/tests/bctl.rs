@@ -42,11 +42,17 @@ impl Daemon {
 
     /// Runs `bctl --addr ADDR ARGS…`.
     fn bctl(&self, args: &[&str]) -> Run {
+        self.bctl_with_env(&[], args)
+    }
+
+    /// Runs `bctl --addr ADDR ARGS…` with extra environment variables.
+    fn bctl_with_env(&self, env: &[(&str, &Path)], args: &[&str]) -> Run {
         let out = Command::new(bctl_bin())
             .arg("--addr")
             .arg(&self.addr)
             .args(args)
             .env_remove("BUILDD_ADDR")
+            .envs(env.iter().copied())
             .output()
             .expect("run bctl");
         let run = Run::of(out);
@@ -334,5 +340,86 @@ fn the_daemon_pushes_to_and_pulls_from_a_registry() {
     assert_eq!(
         fs::read_to_string(out.join("b.txt")).unwrap(),
         "added on top\n"
+    );
+}
+
+#[test]
+fn registry_credentials_come_from_the_client_over_the_session() {
+    if !buildd_tests::registry::registry_available() {
+        return;
+    }
+    let reg = buildd_tests::registry::TestRegistry::start_with_basic_auth("ci", "pw");
+    let image = format!("{}/private:1", reg.host());
+    let ws = Workspace::new();
+    // The client's docker config holds the credentials; the daemon has none.
+    let config = ws.path("docker-config");
+    fs::create_dir_all(&config).unwrap();
+    // base64("ci:pw")
+    fs::write(
+        config.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "Y2k6cHc="}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let empty = ws.path("no-config");
+    fs::create_dir_all(&empty).unwrap();
+    ws.file("a.txt", "private base\n", 0o644);
+    ws.dockerfile("FROM scratch\nCOPY a.txt /\n");
+    let daemon = Daemon::start(&ws);
+    let push = format!("type=image,name={image},push=true");
+    let denied = daemon.bctl_with_env(
+        &[("DOCKER_CONFIG", &empty)],
+        &[
+            "build",
+            "--progress=plain",
+            "-o",
+            &push,
+            path_str(&ws.ctx()),
+        ],
+    );
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains("authentication required"),
+        "{}",
+        denied.stderr
+    );
+    daemon
+        .bctl_with_env(
+            &[("DOCKER_CONFIG", &config)],
+            &[
+                "build",
+                "--progress=plain",
+                "-o",
+                &push,
+                path_str(&ws.ctx()),
+            ],
+        )
+        .success();
+
+    // A daemon whose image store does not hold it yet (a pushed image is also named
+    // locally, and FROM finds local images first).
+    drop(daemon);
+    let ws2 = Workspace::new();
+    let daemon = Daemon::start(&ws2);
+    ws.dockerfile(&format!("FROM {image}\n"));
+    let out = ws.path("out");
+    let local = format!("type=local,dest={}", out.display());
+    let ctx = ws.ctx();
+    let args = ["build", "--progress=plain", "-o", &local, path_str(&ctx)];
+    let denied = daemon.bctl_with_env(&[("DOCKER_CONFIG", &empty)], &args);
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains("authentication required"),
+        "{}",
+        denied.stderr
+    );
+    daemon
+        .bctl_with_env(&[("DOCKER_CONFIG", &config)], &args)
+        .success();
+    assert_eq!(
+        fs::read_to_string(out.join("a.txt")).unwrap(),
+        "private base\n"
     );
 }

@@ -148,7 +148,7 @@ impl Worker for BuildWorker {
     ) -> BoxFuture<'static, Result<Ref, OpError>> {
         let root = self.root.clone();
         let exec = self.exec.clone();
-        let registry = self.registry.clone();
+        let registry = ctx.registry.clone().or_else(|| self.registry.clone());
         async move {
             match &vertex.op.op {
                 Some(op::Op::Source(src)) => match src.identifier.strip_prefix("docker-image://") {

@@ -26,6 +26,9 @@ pub struct BuildCtx {
     pub secrets: Option<Arc<dyn SecretStore>>,
     /// SSH agents for `RUN --mount=type=ssh`; `None` when the client gave none.
     pub ssh: Option<Arc<dyn SshStore>>,
+    /// A registry client with this build's credentials (a daemon's client asks its
+    /// user); `None` uses the engine's own.
+    pub registry: Option<Arc<buildd_registry::Client>>,
 }
 
 /// A content digest for the cache key (if the op reads content beyond its inputs)

@@ -76,6 +76,9 @@ pub fn run(root: &Path, args: BuildArgs, registry: &RegistryArgs) -> anyhow::Res
         allow: args.allow,
         secrets,
         ssh,
+        // The engine's client: this process's docker config.
+        registry: None,
+        resolver: None,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());
