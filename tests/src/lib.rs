@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: run the real `buildd` binary on temporary
 //! contexts and roots, and inspect what it wrote with skopeo, umoci and tar.
 
+pub mod daemon;
 pub mod registry;
 
 use std::fs;
