@@ -80,4 +80,3 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
-
