@@ -16,7 +16,17 @@ use crate::status::StatusBoard;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_parallelism: usize,
+    /// Steps one build may execute at once, at most `max_parallelism`.
+    pub max_build_parallelism: usize,
     pub max_concurrent_builds: usize,
+}
+
+impl Limits {
+    /// The default share of one build: three quarters of the slots (at least one),
+    /// so a second build always finds some free.
+    pub fn default_build_parallelism(max_parallelism: usize) -> usize {
+        (max_parallelism * 3 / 4).max(1)
+    }
 }
 
 pub struct Daemon {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use buildd_engine::Engine;
 use buildd_engine::build::BuildError;
 use buildd_engine::export::{OciExport, OutputSpec, export_local, export_oci};
 use buildd_engine::images::{ImageRecord, normalize_name, now_rfc3339};
@@ -15,10 +14,11 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_proto::control::SolveRequest;
 
 use crate::context_sync::SyncedMirror;
+use crate::daemon::Daemon;
 use crate::solve::SolveError;
 
 pub async fn solve_definition(
-    engine: &Engine,
+    daemon: &Daemon,
     graph: Graph,
     mirrors: &BTreeMap<String, SyncedMirror>,
     req: &SolveRequest,
@@ -26,6 +26,7 @@ pub async fn solve_definition(
     tags: &[String],
     progress: ProgressSender,
 ) -> Result<Vec<Descriptor>, SolveError> {
+    let engine = &daemon.engine;
     let ctx = Arc::new(BuildCtx {
         locals: mirrors
             .iter()
@@ -37,6 +38,9 @@ pub async fn solve_definition(
         secrets: None,
         ssh: None,
         registry: None,
+        build_permits: Some(Arc::new(tokio::sync::Semaphore::new(
+            daemon.limits.max_build_parallelism.max(1),
+        ))),
     });
     let result = engine
         .solver

@@ -165,15 +165,8 @@ async fn run(
             let m = sync_local(daemon, session, req, &sel, publisher, &mut transfer).await?;
             mirrors.insert(name, m);
         }
-        let build = crate::definition::solve_definition(
-            &daemon.engine,
-            graph,
-            &mirrors,
-            req,
-            &outputs,
-            &tags,
-            tx,
-        );
+        let build =
+            crate::definition::solve_definition(daemon, graph, &mirrors, req, &outputs, &tags, tx);
         let manifests = forward(build, rx, publisher).await?;
         (manifests, Vec::new(), mirrors.into_values().collect())
     } else {
@@ -513,6 +506,7 @@ async fn prepare_dockerfile(
         })),
         ssh: None,
         registry,
+        max_parallelism: Some(daemon.limits.max_build_parallelism),
         resolver: Some(resolver),
     };
     Ok((build_req, mirror, filename.to_owned()))

@@ -45,6 +45,9 @@ pub struct BuildRequest {
     /// The registry client for this build, e.g. one with the credentials of a
     /// daemon's client ([`Engine::registry_with`]); `None` uses the engine's.
     pub registry: Option<Arc<Client>>,
+    /// At most this many of the build's steps execute at once (within the engine's
+    /// own bound); `None`: only the engine's bound.
+    pub max_parallelism: Option<usize>,
     /// The resolver for `FROM`, when the caller already resolved with it (its
     /// answers are kept, so both see the same digests); `None` makes one.
     pub resolver: Option<Arc<BuildResolver>>,
@@ -238,6 +241,9 @@ async fn solve(
         secrets: req.secrets.clone(),
         ssh: req.ssh.clone(),
         registry,
+        build_permits: req
+            .max_parallelism
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
     });
     let result = engine
         .solver

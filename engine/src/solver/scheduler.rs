@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use buildd_proto::Digest;
 use futures_util::future::{FutureExt, try_join_all};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::cache_key::cache_key;
 use super::error::{OpError, SolveError};
@@ -133,6 +133,13 @@ impl<W: Worker> Solver<W> {
     }
 }
 
+/// A slot to execute in: the build's own first (so a build waiting for its own
+/// slots holds none of the shared ones), then the solver's.
+struct Permits<'a> {
+    _build: Option<OwnedSemaphorePermit>,
+    _shared: SemaphorePermit<'a>,
+}
+
 /// A job's identity: the vertex digest plus what the build binds its local sources
 /// to, so two builds share a job only when they would compute the same thing.
 fn job_keys(graph: &Graph, ctx: &BuildCtx) -> Arc<Vec<Digest>> {
@@ -165,6 +172,17 @@ fn job_keys(graph: &Graph, ctx: &BuildCtx) -> Arc<Vec<Digest>> {
 }
 
 impl<W: Worker> Inner<W> {
+    async fn permits<'a>(this: &'a Arc<Self>, ctx: &BuildCtx) -> Permits<'a> {
+        let build = match &ctx.build_permits {
+            Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        Permits {
+            _build: build,
+            _shared: this.permits.acquire().await.expect("never closed"),
+        }
+    }
+
     fn job(
         this: &Arc<Self>,
         graph: &Arc<Graph>,
@@ -233,11 +251,7 @@ impl<W: Worker> Inner<W> {
         .await?;
 
         let content = {
-            let _permit = this
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore never closed");
+            let _permits = Self::permits(&this, &ctx).await;
             this.worker
                 .content_key(vertex.clone(), inputs.clone(), ctx.clone())
                 .await
@@ -274,11 +288,7 @@ impl<W: Worker> Inner<W> {
         }
 
         let (result, duration) = {
-            let _permit = this
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore never closed");
+            let _permits = Self::permits(&this, &ctx).await;
             // Started once it may run, so durations do not include queueing.
             progress.emit(ProgressEvent::Started {
                 vertex: vertex.digest,

@@ -50,6 +50,18 @@ async fn max_parallelism_bounds_execution() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_stays_within_its_own_bound() {
+    let (s, w) = solver(64);
+    let mut req = request(&wide(12, &[("sleep_ms", "20")]));
+    req.ctx = Arc::new(BuildCtx {
+        build_permits: Some(Arc::new(tokio::sync::Semaphore::new(2))),
+        ..Default::default()
+    });
+    s.solve(req).await.unwrap();
+    assert_eq!(w.max_running.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_builds_share_identical_vertices() {
     let (s, _) = solver(64);
     let def = wide(8, &[("sleep_ms", "100")]);

@@ -29,6 +29,10 @@ pub struct BuildCtx {
     /// A registry client with this build's credentials (a daemon's client asks its
     /// user); `None` uses the engine's own.
     pub registry: Option<Arc<buildd_registry::Client>>,
+    /// This build's own bound on executing vertices, within the solver's: a daemon
+    /// gives each build fewer slots than the whole, so one huge build cannot take
+    /// every slot from the others. `None`: only the solver's bound.
+    pub build_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A content digest for the cache key (if the op reads content beyond its inputs)

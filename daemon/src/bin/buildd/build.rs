@@ -78,6 +78,8 @@ pub fn run(root: &Path, args: BuildArgs, registry: &RegistryArgs) -> anyhow::Res
         ssh,
         // The engine's client: this process's docker config.
         registry: None,
+        // One build in this process: the engine's bound is the build's.
+        max_parallelism: None,
         resolver: None,
     };
     if !req.context.is_dir() {

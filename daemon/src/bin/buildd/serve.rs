@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Ops executing at once across all builds (default: twice the cores).
     #[arg(long)]
     max_parallelism: Option<usize>,
+    /// Ops one build may execute at once (default: three quarters of
+    /// --max-parallelism), so one huge build cannot take every slot.
+    #[arg(long)]
+    max_build_parallelism: Option<usize>,
     /// Builds running at once; more wait for a turn.
     #[arg(long, default_value_t = 4)]
     max_concurrent_builds: usize,
@@ -84,8 +88,13 @@ pub fn run(root: &Path, args: ServeArgs, registry: &RegistryArgs) -> anyhow::Res
     let max_parallelism = args
         .max_parallelism
         .unwrap_or_else(|| buildd_engine::solver::SolverConfig::default().max_parallelism);
-    if max_parallelism == 0 || args.max_concurrent_builds == 0 {
-        bail!("--max-parallelism and --max-concurrent-builds must be at least 1");
+    let max_build_parallelism = args
+        .max_build_parallelism
+        .unwrap_or_else(|| Limits::default_build_parallelism(max_parallelism));
+    if max_parallelism == 0 || max_build_parallelism == 0 || args.max_concurrent_builds == 0 {
+        bail!(
+            "--max-parallelism, --max-build-parallelism and --max-concurrent-builds must be at least 1"
+        );
     }
     let config = ServeConfig {
         root: root.to_owned(),
@@ -93,6 +102,7 @@ pub fn run(root: &Path, args: ServeArgs, registry: &RegistryArgs) -> anyhow::Res
         tcp,
         limits: Limits {
             max_parallelism,
+            max_build_parallelism: max_build_parallelism.min(max_parallelism),
             max_concurrent_builds: args.max_concurrent_builds,
         },
         registry: Some(registry.client()?),
