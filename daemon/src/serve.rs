@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use buildd_engine::Engine;
 use buildd_engine::solver::SolverConfig;
+use buildd_engine::{Engine, EngineOptions};
 use buildd_proto::control::control_server::ControlServer as ControlService;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Where base images the local store lacks are pulled from; `None`: nowhere.
     pub registry: Option<Arc<buildd_registry::Client>>,
+    /// The OCI runtime and snapshotter RUN steps use.
+    pub runtime: buildd_engine::ops::RuntimeConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -99,12 +101,15 @@ pub async fn serve_until(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let engine = tokio::task::block_in_place(|| {
-        Engine::open_with_registry(
+        Engine::open_with(
             &config.root,
-            SolverConfig {
-                max_parallelism: config.limits.max_parallelism,
+            EngineOptions {
+                solver: SolverConfig {
+                    max_parallelism: config.limits.max_parallelism,
+                },
+                registry: config.registry.clone(),
+                runtime: config.runtime.clone(),
             },
-            config.registry.clone(),
         )
     })?;
     let engine = Arc::new(engine);

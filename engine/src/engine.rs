@@ -5,9 +5,19 @@ use std::sync::Arc;
 
 use buildd_registry::{Client, CredentialSource, InitError};
 
-use crate::ops::BuildWorker;
+use crate::ops::{BuildWorker, RuntimeConfig};
 use crate::root::{Root, RootError};
 use crate::solver::{Solver, SolverConfig};
+
+/// Everything an engine is opened with besides its root.
+#[derive(Default)]
+pub struct EngineOptions {
+    pub solver: SolverConfig,
+    /// Where base images the local store lacks are pulled from; `None`: nowhere.
+    pub registry: Option<Arc<Client>>,
+    /// The OCI runtime and snapshotter RUN steps use.
+    pub runtime: RuntimeConfig,
+}
 
 pub struct Engine {
     pub root: Arc<Root>,
@@ -27,8 +37,24 @@ impl Engine {
         config: SolverConfig,
         registry: Option<Arc<Client>>,
     ) -> Result<Self, RootError> {
+        Self::open_with(
+            root,
+            EngineOptions {
+                solver: config,
+                registry,
+                runtime: RuntimeConfig::default(),
+            },
+        )
+    }
+
+    pub fn open_with(root: &Path, opts: EngineOptions) -> Result<Self, RootError> {
+        let EngineOptions {
+            solver: config,
+            registry,
+            runtime,
+        } = opts;
         let root = Arc::new(Root::open(root)?);
-        let worker = BuildWorker::new(root.clone(), registry.clone());
+        let worker = BuildWorker::new(root.clone(), registry.clone(), runtime);
         let solver = Solver::new(worker, root.index.clone(), config);
         Ok(Self {
             root,

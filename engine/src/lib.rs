@@ -15,4 +15,4 @@ pub mod session;
 pub mod solver;
 pub mod store;
 
-pub use engine::Engine;
+pub use engine::{Engine, EngineOptions};

@@ -52,10 +52,14 @@ pub struct BuildWorker {
 }
 
 impl BuildWorker {
-    pub fn new(root: Arc<Root>, registry: Option<Arc<buildd_registry::Client>>) -> Self {
+    pub fn new(
+        root: Arc<Root>,
+        registry: Option<Arc<buildd_registry::Client>>,
+        runtime: super::RuntimeConfig,
+    ) -> Self {
         Self {
             root,
-            exec: Arc::default(),
+            exec: Arc::new(super::exec::ExecState::new(runtime)),
             registry,
         }
     }

@@ -3,15 +3,16 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use buildd_engine::Engine;
 use buildd_engine::build::{BuildRequest, build};
 use buildd_engine::export::OutputSpec;
 use buildd_engine::progress::PlainPrinter;
 use buildd_engine::solver::SolverConfig;
+use buildd_engine::{Engine, EngineOptions};
 use clap::{Args, ValueEnum};
 
 use crate::args::DockerfileArgs;
 use crate::registry::RegistryArgs;
+use crate::runtime::RuntimeArgs;
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -54,7 +55,12 @@ enum Progress {
     Quiet,
 }
 
-pub fn run(root: &Path, args: BuildArgs, registry: &RegistryArgs) -> anyhow::Result<()> {
+pub fn run(
+    root: &Path,
+    args: BuildArgs,
+    registry: &RegistryArgs,
+    runtime: &RuntimeArgs,
+) -> anyhow::Result<()> {
     let build_args = crate::args::build_args(&args.dockerfile.build_args);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
@@ -89,8 +95,15 @@ pub fn run(root: &Path, args: BuildArgs, registry: &RegistryArgs) -> anyhow::Res
     if let Some(n) = args.max_parallelism {
         config.max_parallelism = n;
     }
-    let engine = Engine::open_with_registry(root, config, Some(registry.client()?))
-        .with_context(|| format!("opening root {}", root.display()))?;
+    let engine = Engine::open_with(
+        root,
+        EngineOptions {
+            solver: config,
+            registry: Some(registry.client()?),
+            runtime: runtime.config(),
+        },
+    )
+    .with_context(|| format!("opening root {}", root.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@ mod images;
 mod import;
 mod registry;
 mod report;
+mod runtime;
 mod serve;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ struct Cli {
     debug: bool,
     #[command(flatten)]
     registry: registry::RegistryArgs,
+    #[command(flatten)]
+    runtime: runtime::RuntimeArgs,
     #[command(flatten)]
     serve: serve::ServeArgs,
     #[command(subcommand)]
@@ -52,11 +55,11 @@ fn main() -> ExitCode {
     serve::init_logging(cli.debug, cli.serve.log_format, cli.command.is_none());
     let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
     let result = match cli.command {
-        Some(Command::Build(args)) => build::run(&root, args, &cli.registry),
+        Some(Command::Build(args)) => build::run(&root, args, &cli.registry, &cli.runtime),
         Some(Command::Debug(cmd)) => debug::run(cmd),
         Some(Command::Images) => images::run(&root),
         Some(Command::Import(args)) => import::run(&root, args),
-        None => serve::run(&root, cli.serve, &cli.registry),
+        None => serve::run(&root, cli.serve, &cli.registry, &cli.runtime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

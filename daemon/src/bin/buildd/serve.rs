@@ -9,6 +9,7 @@ use buildd_daemon::serve::{DEFAULT_SOCKET, ServeConfig, TcpConfig, parse_addr};
 use clap::{Args, ValueEnum};
 
 use crate::registry::RegistryArgs;
+use crate::runtime::RuntimeArgs;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -67,7 +68,12 @@ pub fn init_logging(debug: bool, format: LogFormat, serving: bool) {
     }
 }
 
-pub fn run(root: &Path, args: ServeArgs, registry: &RegistryArgs) -> anyhow::Result<()> {
+pub fn run(
+    root: &Path,
+    args: ServeArgs,
+    registry: &RegistryArgs,
+    runtime: &RuntimeArgs,
+) -> anyhow::Result<()> {
     let socket = match &args.addr {
         Some(a) => parse_addr(a)?,
         None => PathBuf::from(DEFAULT_SOCKET),
@@ -106,6 +112,7 @@ pub fn run(root: &Path, args: ServeArgs, registry: &RegistryArgs) -> anyhow::Res
             max_concurrent_builds: args.max_concurrent_builds,
         },
         registry: Some(registry.client()?),
+        runtime: runtime.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

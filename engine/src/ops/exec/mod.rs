@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use buildd_executor::{Executor, Network, RunSpec, RuncExecutor, Security};
+use buildd_executor::{Executor, Network, RunSpec, RuncExecutor, Security, Snapshotter};
 use buildd_proto::Digest;
 use buildd_proto::llb::{ExecOp, Meta, MountType, NO_INPUT, NetMode, SecurityMode, op};
 use buildd_snapshot::Snapshot;
@@ -35,22 +35,41 @@ use session::SessionMounts;
 /// runs hold.
 #[derive(Default)]
 pub(crate) struct ExecState {
+    config: RuntimeConfig,
     executor: OnceLock<Arc<dyn Executor>>,
     caches: Arc<CacheMounts>,
 }
 
+/// How RUN steps run.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// The OCI runtime binary (`runc`, `crun` or a path); `None`: runc, else crun,
+    /// from `PATH`.
+    pub runtime: Option<PathBuf>,
+    pub snapshotter: Snapshotter,
+}
+
 impl ExecState {
+    pub(crate) fn new(config: RuntimeConfig) -> Self {
+        Self {
+            config,
+            ..Default::default()
+        }
+    }
+
     fn executor(&self, root: &Root) -> Result<Arc<dyn Executor>, OpError> {
         if let Some(e) = self.executor.get() {
             return Ok(e.clone());
         }
-        let runtime = RuncExecutor::find_runtime()
-            .ok_or_else(|| OpError::new("RUN needs an OCI runtime (runc or crun) on PATH"))?;
-        let made: Arc<dyn Executor> = Arc::new(RuncExecutor::new(
-            runtime,
-            root.path.join("runc"),
-            root.path.join("exec"),
-        ));
+        let runtime = match &self.config.runtime {
+            Some(r) => r.clone(),
+            None => RuncExecutor::find_runtime()
+                .ok_or_else(|| OpError::new("RUN needs an OCI runtime (runc or crun) on PATH"))?,
+        };
+        let made: Arc<dyn Executor> = Arc::new(
+            RuncExecutor::new(runtime, root.path.join("runc"), root.path.join("exec"))
+                .with_snapshotter(self.config.snapshotter),
+        );
         Ok(self.executor.get_or_init(|| made).clone())
     }
 }
