@@ -38,9 +38,16 @@ fn dump_llb_prints_a_definition_from_a_file_and_as_json() {
     let file = file.to_str().unwrap();
 
     let out = bctl(&["debug", "dump-llb", file]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("docker-image://127.0.0.1:5000/busybox:latest"), "{text}");
+    assert!(
+        text.contains("docker-image://127.0.0.1:5000/busybox:latest"),
+        "{text}"
+    );
 
     let out = bctl(&["debug", "dump-llb", "--format", "json", file]);
     assert!(out.status.success());

@@ -48,7 +48,10 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn a_secret_reaches_the_run_through_the_session_and_nothing_else() {
     if !have_tool("runc") || !Path::new("/bin/busybox").is_file() {
-        assert!(std::env::var_os("CI").is_none(), "runc and busybox-static are needed");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc and busybox-static are needed"
+        );
         eprintln!("skipped: needs runc and /bin/busybox");
         return;
     }
@@ -70,7 +73,9 @@ fn a_secret_reaches_the_run_through_the_session_and_nothing_else() {
     let out = ws.path("out.tar");
     let secret = format!("id=tok,src={}", secret_file.display());
     let oci = format!("type=oci,dest={}", out.display());
-    let run = daemon.build(&ws, &["--secret", &secret, "-o", &oci]).success();
+    let run = daemon
+        .build(&ws, &["--secret", &secret, "-o", &oci])
+        .success();
 
     let needle = value.as_bytes();
     assert!(!run.stderr.contains(&value) && !run.stdout.contains(&value));
