@@ -99,6 +99,13 @@ pub fn compile(dockerfile: &str, opts: &BuildOptions) -> Result<Compiled, Error>
     compile::compile(dockerfile, opts)
 }
 
+/// [`compile`] of a Dockerfile already parsed from `dockerfile` with [`parse`],
+/// so that benchmarks can time compiling apart from parsing.
+#[doc(hidden)]
+pub fn compile_parsed(dockerfile: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, Error> {
+    compile::compile_ast(dockerfile, ast, opts)
+}
+
 /// All errors of a Dockerfile rather than the first: every instruction that
 /// does not parse or type-check, or else what [`compile`] reports.
 pub fn check(dockerfile: &str, opts: &BuildOptions) -> Diagnostics {

@@ -3,21 +3,22 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use buildd_oci::ImageConfig;
-use buildd_proto::llb::{self, FileAction, FileActionMkDir, FileOp, Op, SourceOp, file_action, op};
+use buildd_proto::llb::{self, FileAction, FileActionMkDir, file_action};
 
 use super::Ctx;
+use super::encode;
 use super::graph::{Graph, Output, State};
 use super::image::{self, add_history, resolve_path};
 use super::stages::{Base, Source, SourceRef, Stages};
-use crate::ResolvedImage;
 use crate::error::{Error, Warning};
 use crate::instructions::{self, Command, Instruction};
 use crate::parser::Node;
 use crate::shell::Env;
+use crate::{BuildOptions, ResolvedImage};
 
 mod config;
 mod copy;
@@ -44,19 +45,11 @@ pub(crate) struct ContextSource {
 }
 
 impl ContextSource {
-    fn get(&mut self, ctx: &Ctx, graph: &mut Graph) -> Output {
+    /// The context's vertex; its op is written by [`Self::finish`].
+    fn get(&mut self, graph: &mut Graph) -> Output {
         *self.vertex.get_or_insert_with(|| {
-            let source = SourceOp {
-                identifier: format!("local://{}", ctx.opts.context_name),
-                exclude_patterns: ctx.opts.dockerignore.clone(),
-                ..Default::default()
-            };
-            let op = Op {
-                op: Some(op::Op::Source(source)),
-                ..Default::default()
-            };
             graph.add(
-                op,
+                graph.op_writer(&[]),
                 Vec::new(),
                 "[internal] load build context".to_owned(),
                 None,
@@ -64,26 +57,29 @@ impl ContextSource {
         })
     }
 
-    /// Sets BuildKit's follow paths: the sorted COPY sources relative to the
-    /// context root, or none at all when one of them is the root itself.
-    pub(crate) fn finish(self, graph: &mut Graph) {
+    /// Writes the context's source op with BuildKit's follow paths: the
+    /// sorted COPY sources relative to the context root, or none at all when
+    /// one of them is the root itself.
+    pub(crate) fn finish(self, opts: &BuildOptions, graph: &mut Graph) {
         let Some(v) = self.vertex else { return };
-        let paths: Vec<String> = if self.paths.contains("/") {
+        let paths: Vec<&str> = if self.paths.contains("/") {
             Vec::new()
         } else {
-            // The set's strings are reused: only their leading `/` goes.
             self.paths
-                .into_iter()
-                .map(|mut p| {
-                    let root = p.len() - p.trim_start_matches('/').len();
-                    p.replace_range(..root, "");
-                    p
-                })
+                .iter()
+                .map(|p| p.trim_start_matches('/'))
                 .collect()
         };
-        if let Some(op::Op::Source(s)) = &mut graph.op_mut(v).op {
-            s.follow_paths = paths;
-        }
+        let identifier = format!("local://{}", opts.context_name);
+        let mut op = graph.op_writer(&[]);
+        encode::source(
+            &mut op,
+            &identifier,
+            &BTreeMap::new(),
+            &opts.dockerignore,
+            &paths,
+        );
+        graph.set_op(v, op);
     }
 }
 
@@ -263,13 +259,15 @@ impl Dispatcher<'_, '_, '_> {
     }
 
     fn image_vertex(&mut self, resolved: &ResolvedImage, name: String, node: &Node) -> Output {
-        let op = Op {
-            op: Some(op::Op::Source(SourceOp {
-                identifier: format!("docker-image://{}", resolved.reference),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
+        let identifier = format!("docker-image://{}", resolved.reference);
+        let mut op = self.graph.op_writer(&[]);
+        encode::source(
+            &mut op,
+            &identifier,
+            &BTreeMap::new(),
+            encode::NO_PATHS,
+            encode::NO_PATHS,
+        );
         self.graph.add(op, Vec::new(), name, Some(lines(node)))
     }
 
@@ -425,10 +423,8 @@ impl Dispatcher<'_, '_, '_> {
         } else {
             llb::NO_INPUT
         };
-        let op = Op {
-            op: Some(op::Op::File(FileOp { base, actions })),
-            ..Default::default()
-        };
+        let mut op = self.graph.op_writer(&inputs);
+        encode::file(&mut op, base, &actions);
         let name = self.progress(node);
         self.state = Some(self.graph.add(op, inputs, name, Some(lines(node))));
     }

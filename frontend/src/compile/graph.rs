@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use buildd_proto::Digest;
 use buildd_proto::llb::{
-    self, Definition, Input, Location, Op, OpMetadata, Platform, Range, SourceInfo,
+    self, Definition, Input, Location, OpMetadata, Platform, Range, SourceInfo,
 };
-use prost::Message;
+
+use super::wire::{Writer, varint_len};
 
 /// One output of a vertex in the [`Graph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +20,9 @@ pub(crate) struct Output {
 pub(crate) type State = Option<Output>;
 
 struct Vertex {
-    /// The op without `inputs`; they are filled in from `inputs` when digested.
-    op: Op,
+    /// The encoded op: room for its inputs, filled in once their digests are
+    /// known, then its body (see [`super::encode`]).
+    op: Vec<u8>,
     inputs: Vec<Output>,
     name: String,
     /// Line range (1-based, inclusive) in the Dockerfile, if any.
@@ -28,28 +30,49 @@ struct Vertex {
 }
 
 /// Vertices added in any order; [`Graph::marshal`] orders them.
-#[derive(Default)]
 pub(crate) struct Graph {
     vertices: Vec<Vertex>,
+    /// `Op.platform` encoded, the last field of every op.
+    platform: Vec<u8>,
 }
 
 impl Graph {
-    /// An empty graph with room for `n` vertices.
-    pub(crate) fn with_capacity(n: usize) -> Self {
+    /// An empty graph of ops on `platform`, with room for `n` vertices.
+    pub(crate) fn new(n: usize, platform: &Platform) -> Self {
+        let mut w = Writer::with_capacity(64);
+        w.message(10, |w| {
+            w.string(1, &platform.os);
+            w.string(2, &platform.architecture);
+            w.string(3, &platform.variant);
+        });
         Self {
             vertices: Vec::with_capacity(n),
+            platform: w.into_bytes(),
         }
     }
 
+    /// Where to write the op of a vertex with `inputs`: the op's bytes are
+    /// stored as they are written, so room is left at the front for the
+    /// inputs (filled in by [`Graph::marshal`]) and at the end for the
+    /// platform.
+    pub(crate) fn op_writer(&self, inputs: &[Output]) -> Writer {
+        let prefix = inputs_len(inputs);
+        let mut w = Writer::with_capacity(prefix + 256 + self.platform.len());
+        w.buf.resize(prefix, 0);
+        w
+    }
+
+    /// Adds the op written to `op` (from [`Graph::op_writer`] with the same
+    /// `inputs`).
     pub(crate) fn add(
         &mut self,
-        op: Op,
+        op: Writer,
         inputs: Vec<Output>,
         name: String,
         lines: Option<(u32, u32)>,
     ) -> Output {
         self.vertices.push(Vertex {
-            op,
+            op: op.into_bytes(),
             inputs,
             name,
             lines,
@@ -60,25 +83,24 @@ impl Graph {
         }
     }
 
-    /// Access to a vertex's op, to finish it before marshalling (follow paths).
-    pub(crate) fn op_mut(&mut self, out: Output) -> &mut Op {
-        &mut self.vertices[out.vertex].op
+    /// Replaces the op of a vertex without inputs, for one completed only
+    /// after it is used (the context's follow paths).
+    pub(crate) fn set_op(&mut self, out: Output, op: Writer) {
+        let v = &mut self.vertices[out.vertex];
+        assert!(v.inputs.is_empty(), "only ops without inputs are replaced");
+        v.op = op.into_bytes();
     }
 
     /// Serialises everything `result` depends on: inputs before their users, in
     /// depth-first order of the inputs, so equal graphs give equal bytes.
-    /// Consumes the graph so that each op is completed and encoded in place.
-    pub(crate) fn marshal(
-        self,
-        result: State,
-        platform: &Platform,
-        source: SourceInfo,
-    ) -> Definition {
+    /// Consumes the graph so that names move into the metadata.
+    pub(crate) fn marshal(self, result: State, source: SourceInfo) -> Definition {
         let n = self.vertices.len();
         let mut m = Marshaller {
             digests: vec![None; n],
             vertices: self.vertices,
-            platform: Some(platform.clone()),
+            platform: self.platform,
+            input: Writer::with_capacity(128),
             seen: HashSet::with_capacity(n),
             def: Vec::with_capacity(n),
             metadata: Vec::with_capacity(n),
@@ -106,9 +128,10 @@ impl Graph {
 
 struct Marshaller {
     vertices: Vec<Vertex>,
-    /// The platform every op gets; moved into each op while it is encoded
-    /// and taken back after, rather than copied for each.
-    platform: Option<Platform>,
+    /// The encoded platform field every op ends with.
+    platform: Vec<u8>,
+    /// One encoded input, before it is copied into its op.
+    input: Writer,
     /// By vertex: its digest once emitted.
     digests: Vec<Option<Digest>>,
     /// Digests of the ops in `def`: equal ops (say, the same heredoc twice)
@@ -142,27 +165,30 @@ impl Marshaller {
         self.digests[root].expect("the root is emitted")
     }
 
-    /// Encodes vertex `id`, whose inputs are all digested. Each vertex is
-    /// emitted once, so its op and name are moved out rather than copied, and
-    /// the digest is taken of the very bytes that are stored.
+    /// Completes vertex `id`, whose inputs are all digested: its inputs go
+    /// into the room left before the body and the platform after it, which
+    /// is the order of their tags. Each vertex is emitted once, so its bytes
+    /// and name are moved out rather than copied, and the digest is taken of
+    /// the very bytes that are stored.
     fn emit(&mut self, id: usize) {
         let v = &mut self.vertices[id];
-        let mut op = std::mem::take(&mut v.op);
-        op.inputs = v
-            .inputs
-            .iter()
-            .map(|i| Input {
-                digest: digest_string(
-                    self.digests[i.vertex]
-                        .as_ref()
-                        .expect("inputs are emitted first"),
-                ),
-                index: i.index,
-            })
-            .collect();
-        op.platform = self.platform.take();
-        let bytes = op.encode_to_vec();
-        self.platform = op.platform.take();
+        let mut bytes = std::mem::take(&mut v.op);
+        let mut at = 0;
+        for i in &v.inputs {
+            let digest = self.digests[i.vertex]
+                .as_ref()
+                .expect("inputs are emitted first");
+            self.input.buf.clear();
+            self.input.message(1, |w| {
+                w.string(1, digest_text(digest).as_str());
+                w.int64(2, i.index);
+            });
+            let end = at + self.input.buf.len();
+            bytes[at..end].copy_from_slice(&self.input.buf);
+            at = end;
+        }
+        debug_assert_eq!(at, inputs_len(&v.inputs), "the room left for inputs");
+        bytes.extend_from_slice(&self.platform);
         let digest = Digest::of(&bytes);
         if self.seen.insert(digest) {
             self.def.push(bytes);
@@ -198,19 +224,47 @@ impl Marshaller {
     }
 }
 
+/// The encoded length of `Op.inputs` for `inputs`: each is a nested message
+/// (tag and a one-byte length) of the digest (tag, length, `sha256:<hex>`)
+/// and, unless zero, the index.
+fn inputs_len(inputs: &[Output]) -> usize {
+    inputs
+        .iter()
+        .map(|i| {
+            let index = match i.index {
+                0 => 0,
+                n => 1 + varint_len(n as u64),
+            };
+            2 + 2 + DIGEST_TEXT_LEN + index
+        })
+        .sum()
+}
+
+const DIGEST_TEXT_LEN: usize = 7 + 64;
+
 /// `sha256:<hex>`, as `Digest`'s `Display` writes it, without going through
-/// the formatting machinery for each of the many vertices.
-fn digest_string(d: &Digest) -> String {
+/// the formatting machinery (or the heap) for each of the many vertices.
+struct DigestText([u8; DIGEST_TEXT_LEN]);
+
+impl DigestText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+fn digest_text(d: &Digest) -> DigestText {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 7 + 64];
+    let mut text = [0u8; DIGEST_TEXT_LEN];
     text[..7].copy_from_slice(b"sha256:");
     for (pair, b) in text[7..].chunks_exact_mut(2).zip(d.as_bytes()) {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0xf)];
     }
-    std::str::from_utf8(&text)
-        .expect("hex digits are ASCII")
-        .to_owned()
+    DigestText(text)
+}
+
+fn digest_string(d: &Digest) -> String {
+    digest_text(d).as_str().to_owned()
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 
 mod checks;
 mod dispatch;
+mod encode;
 mod graph;
 mod image;
 mod onbuild;
 mod remote;
 mod stages;
+mod wire;
 
 use std::collections::BTreeSet;
 
@@ -157,7 +159,7 @@ pub(crate) fn check(text: &str, opts: &BuildOptions) -> Diagnostics {
     }
 }
 
-fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, Error> {
+pub(crate) fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, Error> {
     let file = opts.dockerfile_name.clone();
     let check_config = checks::config(ast, &file)?;
     let mut ctx = Ctx {
@@ -188,7 +190,7 @@ fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, E
     }
 
     // Most instructions add one vertex.
-    let mut graph = graph::Graph::with_capacity(ast.nodes.len());
+    let mut graph = graph::Graph::new(ast.nodes.len(), &image::proto_platform(&opts.platform));
     let mut context = dispatch::ContextSource::default();
     let mut built: Vec<Option<dispatch::Built>> = vec![None; stages.stages.len()];
     for (i, needed) in reachable.iter().enumerate() {
@@ -205,14 +207,13 @@ fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<Compiled, E
             built[i] = Some(b);
         }
     }
-    context.finish(&mut graph);
+    context.finish(opts, &mut graph);
     checks::finish(&mut ctx, &check_config)?;
     let out = built[target]
         .take()
         .expect("the target stage is dispatched");
     let definition = graph.marshal(
         out.state,
-        &image::proto_platform(&opts.platform),
         SourceInfo {
             filename: opts.dockerfile_name.clone(),
             data: text.as_bytes().to_vec(),

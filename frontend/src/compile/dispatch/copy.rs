@@ -4,12 +4,10 @@
 
 use std::borrow::Cow;
 
-use buildd_proto::llb::{
-    self, FileAction, FileActionCopy, FileActionMkFile, FileOp, MergeOp, Op, SourceOp, file_action,
-    op,
-};
+use buildd_proto::llb::{self, FileAction, FileActionCopy, FileActionMkFile, file_action};
 
 use super::{Dispatcher, lines};
+use crate::compile::encode;
 use crate::compile::graph::Output;
 use crate::compile::image::{self, resolve_path};
 use crate::compile::remote::{self, Remote};
@@ -124,14 +122,14 @@ impl Dispatcher<'_, '_, '_> {
             }
             let (identifier, attrs) =
                 remote.source(checksum.as_ref().map(|(v, _)| &**v), c.keep_git_dir);
-            let op = Op {
-                op: Some(op::Op::Source(SourceOp {
-                    identifier,
-                    attrs,
-                    ..Default::default()
-                })),
-                ..Default::default()
-            };
+            let mut op = self.graph.op_writer(&[]);
+            encode::source(
+                &mut op,
+                &identifier,
+                &attrs,
+                encode::NO_PATHS,
+                encode::NO_PATHS,
+            );
             let out = self.graph.add(
                 op,
                 Vec::new(),
@@ -180,30 +178,18 @@ impl Dispatcher<'_, '_, '_> {
         }
 
         share(&mut actions, template);
-        let op = Op {
-            op: Some(op::Op::File(FileOp {
-                base: base_index,
-                actions: actions
-                    .into_iter()
-                    .map(|a| FileAction {
-                        action: Some(file_action::Action::Copy(a)),
-                    })
-                    .collect(),
-            })),
-            ..Default::default()
-        };
+        let mut op = self.graph.op_writer(&inputs.0);
+        encode::file_copies(&mut op, base_index, &actions);
         let name = self.progress(node);
         self.state = Some(match (c.link, self.state) {
             (true, Some(below)) => {
                 let layer = self
                     .graph
                     .add(op, inputs.0, name.clone(), Some(lines(node)));
-                let merge = Op {
-                    op: Some(op::Op::Merge(MergeOp {})),
-                    ..Default::default()
-                };
-                self.graph
-                    .add(merge, vec![below, layer], name, Some(lines(node)))
+                let inputs = vec![below, layer];
+                let mut merge = self.graph.op_writer(&inputs);
+                encode::merge(&mut merge);
+                self.graph.add(merge, inputs, name, Some(lines(node)))
             }
             _ => self.graph.add(op, inputs.0, name, Some(lines(node))),
         });
@@ -236,7 +222,7 @@ impl Dispatcher<'_, '_, '_> {
     ) -> Result<i64, Error> {
         let Some(r) = from else {
             self.context.paths.insert(resolve_path("/", src));
-            let ctx_out = self.context.get(self.ctx, self.graph);
+            let ctx_out = self.context.get(self.graph);
             return Ok(inputs.index(ctx_out));
         };
         let state = self.source_state(node, r)?.ok_or_else(|| {
@@ -271,13 +257,8 @@ impl Dispatcher<'_, '_, '_> {
                 timestamp: None,
             })),
         };
-        let op = Op {
-            op: Some(op::Op::File(FileOp {
-                base: llb::NO_INPUT,
-                actions: vec![mkfile],
-            })),
-            ..Default::default()
-        };
+        let mut op = self.graph.op_writer(&[]);
+        encode::file(&mut op, llb::NO_INPUT, std::slice::from_ref(&mkfile));
         let name = "[internal] preparing inline document".to_owned();
         self.graph.add(op, Vec::new(), name, Some(lines(node)))
     }

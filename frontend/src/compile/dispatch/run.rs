@@ -4,11 +4,12 @@
 use std::fmt::Write as _;
 
 use buildd_proto::llb::{
-    self, CacheOpt, CacheSharingOpt, ExecOp, Meta, Mount, MountType as LlbMount, NetMode, Op,
-    SecretEnv, SecretOpt, SecurityMode, SshOpt, TmpfsOpt, op,
+    self, CacheOpt, CacheSharingOpt, Mount, MountType as LlbMount, NetMode, SecretEnv, SecretOpt,
+    SecurityMode, SshOpt, TmpfsOpt,
 };
 
 use super::{Dispatcher, lines};
+use crate::compile::encode::{self, EnvVar, Process};
 use crate::compile::graph::{Output, State};
 use crate::compile::image::{clean_path, resolve_path};
 use crate::compile::stages::SourceRef;
@@ -93,28 +94,6 @@ impl Dispatcher<'_, '_, '_> {
         }
         // Parents before children, deterministically; the root stays first.
         mounts[1..].sort_by(|a, b| a.dest.cmp(&b.dest));
-        let args = match &rewritten {
-            Some(cmd) => self.with_shell(c.line.shell_form, std::slice::from_ref(cmd)),
-            None => self.with_shell(c.line.shell_form, c.line.args),
-        };
-        let mut env = self.run_env();
-        if let Some(sock) = mounts
-            .iter()
-            .find_map(|m| m.ssh_opt.as_ref().map(|_| m.dest.clone()))
-            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
-        {
-            env.push(format!("SSH_AUTH_SOCK={sock}"));
-        }
-        let created_by = self
-            .keep_history
-            .then(|| format!("RUN {} # buildkit", self.run_command_string(&args)));
-        let meta = Meta {
-            args,
-            env,
-            cwd: self.workdir().to_owned(),
-            user: self.image.config.user.clone(),
-            ..Default::default()
-        };
         let network = match &c.network {
             Some(l) => match &*self.expand(node, l.value)? {
                 "default" => NetMode::Unset,
@@ -132,16 +111,29 @@ impl Dispatcher<'_, '_, '_> {
             },
             None => SecurityMode::Sandbox,
         };
-        let op = Op {
-            op: Some(op::Op::Exec(ExecOp {
-                meta: Some(meta),
-                mounts,
-                network: network as i32,
-                security: security as i32,
-                secret_env,
-            })),
-            ..Default::default()
+        let args = match &rewritten {
+            Some(cmd) => self.shell_args(c.line.shell_form, std::slice::from_ref(cmd)),
+            None => self.shell_args(c.line.shell_form, c.line.args),
         };
+        let mut env = self.run_env();
+        if let Some(sock) = mounts
+            .iter()
+            .find_map(|m| m.ssh_opt.as_ref().map(|_| m.dest.as_str()))
+            && !env.iter().any(|e| e.name() == "SSH_AUTH_SOCK")
+        {
+            env.push(EnvVar::Pair("SSH_AUTH_SOCK", sock));
+        }
+        let created_by = self
+            .keep_history
+            .then(|| format!("RUN {} # buildkit", self.run_command_string(&args)));
+        let process = Process {
+            args: &args,
+            env: &env,
+            cwd: self.workdir(),
+            user: &self.image.config.user,
+        };
+        let mut op = self.graph.op_writer(&inputs.list);
+        encode::exec(&mut op, &process, &mounts, network, security, &secret_env);
         let mut name = self.progress(node);
         if let Some(s) = summary {
             name = format!("{name} ({s})");
@@ -255,7 +247,7 @@ impl Dispatcher<'_, '_, '_> {
                     None => {
                         let path = if selector.is_empty() { "/" } else { &selector };
                         self.context.paths.insert(path.to_owned());
-                        Some(self.context.get(self.ctx, self.graph))
+                        Some(self.context.get(self.graph))
                     }
                 };
                 m.input = inputs.index(state);
@@ -314,23 +306,23 @@ impl Dispatcher<'_, '_, '_> {
         Ok(m)
     }
 
-    /// The process environment: ENV, then ARGs that ENV does not override.
-    fn run_env(&self) -> Vec<String> {
-        let mut env = self.image.config.env.clone();
+    /// The process environment: ENV, then ARGs that ENV (or an earlier
+    /// ARG of the same name) does not override.
+    fn run_env(&self) -> Vec<EnvVar<'_>> {
+        let env = &self.image.config.env;
+        let mut out = Vec::with_capacity(env.len() + self.args.len() + 1);
+        out.extend(env.iter().map(|e| EnvVar::Line(e)));
         for (k, v) in &self.args {
             let Some(v) = v else { continue };
-            let shadowed = env
-                .iter()
-                .any(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) == k);
-            if !shadowed {
-                env.push(format!("{k}={v}"));
+            if !out.iter().any(|e| e.name() == k) {
+                out.push(EnvVar::Pair(k, v));
             }
         }
-        env
+        out
     }
 
     /// BuildKit's history form of RUN: `|N K=V ... args`.
-    fn run_command_string(&self, args: &[String]) -> String {
+    fn run_command_string(&self, args: &[&str]) -> String {
         let env = self.expand_env();
         let mut out = String::new();
         if !self.args.is_empty() {
@@ -352,17 +344,25 @@ impl Dispatcher<'_, '_, '_> {
     /// The process arguments: `args` as they are in exec form, after the
     /// stage's shell in shell form.
     pub(super) fn with_shell(&self, shell_form: bool, args: &[String]) -> Vec<String> {
+        self.shell_args(shell_form, args)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// [`Self::with_shell`], borrowed.
+    fn shell_args<'s>(&'s self, shell_form: bool, args: &'s [String]) -> Vec<&'s str> {
         if !shell_form {
-            return args.to_vec();
+            return args.iter().map(String::as_str).collect();
         }
         let shell = &self.image.config.shell;
         let mut out = Vec::with_capacity(shell.len().max(2) + args.len());
         if shell.is_empty() {
-            out.extend(["/bin/sh".to_owned(), "-c".to_owned()]);
+            out.extend(["/bin/sh", "-c"]);
         } else {
-            out.extend(shell.iter().cloned());
+            out.extend(shell.iter().map(String::as_str));
         }
-        out.extend(args.iter().cloned());
+        out.extend(args.iter().map(String::as_str));
         out
     }
 }
