@@ -4,7 +4,8 @@
 //! modules: [`solve`] (a build: sync what it reads from the client, run it, send
 //! outputs back), [`session`] (the client's session stream), [`context_sync`] and
 //! [`mirror`] (incremental upload into a per-client-directory mirror), [`status`]
-//! (progress by build ref), [`usage`] (disk usage and prune), [`info`]. [`serve`]
+//! (progress by build ref), [`usage`] (disk usage and prune), [`info`]; [`secrets`],
+//! [`credentials`] and [`ssh`] serve what a build borrows from its client. [`serve`]
 //! listens on a unix socket and optionally TCP with mutual TLS.
 
 pub mod context_sync;
@@ -20,5 +21,6 @@ pub mod secrets;
 pub mod serve;
 pub mod session;
 pub mod solve;
+pub mod ssh;
 pub mod status;
 pub mod usage;

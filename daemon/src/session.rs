@@ -47,6 +47,8 @@ pub enum Answer {
     Secret(buildd_proto::control::SecretResponse),
     Credentials(buildd_proto::control::CredentialsResponse),
     ExportAck(buildd_proto::control::ExportAck),
+    /// Agent bytes on a forwarded SSH connection, named by the open's id.
+    Ssh(buildd_proto::control::SshData),
 }
 
 /// Open sessions by id.
@@ -100,6 +102,7 @@ impl SessionRegistry {
         let session = Arc::new(Session {
             id: id.clone(),
             locals: hello.locals,
+            ssh_ids: hello.ssh_ids,
             out: out_tx,
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
@@ -131,6 +134,7 @@ impl SessionRegistry {
 pub struct Session {
     id: String,
     locals: Vec<String>,
+    ssh_ids: Vec<String>,
     out: mpsc::Sender<ServerMessage>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, mpsc::Sender<Result<Answer, SessionError>>>>,
@@ -151,6 +155,11 @@ impl Session {
     /// The local sources the client said it can serve.
     pub fn locals(&self) -> &[String] {
         &self.locals
+    }
+
+    /// The SSH agents the client said it forwards.
+    pub fn ssh_ids(&self) -> &[String] {
+        &self.ssh_ids
     }
 
     /// A fresh request id, unique within this session.
@@ -245,6 +254,7 @@ impl Session {
                 Msg::Secret(s) => (s.request_id, Ok(Answer::Secret(s))),
                 Msg::Credentials(c) => (c.request_id, Ok(Answer::Credentials(c))),
                 Msg::ExportAck(a) => (a.request_id, Ok(Answer::ExportAck(a))),
+                Msg::Ssh(d) => (d.conn_id, Ok(Answer::Ssh(d))),
                 Msg::Error(e) => (
                     e.request_id,
                     Err(SessionError::Client {

@@ -31,6 +31,7 @@ use crate::daemon::Daemon;
 use crate::exporters::{self, ExporterError, Plan};
 use crate::secrets::SessionSecrets;
 use crate::session::{Session, SessionError};
+use crate::ssh::SessionSsh;
 use crate::status::{Publisher, StatusError, now_ns};
 
 pub const DOCKERFILE_FRONTEND: &str = "dockerfile.v0";
@@ -504,7 +505,8 @@ async fn prepare_dockerfile(
         secrets: Some(Arc::new(SessionSecrets {
             session: session.clone(),
         })),
-        ssh: None,
+        ssh: SessionSsh::for_session(session)
+            .map(|s| Arc::new(s) as Arc<dyn buildd_engine::session::SshStore>),
         registry,
         max_parallelism: Some(daemon.limits.max_build_parallelism),
         resolver: Some(resolver),

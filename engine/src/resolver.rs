@@ -63,17 +63,22 @@ impl BuildResolver {
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
         let registry = registry.clone();
         let platform = platform.clone();
-        let (resolved, config) = self.handle.block_on(async move {
-            let resolved = registry
-                .resolve(&parsed, &platform)
-                .await
-                .map_err(|e| e.to_string())?;
-            let config = registry
-                .fetch_blob_bytes(&parsed, &resolved.manifest.config)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((resolved, config))
-        })?;
+        let (resolved, config) = self
+            .handle
+            .block_on(async move {
+                let resolved = registry
+                    .resolve(&parsed, &platform)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let config = registry
+                    .fetch_blob_bytes(&parsed, &resolved.manifest.config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((resolved, config))
+            })
+            // Say where else it looked, as the registry error alone may mislead
+            // (a typo in a local name reads like a network problem).
+            .map_err(|e| format!("not in the local image store, and {e}"))?;
         let config: ImageConfig = serde_json::from_slice(&config)
             .map_err(|e| format!("{reference}: image config is not valid: {e}"))?;
         let pinned = Reference::parse(reference)

@@ -350,3 +350,146 @@ fn registry_credentials_come_from_the_client_over_the_session() {
         "private base\n"
     );
 }
+
+/// A client for the RUN: busybox's `nc` cannot connect to a unix socket, so a
+/// static helper sends its argument as a line to `$SSH_AUTH_SOCK` and prints
+/// what comes back until the agent closes, as an ssh client keeps its agent
+/// connection open while it waits for the answer.
+const AGENT_CLIENT_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    const char *path = getenv("SSH_AUTH_SOCK");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (argc != 2 || !path || strlen(path) >= sizeof addr.sun_path) {
+        fprintf(stderr, "usage: SSH_AUTH_SOCK=PATH agent-ping LINE\n");
+        return 2;
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        perror(path);
+        return 1;
+    }
+    dprintf(fd, "%s\n", argv[1]);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        fwrite(buf, 1, n, stdout);
+    }
+    return n < 0;
+}
+"#;
+
+/// A fake SSH agent: answers each connection's first line with `pong:<line>`
+/// and closes it; returns the lines it has seen.
+fn pong_agent(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut line = String::new();
+            if BufReader::new(&conn).read_line(&mut line).is_err() {
+                continue;
+            }
+            record.lock().unwrap().push(line.clone());
+            let _ = conn.write_all(format!("pong:{line}").as_bytes());
+        }
+    });
+    seen
+}
+
+#[test]
+fn ssh_agents_are_forwarded_from_the_client_over_the_session() {
+    let runc = have_tool("runc");
+    if !runc || !Path::new("/bin/busybox").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc and busybox-static are needed"
+        );
+        eprintln!("skipped: needs runc and /bin/busybox");
+        return;
+    }
+    if !have_tool("cc") {
+        return;
+    }
+    let ws = Workspace::new();
+    let rootfs = ws.ctx().join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "test"] {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let source = ws.path("agent-ping.c");
+    fs::write(&source, AGENT_CLIENT_C).unwrap();
+    let compiled = Command::new("cc")
+        .args(["-static", "-O", "-o"])
+        .arg(rootfs.join("bin/agent-ping"))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let agent = ws.path("agent.sock");
+    let seen = pong_agent(&agent);
+    // Two connections from one RUN: each is its own forwarded connection.
+    ws.dockerfile(
+        "FROM scratch\nCOPY rootfs/ /\n\
+         RUN --mount=type=ssh,required /bin/agent-ping first > /first \
+             && /bin/agent-ping second > /second && test -s /second\n",
+    );
+    let daemon = Daemon::start(&ws);
+
+    // Without --ssh the required agent is named; a key file is refused up front.
+    let missing = daemon.build(&ws, &[]);
+    assert!(!missing.ok);
+    assert!(
+        missing.stderr.contains("no ssh agent \"default\""),
+        "{}",
+        missing.stderr
+    );
+    let key = ws.path("id_ed25519");
+    fs::write(&key, "not a socket").unwrap();
+    let refused = daemon.build(&ws, &["--ssh", &format!("default={}", key.display())]);
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains("is not a socket") && refused.stderr.contains("ssh-add"),
+        "{}",
+        refused.stderr
+    );
+
+    let out = ws.path("out");
+    daemon
+        .build(
+            &ws,
+            &[
+                "--ssh",
+                &format!("default={}", agent.display()),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+            ],
+        )
+        .success();
+    assert_eq!(
+        fs::read_to_string(out.join("first")).unwrap(),
+        "pong:first\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("second")).unwrap(),
+        "pong:second\n"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["first\n", "second\n"]);
+    // The agent socket was the run's alone: nothing of it is in the image.
+    assert!(!out.join("run/buildkit").exists());
+}

@@ -114,12 +114,13 @@ fn import_then_build_from_the_local_store() {
 #[test]
 fn from_an_unknown_image_says_where_it_looked() {
     let ws = Workspace::new();
-    ws.dockerfile("FROM nothere:1\n");
+    // A loopback registry nobody serves: refused at once, no DNS or network needed.
+    ws.dockerfile("FROM 127.0.0.1:1/nothere:1\n");
     let run = ws.build(&[]).failure();
     assert!(run.stderr.contains("Dockerfile:1"), "{}", run.stderr);
     assert!(
-        run.stderr
-            .contains("nothere:1 is not in the local image store"),
+        run.stderr.contains("not in the local image store")
+            && run.stderr.contains("pulling 127.0.0.1:1/nothere"),
         "{}",
         run.stderr
     );

@@ -1,7 +1,7 @@
 //! `bctl build`: a Dockerfile build on the daemon. Three calls run together: the
-//! session serving this machine's files, secrets and credentials and receiving
-//! outputs; `Status` feeding the progress printer; and `Solve`, whose end ends
-//! the other two.
+//! session serving this machine's files, secrets, credentials and SSH agents and
+//! receiving outputs; `Status` feeding the progress printer; and `Solve`, whose
+//! end ends the other two.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::output;
 use crate::progress::{self, Mode, Printer};
 use crate::session::export::ExportTarget;
 use crate::session::secrets::Secrets;
+use crate::session::ssh::SshAgents;
 use crate::session::{self, SessionConfig, creds};
 
 /// How long the status stream may trail the end of the solve.
@@ -54,7 +55,8 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR] (repeatable).
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
-    /// SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET] (repeatable).
+    /// SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET], the socket
+    /// defaulting to $SSH_AUTH_SOCK (repeatable).
     #[arg(long = "ssh", value_name = "SPEC")]
     ssh: Vec<String>,
     /// Grant an entitlement: network.host, security.insecure.
@@ -81,6 +83,7 @@ pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
             id: session_id,
             locals: plan.locals.clone(),
             secrets: plan.secrets,
+            ssh: plan.ssh,
             docker_config: creds::config_path(),
             exports: plan.targets,
         },
@@ -149,6 +152,7 @@ struct Plan {
     targets: Vec<ExportTarget>,
     tags: Vec<String>,
     secrets: Secrets,
+    ssh: SshAgents,
     entitlements: Vec<String>,
     no_cache: bool,
     progress: Mode,
@@ -181,9 +185,9 @@ impl Plan {
             .and_then(|n| n.to_str())
             .context("the Dockerfile's name is not valid UTF-8")?
             .to_owned();
-        if !args.ssh.is_empty() {
-            // control.proto has no stream to forward an agent over yet.
-            bail!("--ssh: forwarding SSH agents through the daemon is not supported yet");
+        let mut ssh = SshAgents::default();
+        for spec in &args.ssh {
+            ssh.add_spec(spec)?;
         }
         let mut secrets = Secrets::default();
         for spec in &args.secrets {
@@ -208,6 +212,7 @@ impl Plan {
             targets,
             tags: args.tags,
             secrets,
+            ssh,
             entitlements: args.allow,
             no_cache: args.no_cache,
             progress: args.progress,

@@ -1,11 +1,12 @@
 //! The client side of the `Session` stream: what stays on this machine (context
-//! files, secrets, registry credentials) handed out on the daemon's request, and
-//! exported outputs received.
+//! files, secrets, registry credentials, SSH agent connections) handed out on the
+//! daemon's request, and exported outputs received.
 
 pub mod creds;
 pub mod export;
 pub mod files;
 pub mod secrets;
+pub mod ssh;
 pub mod unpack;
 pub mod walk;
 
@@ -24,6 +25,7 @@ use crate::connect::Client;
 use export::{ExportError, ExportSink, ExportTarget};
 use files::Listing;
 use secrets::Secrets;
+use ssh::{Forwards, SshAgents};
 
 /// Stats per `StatList` message: large listings go in chunks well below the
 /// message size limit.
@@ -36,6 +38,7 @@ pub struct SessionConfig {
     /// Local source name ("context", "dockerfile") → directory.
     pub locals: BTreeMap<String, PathBuf>,
     pub secrets: Secrets,
+    pub ssh: SshAgents,
     pub docker_config: Option<PathBuf>,
     /// Per exporter of the SolveRequest, in order.
     pub exports: Vec<ExportTarget>,
@@ -61,6 +64,7 @@ pub async fn open(mut client: Client, config: SessionConfig) -> Result<OpenSessi
     tx.send(message(Msg::Hello(SessionHello {
         session_id: config.id.clone(),
         locals: config.locals.keys().cloned().collect(),
+        ssh_ids: config.ssh.ids(),
     })))
     .await
     .expect("receiver alive");
@@ -77,6 +81,7 @@ pub async fn open(mut client: Client, config: SessionConfig) -> Result<OpenSessi
             listings: HashMap::new(),
             sinks: HashMap::new(),
             rejected: HashSet::new(),
+            forwards: Forwards::default(),
             failure: None,
         },
     })
@@ -115,6 +120,7 @@ struct State {
     listings: HashMap<u64, Arc<Listing>>,
     sinks: HashMap<u64, ExportSink>,
     rejected: HashSet<u64>,
+    forwards: Forwards,
     failure: Option<ExportError>,
 }
 
@@ -144,6 +150,14 @@ impl State {
                 .await;
             }
             server_message::Msg::Export(data) => self.export(data).await,
+            server_message::Msg::SshOpen(req) => {
+                let id = req.id;
+                let opened = self.forwards.open(&self.config.ssh, req, self.tx.clone());
+                if let Err(msg) = opened {
+                    self.send(error(id, msg)).await;
+                }
+            }
+            server_message::Msg::Ssh(data) => self.forwards.data(data).await,
         }
     }
 

@@ -144,6 +144,7 @@ impl TestSession {
         tx.send(msg(client_message::Msg::Hello(SessionHello {
             session_id: id.to_owned(),
             locals: served.locals.keys().cloned().collect(),
+            ssh_ids: Vec::new(),
         })))
         .await
         .unwrap();
@@ -246,7 +247,10 @@ impl TestSession {
                             .await;
                         }
                     }
-                    server_message::Msg::Credentials(_) => {}
+                    // No agents are announced, so the daemon opens none.
+                    server_message::Msg::Credentials(_)
+                    | server_message::Msg::SshOpen(_)
+                    | server_message::Msg::Ssh(_) => {}
                 }
             }
         });
