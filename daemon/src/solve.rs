@@ -425,13 +425,10 @@ async fn prepare_dockerfile(
         .collect();
     // Registry access with the client's credentials, asked over its session; one
     // resolver for both compiles, so they agree on every base image's digest.
-    let registry = daemon
-        .engine
-        .registry_with(Arc::new(SessionCredentials {
-            session: session.clone(),
-            handle: tokio::runtime::Handle::current(),
-        }))
-        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    let registry = daemon.engine.registry_with(Arc::new(SessionCredentials {
+        session: session.clone(),
+        handle: tokio::runtime::Handle::current(),
+    }));
     let resolver = Arc::new(buildd_engine::resolver::BuildResolver::new(
         daemon.engine.root.images.clone(),
         registry.clone(),

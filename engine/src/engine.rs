@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use buildd_registry::{Client, CredentialSource, InitError};
+use buildd_registry::{Client, CredentialSource};
 
 use crate::ops::{BuildWorker, RuntimeConfig};
 use crate::root::{Root, RootError};
@@ -65,14 +65,10 @@ impl Engine {
 
     /// A registry client with the engine's settings and other credentials (those
     /// of a daemon's client, say); `None` when the engine has no registry access.
-    pub fn registry_with(
-        &self,
-        creds: Arc<dyn CredentialSource>,
-    ) -> Result<Option<Arc<Client>>, InitError> {
-        match &self.registry {
-            Some(base) => Ok(Some(Arc::new(Client::new(base.config().clone(), creds)?))),
-            None => Ok(None),
-        }
+    pub fn registry_with(&self, creds: Arc<dyn CredentialSource>) -> Option<Arc<Client>> {
+        self.registry
+            .as_ref()
+            .map(|base| Arc::new(base.with_credentials(creds)))
     }
 
     /// Makes the build's layers and then the cache index durable; called at the end

@@ -65,6 +65,19 @@ impl Client {
         })
     }
 
+    /// A client with the same settings and connection pool but other credentials
+    /// (and its own token cache): cheap, unlike [`Client::new`], which loads the
+    /// system's root certificates.
+    pub fn with_credentials(&self, creds: Arc<dyn CredentialSource>) -> Client {
+        Self {
+            http: self.http.clone(),
+            config: self.config.clone(),
+            creds,
+            cred_cache: Mutex::new(HashMap::new()),
+            auth: AuthCache::default(),
+        }
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }
