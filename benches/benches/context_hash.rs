@@ -24,6 +24,10 @@ impl HashCache for MemCache {
     }
 }
 
+/// As the `buildd` binary: measured with the allocator it ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..FILES {

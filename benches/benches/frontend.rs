@@ -8,6 +8,10 @@ mod big;
 use buildd_frontend::{BuildOptions, compile, compile_parsed, parse};
 use criterion::{Criterion, criterion_group, criterion_main};
 
+/// As the `buildd` binary: measured with the allocator it ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let text = big::dockerfile();
     let opts = BuildOptions::new(buildd_oci::host_platform());

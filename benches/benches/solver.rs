@@ -9,6 +9,10 @@ use buildd_engine::solver::{BuildCtx, Graph, SolveRequest, Solver, SolverConfig}
 use buildd_proto::llb::Definition;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+/// As the `buildd` binary: measured with the allocator it ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn solve_cold(rt: &tokio::runtime::Runtime, def: &Definition) {
     let solver = Solver::new(
         ScriptWorker::default(),

@@ -17,6 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The frontend and solver allocate many small, short-lived objects; mimalloc
+/// serves them faster than glibc's malloc (about a third off parse+compile of a
+/// 2,000-instruction Dockerfile, see benches/benches/frontend.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "buildd", version, about = "Container image build engine")]
 struct Cli {
