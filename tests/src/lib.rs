@@ -249,3 +249,27 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Writes a busybox root filesystem to `rootfs/` in the workspace's context (`/bin`
+/// with `applets` as links, `/tmp` 1777) for Dockerfiles that `COPY rootfs/ /` as
+/// their base. `false`, after saying why, when this host cannot run containers (no
+/// runc or no busybox-static); under CI that is a failure.
+pub fn busybox_context(ws: &Workspace, applets: &[&str]) -> bool {
+    if !have_tool("runc") || !Path::new("/bin/busybox").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc and busybox-static are needed"
+        );
+        eprintln!("skipped: needs runc and /bin/busybox");
+        return false;
+    }
+    let rootfs = ws.ctx().join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    true
+}

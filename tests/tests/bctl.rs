@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use buildd_tests::daemon::Daemon;
-use buildd_tests::{Run, Workspace, bctl_bin, have_tool, skopeo_config};
+use buildd_tests::{Run, Workspace, bctl_bin, busybox_context, have_tool, skopeo_config};
 
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -409,25 +409,11 @@ fn pong_agent(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
 
 #[test]
 fn ssh_agents_are_forwarded_from_the_client_over_the_session() {
-    let runc = have_tool("runc");
-    if !runc || !Path::new("/bin/busybox").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "runc and busybox-static are needed"
-        );
-        eprintln!("skipped: needs runc and /bin/busybox");
-        return;
-    }
-    if !have_tool("cc") {
-        return;
-    }
     let ws = Workspace::new();
-    let rootfs = ws.ctx().join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "test"] {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    if !busybox_context(&ws, &["sh", "cat", "test"]) || !have_tool("cc") {
+        return;
     }
+    let rootfs = ws.ctx().join("rootfs");
     let source = ws.path("agent-ping.c");
     fs::write(&source, AGENT_CLIENT_C).unwrap();
     let compiled = Command::new("cc")

@@ -3,12 +3,11 @@
 //! FROM of what was pushed in another root, served from cache the second time.
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
 use buildd_tests::registry::{TestRegistry, registry_available};
-use buildd_tests::{Run, Workspace, buildd_bin, have_tool};
+use buildd_tests::{Run, Workspace, buildd_bin, busybox_context};
 
 fn buildd(ws: &Workspace, root: &str, docker_config: &Path, args: &[&str]) -> Run {
     let out = Command::new(buildd_bin())
@@ -46,35 +45,17 @@ fn docker_config(dir: &Path, host: &str, user_colon_password: Option<&str>) {
     fs::write(dir.join("config.json"), format!(r#"{{"auths": {auths}}}"#)).unwrap();
 }
 
-fn busybox_context(ws: &Workspace) {
-    let rootfs = ws.ctx().join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::create_dir_all(rootfs.join("tmp")).unwrap();
-    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "test"] {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-}
-
 #[test]
 fn push_and_pull_through_basic_auth_with_docker_config_credentials() {
-    let runc = have_tool("runc");
-    if !runc || !Path::new("/bin/busybox").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "runc and busybox-static are needed"
-        );
-        eprintln!("skipped: needs runc and /bin/busybox");
-        return;
-    }
     if !registry_available() {
         return;
     }
     let reg = TestRegistry::start_with_basic_auth("ci", "pw");
     let host = reg.host();
     let ws = Workspace::new();
-    busybox_context(&ws);
+    if !busybox_context(&ws, &["sh", "echo", "cat", "test"]) {
+        return;
+    }
     let (good, none) = (ws.path("config-good"), ws.path("config-none"));
     docker_config(&good, &host, Some("ci:pw"));
     docker_config(&none, &host, None);
