@@ -2,17 +2,8 @@
 //! are read only when the daemon asks for them and never printed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-/// BuildKit's limit on the size of one secret.
-pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    /// An environment variable of this process.
-    Env(String),
-}
+use buildd_specs::{SecretSource, parse_secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -36,43 +27,12 @@ impl Secrets {
             spec: spec.to_owned(),
             message,
         };
-        let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
-        for field in spec.split(',').filter(|f| !f.is_empty()) {
-            let Some((key, value)) = field.split_once('=') else {
-                return Err(bad(format!("field {field:?} must be a key=value pair")));
-            };
-            let value = value.to_owned();
-            match key.to_ascii_lowercase().as_str() {
-                "type" if value == "file" || value == "env" => typ = Some(value),
-                "type" => return Err(bad(format!("unsupported secret type {value:?}"))),
-                "id" => id = Some(value),
-                "source" | "src" => src = Some(value),
-                "env" => env = Some(value),
-                k => return Err(bad(format!("unexpected key {k:?}"))),
-            }
-        }
-        if typ.as_deref() == Some("env") && env.is_none() {
-            env = src.take();
-        }
-        let id = id
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| bad("missing id".to_owned()))?;
-        let source = match (src, env) {
-            (Some(_), Some(_)) => return Err(bad("src and env are exclusive".to_owned())),
-            (Some(path), None) => SecretSource::File(path.into()),
-            (None, Some(var)) => SecretSource::Env(var),
-            (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
-            (None, None) => SecretSource::File(id.clone().into()),
-        };
+        let (id, source) = parse_secret(spec).map_err(bad)?;
         if self.sources.contains_key(&id) {
             return Err(bad(format!("secret {id:?} given twice")));
         }
         // Fail before the build starts rather than in the middle of it.
-        if let SecretSource::File(path) = &source {
-            let meta = std::fs::metadata(path)
-                .map_err(|e| bad(format!("cannot stat {}: {e}", path.display())))?;
-            check_size(meta.len(), path).map_err(bad)?;
-        }
+        source.check().map_err(bad)?;
         self.sources.insert(id, source);
         Ok(())
     }
@@ -85,28 +45,9 @@ impl Secrets {
         };
         match self.sources.get(id) {
             None => Ok(None),
-            Some(SecretSource::Env(var)) => std::env::var_os(var)
-                .map(|v| Some(v.into_encoded_bytes()))
-                .ok_or_else(|| fail(format!("environment variable {var} is not set"))),
-            Some(SecretSource::File(path)) => {
-                let value = std::fs::read(path)
-                    .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-                check_size(value.len() as u64, path).map_err(fail)?;
-                Ok(Some(value))
-            }
+            Some(source) => source.read().map(Some).map_err(fail),
         }
     }
-}
-
-fn check_size(len: u64, path: &Path) -> Result<(), String> {
-    if len > MAX_SECRET_SIZE {
-        return Err(format!(
-            "{} is too big: the limit is {} KiB",
-            path.display(),
-            MAX_SECRET_SIZE / 1024
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,22 +4,14 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use super::{
-    AgentStream, DEFAULT_SSH_ID, MAX_SECRET_SIZE, SecretStore, SecretValue, SessionError, SshStore,
-};
+pub use buildd_specs::SecretSource;
 
-/// Where a local secret's value is read from, when a RUN asks for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    /// An environment variable of this process.
-    Env(String),
-}
+use super::{AgentStream, DEFAULT_SSH_ID, SecretStore, SecretValue, SessionError, SshStore};
 
 /// Secrets by id, read from files and environment variables.
 #[derive(Debug, Default, Clone)]
@@ -37,34 +29,7 @@ impl LocalSecrets {
             spec: spec.to_owned(),
             message,
         };
-        let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
-        for field in csv_fields(spec) {
-            let Some((key, value)) = field.split_once('=') else {
-                return Err(bad(format!("field {field:?} must be a key=value pair")));
-            };
-            let value = value.to_owned();
-            match key.to_ascii_lowercase().as_str() {
-                "type" if value == "file" || value == "env" => typ = Some(value),
-                "type" => return Err(bad(format!("unsupported secret type {value:?}"))),
-                "id" => id = Some(value),
-                "source" | "src" => src = Some(value),
-                "env" => env = Some(value),
-                k => return Err(bad(format!("unexpected key {k:?}"))),
-            }
-        }
-        if typ.as_deref() == Some("env") && env.is_none() {
-            env = src.take();
-        }
-        let id = id
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| bad("missing id".to_owned()))?;
-        let source = match (src, env) {
-            (Some(_), Some(_)) => return Err(bad("src and env are exclusive".to_owned())),
-            (Some(path), None) => SecretSource::File(path.into()),
-            (None, Some(var)) => SecretSource::Env(var),
-            (None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
-            (None, None) => SecretSource::File(id.clone().into()),
-        };
+        let (id, source) = buildd_specs::parse_secret(spec).map_err(bad)?;
         self.insert(id, source)
     }
 
@@ -77,11 +42,7 @@ impl LocalSecrets {
         if self.sources.contains_key(&id) {
             return Err(fail("given twice".to_owned()));
         }
-        if let SecretSource::File(path) = &source {
-            let meta = std::fs::metadata(path)
-                .map_err(|e| fail(format!("failed to stat {}: {e}", path.display())))?;
-            check_size(meta.len(), path).map_err(fail)?;
-        }
+        source.check().map_err(fail)?;
         self.sources.insert(id, source);
         Ok(())
     }
@@ -91,17 +52,6 @@ impl LocalSecrets {
     }
 }
 
-fn check_size(len: u64, path: &Path) -> Result<(), String> {
-    if len > MAX_SECRET_SIZE as u64 {
-        return Err(format!(
-            "{} is too big: the limit is {} KiB",
-            path.display(),
-            MAX_SECRET_SIZE / 1024
-        ));
-    }
-    Ok(())
-}
-
 impl SecretStore for LocalSecrets {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SecretValue>, SessionError>> {
         Box::pin(async move {
@@ -109,26 +59,15 @@ impl SecretStore for LocalSecrets {
                 id: id.to_owned(),
                 message,
             };
-            let value = match self.sources.get(id) {
-                None => return Ok(None),
-                Some(SecretSource::Env(var)) => std::env::var_os(var)
-                    .map(|v| Zeroizing::new(v.into_encoded_bytes()))
-                    .ok_or_else(|| fail(format!("environment variable {var} is not set")))?,
-                Some(SecretSource::File(path)) => {
-                    let path = path.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        let value = Zeroizing::new(
-                            std::fs::read(&path)
-                                .map_err(|e| format!("failed to read {}: {e}", path.display()))?,
-                        );
-                        check_size(value.len() as u64, &path)?;
-                        Ok::<_, String>(value)
-                    });
-                    read.await
-                        .map_err(|e| fail(format!("reading: {e}")))?
-                        .map_err(fail)?
-                }
+            let Some(source) = self.sources.get(id).cloned() else {
+                return Ok(None);
             };
+            // Off the async threads: a secret file may sit on a slow filesystem.
+            let value = tokio::task::spawn_blocking(move || source.read())
+                .await
+                .map_err(|e| fail(format!("reading: {e}")))?
+                .map(Zeroizing::new)
+                .map_err(fail)?;
             Ok(Some(value))
         })
     }
@@ -206,28 +145,10 @@ impl SshStore for LocalSsh {
 
 /// Splits a CSV record as buildx does: commas separate fields, double quotes
 /// protect commas, and `""` inside quotes is a quote.
-fn csv_fields(spec: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = spec.chars().peekable();
-    while let Some(c) = chars.next() {
-        let field = fields.last_mut().expect("never empty");
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(String::new()),
-            c => field.push(c),
-        }
-    }
-    fields
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::MAX_SECRET_SIZE;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
@@ -331,12 +252,5 @@ mod tests {
                 .to_string()
         };
         assert!(twice.contains("given twice"), "{twice}");
-    }
-
-    #[test]
-    fn csv_fields_respect_quotes() {
-        assert_eq!(csv_fields("a=1,b=2"), ["a=1", "b=2"]);
-        assert_eq!(csv_fields("\"src=a,b\",id=x"), ["src=a,b", "id=x"]);
-        assert_eq!(csv_fields("\"say \"\"hi\"\"\""), ["say \"hi\""]);
     }
 }

@@ -21,7 +21,7 @@ pub use local::{LocalSecrets, LocalSsh};
 pub type SecretValue = Zeroizing<Vec<u8>>;
 
 /// BuildKit's limit on the size of one secret.
-pub const MAX_SECRET_SIZE: usize = 500 * 1024;
+pub use buildd_specs::MAX_SECRET_SIZE;
 
 /// The id BuildKit gives an SSH agent a mount or `--ssh` does not name.
 pub const DEFAULT_SSH_ID: &str = "default";
