@@ -41,7 +41,8 @@ pub fn bctl_bin() -> PathBuf {
 }
 
 /// Whether an external tool is available; in CI (CI set) its absence is a failure.
-pub fn have_tool(name: &str) -> bool {
+pub fn have_tool(name: impl AsRef<std::ffi::OsStr>) -> bool {
+    let name = name.as_ref();
     let found = Command::new(name)
         .arg("--version")
         .output()
@@ -49,9 +50,10 @@ pub fn have_tool(name: &str) -> bool {
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{name} is required in CI (.ci/run installs it)"
+            "{} is required in CI (.ci/run installs it)",
+            name.display()
         );
-        eprintln!("skipped: {name} not installed");
+        eprintln!("skipped: {} not installed", name.display());
     }
     found
 }

@@ -20,18 +20,7 @@ pub fn registry_bin() -> PathBuf {
 /// Whether the registry (and `htpasswd`, for auth) can be run; in CI their absence
 /// is a failure (`apt-get install docker-registry apache2-utils`).
 pub fn registry_available() -> bool {
-    let found = Command::new(registry_bin())
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "docker-registry is required in CI (apt-get install docker-registry apache2-utils)"
-        );
-        eprintln!("skipped: docker-registry not installed");
-    }
-    found
+    crate::have_tool(registry_bin())
 }
 
 /// A running registry.
