@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use buildd_engine::build::BuildError;
-use buildd_engine::export::{OciExport, OutputSpec, export_local, export_oci};
-use buildd_engine::images::{ImageRecord, normalize_name, now_rfc3339};
+use buildd_engine::build::{BuildError, Exports, export_result};
+use buildd_engine::export::OutputSpec;
 use buildd_engine::ops::Ref;
 use buildd_engine::solver::{BuildCtx, Graph, ProgressSender, SolveRequest as EngineSolve};
 use buildd_oci::{Descriptor, ImageConfig};
@@ -47,7 +46,7 @@ pub async fn solve_definition(
         .solve(EngineSolve {
             graph: Arc::new(graph),
             ctx,
-            progress: Some(progress),
+            progress: Some(progress.clone()),
         })
         .await;
     engine.flush().map_err(BuildError::from)?;
@@ -62,59 +61,21 @@ pub async fn solve_definition(
         variant: platform.variant,
         ..Default::default()
     };
-    let names = tags
-        .iter()
-        .map(|t| normalize_name(t))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(BuildError::from)?;
-    for name in names {
-        engine
-            .root
-            .images
-            .put(&ImageRecord {
-                name,
-                layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
-                config: image.clone(),
-                created: now_rfc3339(),
-            })
-            .map_err(BuildError::from)?;
-    }
-    let mut manifests = Vec::new();
-    for spec in outputs {
-        let (root, snap, image, spec) = (
-            engine.root.clone(),
-            snapshot.clone(),
-            image.clone(),
-            spec.clone(),
-        );
-        let epoch = req.source_date_epoch;
-        let done = tokio::task::spawn_blocking(move || match &spec {
-            OutputSpec::Oci {
-                dest,
-                tar,
-                name,
-                compression,
-            } => export_oci(
-                &root,
-                &snap,
-                &image,
-                &OciExport {
-                    dest,
-                    tar: *tar,
-                    name: name.as_deref(),
-                    compression: *compression,
-                    source_date_epoch: epoch,
-                },
-            )
-            .map(Some),
-            OutputSpec::Local { dest } => export_local(&root.layers, &snap, dest).map(|()| None),
-            // The daemon names images through `tags`, never as an engine output.
-            OutputSpec::Image { .. } => Ok(None),
-        })
-        .await
-        .map_err(|e| BuildError::Internal(format!("export task: {e}")))?;
-        manifests.extend(done.map_err(BuildError::from)?);
-    }
+    let manifests = export_result(
+        engine,
+        &snapshot,
+        &image,
+        &Exports {
+            tags,
+            outputs,
+            source_date_epoch: req.source_date_epoch,
+            // No frontend session here to borrow the client's credentials: the
+            // daemon's own.
+            registry: engine.registry.as_ref(),
+        },
+        Some(&progress),
+    )
+    .await?;
     engine.flush().map_err(BuildError::from)?;
     Ok(manifests)
 }

@@ -186,31 +186,19 @@ pub async fn build(
         .await?
     };
 
-    // Validate every name before storing any, so a bad one stores nothing.
-    let tags = req
-        .tags
-        .iter()
-        .map(|t| normalize_name(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    for name in tags {
-        store_image(engine, name, &snapshot, &compiled.image)?;
-    }
-
-    let mut manifests = Vec::new();
-    for out in &req.outputs {
-        let step = ExportStep::start(progress.as_ref(), out);
-        let result = export_output(
-            engine,
-            registry.as_ref(),
-            &snapshot,
-            &compiled.image,
-            out,
-            req,
-        )
-        .await;
-        step.finish(result.as_ref().map(Option::as_ref));
-        manifests.extend(result?);
-    }
+    let manifests = export_result(
+        engine,
+        &snapshot,
+        &compiled.image,
+        &Exports {
+            tags: &req.tags,
+            outputs: &req.outputs,
+            source_date_epoch: req.source_date_epoch,
+            registry: registry.as_ref(),
+        },
+        progress.as_ref(),
+    )
+    .await?;
     engine.flush()?;
     Ok(BuildOutcome {
         image: compiled.image,
@@ -261,6 +249,54 @@ async fn solve(
     }
 }
 
+/// What a build's result becomes besides its snapshot.
+pub struct Exports<'a> {
+    /// Names in the local image store.
+    pub tags: &'a [String],
+    pub outputs: &'a [OutputSpec],
+    /// Pins every timestamp in exported images (SOURCE_DATE_EPOCH).
+    pub source_date_epoch: Option<i64>,
+    /// Where `type=image,push=true` outputs go.
+    pub registry: Option<&'a Arc<Client>>,
+}
+
+/// Stores the result under every tag, then writes each output, each shown as a
+/// progress step as BuildKit shows "exporting to …". Returns the manifest of each
+/// output that has one, in order.
+pub async fn export_result(
+    engine: &Engine,
+    snapshot: &Snapshot,
+    image: &ImageConfig,
+    exports: &Exports<'_>,
+    progress: Option<&ProgressSender>,
+) -> Result<Vec<Descriptor>, BuildError> {
+    // Validate every name before storing any, so a bad one stores nothing.
+    let tags = exports
+        .tags
+        .iter()
+        .map(|t| normalize_name(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in tags {
+        store_image(engine, name, snapshot, image)?;
+    }
+    let mut manifests = Vec::new();
+    for out in exports.outputs {
+        let step = ExportStep::start(progress, out);
+        let result = export_output(
+            engine,
+            exports.registry,
+            snapshot,
+            image,
+            out,
+            exports.source_date_epoch,
+        )
+        .await;
+        step.finish(result.as_ref().map(Option::as_ref));
+        manifests.extend(result?);
+    }
+    Ok(manifests)
+}
+
 fn store_image(
     engine: &Engine,
     name: String,
@@ -286,15 +322,10 @@ async fn export_output(
     snapshot: &Snapshot,
     image: &ImageConfig,
     spec: &OutputSpec,
-    req: &BuildRequest,
+    epoch: Option<i64>,
 ) -> Result<Option<Descriptor>, BuildError> {
     let root = engine.root.clone();
-    let (snap, image, spec, epoch) = (
-        snapshot.clone(),
-        image.clone(),
-        spec.clone(),
-        req.source_date_epoch,
-    );
+    let (snap, image, spec) = (snapshot.clone(), image.clone(), spec.clone());
     let task = |e: tokio::task::JoinError| BuildError::Internal(format!("export task: {e}"));
     let OutputSpec::Image {
         name,
