@@ -61,17 +61,16 @@ impl BuildResolver {
             ));
         };
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-        let registry = registry.clone();
-        let platform = platform.clone();
+        let (registry, platform, r) = (registry.clone(), platform.clone(), parsed.clone());
         let (resolved, config) = self
             .handle
             .block_on(async move {
                 let resolved = registry
-                    .resolve(&parsed, &platform)
+                    .resolve(&r, &platform)
                     .await
                     .map_err(|e| e.to_string())?;
                 let config = registry
-                    .fetch_blob_bytes(&parsed, &resolved.manifest.config)
+                    .fetch_blob_bytes(&r, &resolved.manifest.config)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>((resolved, config))
@@ -81,9 +80,7 @@ impl BuildResolver {
             .map_err(|e| format!("not in the local image store, and {e}"))?;
         let config: ImageConfig = serde_json::from_slice(&config)
             .map_err(|e| format!("{reference}: image config is not valid: {e}"))?;
-        let pinned = Reference::parse(reference)
-            .map_err(|e| e.to_string())?
-            .with_digest(resolved.root_digest);
+        let pinned = parsed.with_digest(resolved.root_digest);
         Ok(ResolvedImage {
             reference: pinned.to_string(),
             config,
