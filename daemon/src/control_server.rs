@@ -15,8 +15,10 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::daemon::Daemon;
+use crate::peer::Peer;
 use crate::session::SessionError;
 use crate::solve::SolveError;
+use crate::status::StatusError;
 use crate::usage::UsageError;
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -51,10 +53,11 @@ impl ControlServer {
 #[tonic::async_trait]
 impl Control for ControlServer {
     async fn solve(&self, req: Request<SolveRequest>) -> Result<Response<SolveResponse>, Status> {
+        let caller = caller(&req)?;
         let req = req.into_inner();
         let build_ref = req.r#ref.clone();
-        tracing::info!(%build_ref, session = %req.session_id, frontend = %req.frontend, "solve");
-        match crate::solve::solve(&self.daemon, req).await {
+        tracing::info!(%build_ref, session = %req.session_id, frontend = %req.frontend, %caller, "solve");
+        match crate::solve::solve(&self.daemon, req, &caller).await {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => {
                 let status = solve_status(&e);
@@ -70,11 +73,17 @@ impl Control for ControlServer {
         &self,
         req: Request<StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
+        let caller = caller(&req)?;
         let r = req.into_inner().r#ref;
         if r.is_empty() {
             return Err(Status::invalid_argument("status needs a build ref"));
         }
-        let events = self.daemon.status.subscribe(&r).map(Ok);
+        let events = self
+            .daemon
+            .status
+            .subscribe(&r, &caller)
+            .map_err(|e| status_status(&e))?
+            .map(|ev| ev.map_err(|e| status_status(&e)));
         Ok(Response::new(self.until_shutdown(events)))
     }
 
@@ -84,11 +93,12 @@ impl Control for ControlServer {
         &self,
         req: Request<Streaming<ClientMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let caller = caller(&req)?;
         let incoming = req.into_inner();
         let rx = self
             .daemon
             .sessions
-            .open(incoming, self.daemon.shutdown.clone())
+            .open(incoming, caller, self.daemon.shutdown.clone())
             .await
             .map_err(|e| session_status(&e))?;
         let out = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
@@ -147,8 +157,23 @@ impl Control for ControlServer {
     }
 }
 
+/// The caller a request comes from; every listener the daemon serves names one.
+fn caller<T>(req: &Request<T>) -> Result<Peer, Status> {
+    Peer::of(req).map_err(|e| Status::permission_denied(e.to_string()))
+}
+
+fn status_status(e: &StatusError) -> Status {
+    let code = match e {
+        StatusError::Forbidden(_) => Code::PermissionDenied,
+        StatusError::Running(_) => Code::AlreadyExists,
+        StatusError::InvalidRef(_) => Code::InvalidArgument,
+    };
+    Status::new(code, e.to_string())
+}
+
 fn session_status(e: &SessionError) -> Status {
     let code = match e {
+        SessionError::Forbidden(_) => Code::PermissionDenied,
         SessionError::NoHello | SessionError::InvalidId(_) => Code::InvalidArgument,
         SessionError::Duplicate(_) => Code::AlreadyExists,
         SessionError::Missing(_) => Code::InvalidArgument,
@@ -176,6 +201,7 @@ pub fn solve_status(e: &SolveError) -> Status {
             Code::InvalidArgument
         }
         SolveError::CacheUnsupported => Code::Unimplemented,
+        SolveError::EntitlementDenied(_) => Code::PermissionDenied,
         SolveError::Session(s) => session_status(s).code(),
         SolveError::Sync(s) if s.is_client_error() => Code::InvalidArgument,
         SolveError::Sync(crate::context_sync::SyncError::Session(s)) => session_status(s).code(),
@@ -187,8 +213,7 @@ pub fn solve_status(e: &SolveError) -> Status {
             | crate::exporters::ExporterError::Client { .. } => Code::Aborted,
             crate::exporters::ExporterError::Io { .. } => Code::Internal,
         },
-        SolveError::Status(crate::status::StatusError::Running(_)) => Code::AlreadyExists,
-        SolveError::Status(_) => Code::InvalidArgument,
+        SolveError::Status(s) => status_status(s).code(),
         SolveError::Build(b) => match b {
             BuildError::Frontend(_)
             | BuildError::Dockerignore(_)

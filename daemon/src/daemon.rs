@@ -1,6 +1,7 @@
 //! What every request handler shares: the engine, the sessions, the status board
 //! and the limits.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -29,10 +30,20 @@ impl Limits {
     }
 }
 
+/// What the daemon's operator consents to; a client can ask for no more.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Entitlements builds may be granted (`--allow-insecure-entitlement`):
+    /// `network.host`, `security.insecure`. A client's `--allow` asks for one;
+    /// only this grants it.
+    pub entitlements: BTreeSet<String>,
+}
+
 pub struct Daemon {
     pub engine: Arc<Engine>,
     pub root: PathBuf,
     pub limits: Limits,
+    pub policy: Policy,
     pub sessions: Arc<SessionRegistry>,
     pub status: StatusBoard,
     pub mirrors: MirrorLocks,
@@ -47,8 +58,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(engine: Arc<Engine>, limits: Limits, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        limits: Limits,
+        policy: Policy,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
+            policy,
             root: engine.root.path.clone(),
             engine,
             builds: Semaphore::new(limits.max_concurrent_builds.max(1)),

@@ -13,11 +13,17 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_proto::control::SolveRequest;
 
 use crate::context_sync::SyncedMirror;
+use crate::credentials::SessionCredentials;
 use crate::daemon::Daemon;
+use crate::secrets::SessionSecrets;
+use crate::session::Session;
 use crate::solve::SolveError;
+use crate::ssh::SessionSsh;
 
+#[allow(clippy::too_many_arguments)]
 pub async fn solve_definition(
     daemon: &Daemon,
+    session: &Arc<Session>,
     graph: Graph,
     mirrors: &BTreeMap<String, SyncedMirror>,
     req: &SolveRequest,
@@ -26,6 +32,12 @@ pub async fn solve_definition(
     progress: ProgressSender,
 ) -> Result<Vec<Descriptor>, SolveError> {
     let engine = &daemon.engine;
+    // What the build borrows from its client comes over the caller's session, as
+    // for Dockerfile builds: never the daemon's own credentials.
+    let registry = engine.registry_with(Arc::new(SessionCredentials {
+        session: session.clone(),
+        handle: tokio::runtime::Handle::current(),
+    }));
     let ctx = Arc::new(BuildCtx {
         locals: mirrors
             .iter()
@@ -34,9 +46,12 @@ pub async fn solve_definition(
         no_cache: req.no_cache,
         allow_network_host: req.entitlements.iter().any(|e| e == "network.host"),
         allow_insecure: req.entitlements.iter().any(|e| e == "security.insecure"),
-        secrets: None,
-        ssh: None,
-        registry: None,
+        secrets: Some(Arc::new(SessionSecrets {
+            session: session.clone(),
+        })),
+        ssh: SessionSsh::for_session(session)
+            .map(|s| Arc::new(s) as Arc<dyn buildd_engine::session::SshStore>),
+        registry: registry.clone(),
         build_permits: Some(Arc::new(tokio::sync::Semaphore::new(
             daemon.limits.max_build_parallelism.max(1),
         ))),
@@ -69,9 +84,7 @@ pub async fn solve_definition(
             tags,
             outputs,
             source_date_epoch: req.source_date_epoch,
-            // No frontend session here to borrow the client's credentials: the
-            // daemon's own.
-            registry: engine.registry.as_ref(),
+            registry: registry.as_ref(),
         },
         Some(&progress),
     )

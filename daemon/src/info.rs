@@ -8,14 +8,21 @@ use crate::daemon::Daemon;
 
 pub fn info(daemon: &Daemon) -> InfoResponse {
     let p = buildd_oci::host_platform();
+    let rt = daemon.engine.runtime_info();
     InfoResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         workers: vec![WorkerInfo {
             id: "local".to_owned(),
             platforms: vec![format!("{}/{}", p.os, p.architecture)],
-            runtime: "runc".to_owned(),
-            snapshotter: "overlayfs".to_owned(),
+            runtime: rt
+                .runtime
+                .map(|r| r.display().to_string())
+                .unwrap_or_default(),
+            snapshotter: rt.snapshotter.to_owned(),
+            network: rt.network,
+            warnings: rt.warnings,
         }],
+        allowed_entitlements: daemon.policy.entitlements.iter().cloned().collect(),
         max_parallelism: daemon.limits.max_parallelism as u32,
         max_concurrent_builds: daemon.limits.max_concurrent_builds as u32,
         root: daemon.root.display().to_string(),

@@ -6,7 +6,8 @@
 //! [`mirror`] (incremental upload into a per-client-directory mirror), [`status`]
 //! (progress by build ref), [`usage`] (disk usage and prune), [`info`]; [`secrets`],
 //! [`credentials`] and [`ssh`] serve what a build borrows from its client. [`serve`]
-//! listens on a unix socket and optionally TCP with mutual TLS.
+//! listens on a unix socket and optionally TCP with mutual TLS; [`peer`] names the
+//! caller that sessions, builds and their status belong to.
 
 pub mod context_sync;
 pub mod control_server;
@@ -17,6 +18,7 @@ pub mod exporters;
 pub mod info;
 pub mod mirror;
 pub mod paths;
+pub mod peer;
 pub mod secrets;
 pub mod serve;
 pub mod session;

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::control_server::ControlServer;
-use crate::daemon::{Daemon, Limits};
+use crate::daemon::{Daemon, Limits, Policy};
 
 /// The socket a root daemon listens on by default.
 pub const DEFAULT_SOCKET: &str = "/run/buildd/buildd.sock";
@@ -28,8 +28,11 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub struct ServeConfig {
     pub root: PathBuf,
     pub socket: PathBuf,
+    /// The group given access to the socket (mode 0660); `None`: root only (0600).
+    pub socket_group: Option<u32>,
     pub tcp: Option<TcpConfig>,
     pub limits: Limits,
+    pub policy: Policy,
     /// Where base images the local store lacks are pulled from; `None`: nowhere.
     pub registry: Option<Arc<buildd_registry::Client>>,
     /// The OCI runtime and snapshotter RUN steps use.
@@ -113,6 +116,10 @@ pub async fn serve_until(
         )
     })?;
     let engine = Arc::new(engine);
+    let rt = engine.runtime_info();
+    for warning in &rt.warnings {
+        tracing::warn!("{warning}");
+    }
     // TCP first: once the socket answers, every listener is up.
     let tcp = match &config.tcp {
         Some(t) => Some((
@@ -126,13 +133,22 @@ pub async fn serve_until(
         )),
         None => None,
     };
-    let unix = bind_unix(&config.socket).await?;
+    let unix = bind_unix(&config.socket, config.socket_group).await?;
     let daemon = Arc::new(Daemon::new(
         engine.clone(),
         config.limits.clone(),
+        config.policy.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
+    tracing::info!(
+        socket = %config.socket.display(),
+        root = %config.root.display(),
+        runtime = %rt.runtime.as_deref().unwrap_or(Path::new("none")).display(),
+        snapshotter = rt.snapshotter,
+        network = %rt.network,
+        entitlements = ?config.policy.entitlements,
+        "serving"
+    );
     let service = {
         let daemon = daemon.clone();
         move || ControlService::new(ControlServer::new(daemon.clone()))
@@ -185,8 +201,10 @@ pub async fn serve_until(
 }
 
 /// Binds the unix socket: parent directory created, a stale socket replaced only
-/// if nobody answers on it, mode 0660.
-async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
+/// if nobody answers on it. The socket is bound inside a fresh 0700 directory,
+/// given its owner and mode (0600, or 0660 for `group`) there and only then
+/// renamed into place, so nobody else can connect in between.
+async fn bind_unix(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
     let io = |source| ServeError::Io {
         path: path.to_owned(),
         source,
@@ -206,8 +224,20 @@ async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
         }
         std::fs::remove_file(path).map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let staging = tempfile::Builder::new()
+        .prefix(".buildd-socket-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(io)?;
+    let staged = staging.path().join("socket");
+    let listener = UnixListener::bind(&staged).map_err(io)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(&staged, None, Some(gid)).map_err(io)?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    std::fs::rename(&staged, path).map_err(io)?;
     Ok(listener)
 }
 

@@ -13,6 +13,8 @@ use buildd_proto::control::{ClientMessage, ServerMessage, client_message, server
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::peer::Peer;
+
 /// Longest session id accepted; ids are names, not payloads.
 const MAX_SESSION_ID: usize = 256;
 /// Requests the daemon may have queued for one client before senders wait.
@@ -31,6 +33,8 @@ pub enum SessionError {
     Duplicate(String),
     #[error("no session {0:?}: open the Session stream before Solve")]
     Missing(String),
+    #[error("session {0:?} belongs to another client")]
+    Forbidden(String),
     #[error("session {0:?} closed")]
     Closed(String),
     #[error("session {session:?}: the client failed: {message}")]
@@ -58,13 +62,21 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
-        self.sessions
+    /// The session `id`, if `caller` opened it: a session's secrets, agents and
+    /// credentials serve only the client that brought them.
+    pub fn get(&self, id: &str, caller: &Peer) -> Result<Arc<Session>, SessionError> {
+        let session = self
+            .sessions
             .lock()
             .unwrap()
             .get(id)
             .cloned()
-            .ok_or_else(|| SessionError::Missing(id.to_owned()))
+            .ok_or_else(|| SessionError::Missing(id.to_owned()))?;
+        if session.owner != *caller {
+            tracing::warn!(session = %id, %caller, owner = %session.owner, "refused a session to another client");
+            return Err(SessionError::Forbidden(id.to_owned()));
+        }
+        Ok(session)
     }
 
     /// Number of open sessions.
@@ -82,6 +94,7 @@ impl SessionRegistry {
     pub async fn open<S>(
         self: &Arc<Self>,
         mut incoming: S,
+        owner: Peer,
         shutdown: watch::Receiver<bool>,
     ) -> Result<mpsc::Receiver<ServerMessage>, SessionError>
     where
@@ -101,6 +114,7 @@ impl SessionRegistry {
         let (closed_tx, _) = watch::channel(false);
         let session = Arc::new(Session {
             id: id.clone(),
+            owner,
             locals: hello.locals,
             ssh_ids: hello.ssh_ids,
             out: out_tx,
@@ -133,6 +147,8 @@ impl SessionRegistry {
 /// One client's session: send requests, await answers.
 pub struct Session {
     id: String,
+    /// The caller that opened it; only it may use it.
+    owner: Peer,
     locals: Vec<String>,
     ssh_ids: Vec<String>,
     out: mpsc::Sender<ServerMessage>,

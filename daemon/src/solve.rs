@@ -29,6 +29,7 @@ use crate::context_sync::{self, Selection, SyncError, SyncedMirror};
 use crate::credentials::SessionCredentials;
 use crate::daemon::Daemon;
 use crate::exporters::{self, ExporterError, Plan};
+use crate::peer::Peer;
 use crate::secrets::SessionSecrets;
 use crate::session::{Session, SessionError};
 use crate::ssh::SessionSsh;
@@ -49,6 +50,10 @@ pub enum SolveError {
     Definition(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "entitlement {0} is not allowed by this daemon: its operator must start buildd with --allow-insecure-entitlement {0}"
+    )]
+    EntitlementDenied(String),
     #[error("cache import and export are not supported yet")]
     CacheUnsupported,
     #[error(transparent)]
@@ -72,7 +77,11 @@ pub enum SolveError {
 
 /// Runs one Solve to its end. Dropping the future cancels the build's share of the
 /// work (jobs other builds also wait for go on).
-pub async fn solve(daemon: &Daemon, req: SolveRequest) -> Result<SolveResponse, SolveError> {
+pub async fn solve(
+    daemon: &Daemon,
+    req: SolveRequest,
+    caller: &Peer,
+) -> Result<SolveResponse, SolveError> {
     if !req.cache_imports.is_empty() || !req.cache_exports.is_empty() {
         return Err(SolveError::CacheUnsupported);
     }
@@ -85,6 +94,14 @@ pub async fn solve(daemon: &Daemon, req: SolveRequest) -> Result<SolveResponse, 
             "unknown entitlement {bad:?} (known: network.host, security.insecure)"
         )));
     }
+    // The daemon's operator consents, not the client: asking is not enough.
+    if let Some(denied) = req
+        .entitlements
+        .iter()
+        .find(|e| !daemon.policy.entitlements.contains(e.as_str()))
+    {
+        return Err(SolveError::EntitlementDenied(denied.clone()));
+    }
     match req.frontend.as_str() {
         DOCKERFILE_FRONTEND => {}
         "" => {
@@ -94,7 +111,7 @@ pub async fn solve(daemon: &Daemon, req: SolveRequest) -> Result<SolveResponse, 
         }
         other => return Err(SolveError::UnknownFrontend(other.to_owned())),
     }
-    let session = daemon.sessions.get(&req.session_id)?;
+    let session = daemon.sessions.get(&req.session_id, caller)?;
     let scratch_parent = daemon.root.join("tmp");
     std::fs::create_dir_all(&scratch_parent).map_err(|source| SolveError::Io {
         what: scratch_parent.display().to_string(),
@@ -108,7 +125,7 @@ pub async fn solve(daemon: &Daemon, req: SolveRequest) -> Result<SolveResponse, 
             source,
         })?;
     let plans = exporters::plan(&req.exporters, scratch.path())?;
-    let publisher = Mutex::new(daemon.status.publish(&req.r#ref)?);
+    let publisher = Mutex::new(daemon.status.publish(&req.r#ref, caller)?);
 
     let _permit = daemon.builds.acquire().await.expect("never closed");
     let _storage = daemon.storage.read().await;
@@ -166,8 +183,9 @@ async fn run(
             let m = sync_local(daemon, session, req, &sel, publisher, &mut transfer).await?;
             mirrors.insert(name, m);
         }
-        let build =
-            crate::definition::solve_definition(daemon, graph, &mirrors, req, &outputs, &tags, tx);
+        let build = crate::definition::solve_definition(
+            daemon, session, graph, &mirrors, req, &outputs, &tags, tx,
+        );
         let manifests = forward(build, rx, publisher).await?;
         (manifests, Vec::new(), mirrors.into_values().collect())
     } else {

@@ -155,6 +155,7 @@ mod tests {
     use tokio_stream::wrappers::ReceiverStream;
 
     use super::*;
+    use crate::peer::Peer;
     use crate::session::SessionRegistry;
 
     fn client(msg: client_message::Msg) -> Result<ClientMessage, tonic::Status> {
@@ -180,10 +181,10 @@ mod tests {
         .unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
         let out = registry
-            .open(ReceiverStream::new(rx), stop_rx)
+            .open(ReceiverStream::new(rx), Peer::Uid(0), stop_rx)
             .await
             .unwrap();
-        (registry.get("s").unwrap(), tx, out, stop_tx)
+        (registry.get("s", &Peer::Uid(0)).unwrap(), tx, out, stop_tx)
     }
 
     async fn next(out: &mut mpsc::Receiver<ServerMessage>) -> server_message::Msg {

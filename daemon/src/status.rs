@@ -15,6 +15,8 @@ use buildd_proto::control::{StatusResponse, Vertex, VertexLog, VertexStatus, War
 use futures_util::Stream;
 use tokio::sync::watch;
 
+use crate::peer::Peer;
+
 /// How long a finished build's events stay available.
 pub const RETENTION: Duration = Duration::from_secs(300);
 
@@ -24,6 +26,8 @@ pub enum StatusError {
     Running(String),
     #[error("invalid build ref {0:?}")]
     InvalidRef(String),
+    #[error("build ref {0:?} belongs to another client")]
+    Forbidden(String),
 }
 
 /// The events of one build ref.
@@ -36,6 +40,8 @@ struct RefStatus {
 #[derive(Default)]
 struct History {
     events: Vec<StatusResponse>,
+    /// The caller whose build this is; only it may read the events.
+    owner: Option<Peer>,
     publishing: bool,
     finished: Option<Instant>,
 }
@@ -61,8 +67,9 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
-    /// Starts publishing `build_ref`; refused while another build has that ref.
-    pub fn publish(&self, build_ref: &str) -> Result<Publisher, StatusError> {
+    /// Starts publishing `build_ref` for `owner`; refused while another build has
+    /// that ref.
+    pub fn publish(&self, build_ref: &str, owner: &Peer) -> Result<Publisher, StatusError> {
         if build_ref.is_empty() || build_ref.len() > 256 {
             return Err(StatusError::InvalidRef(build_ref.to_owned()));
         }
@@ -81,6 +88,7 @@ impl StatusBoard {
                 *h = History::default();
             }
             h.publishing = true;
+            h.owner = Some(owner.clone());
         }
         Ok(Publisher {
             status: status.clone(),
@@ -89,8 +97,13 @@ impl StatusBoard {
     }
 
     /// The events of `build_ref`: history first, then live until the build ends.
-    /// A ref no build has published yet is waited for.
-    pub fn subscribe(&self, build_ref: &str) -> impl Stream<Item = StatusResponse> + use<> {
+    /// A ref no build has published yet is waited for. Another client's build is
+    /// refused: at once if it is known, else as soon as it starts.
+    pub fn subscribe(
+        &self,
+        build_ref: &str,
+        caller: &Peer,
+    ) -> Result<impl Stream<Item = Result<StatusResponse, StatusError>> + use<>, StatusError> {
         let status = {
             let mut refs = self.refs.lock().unwrap();
             sweep(&mut refs);
@@ -98,26 +111,46 @@ impl StatusBoard {
                 .or_insert_with(|| Arc::new(RefStatus::new()))
                 .clone()
         };
+        let forbidden = |h: &History| h.owner.as_ref().is_some_and(|o| o != caller);
+        if forbidden(&status.inner.lock().unwrap()) {
+            return Err(StatusError::Forbidden(build_ref.to_owned()));
+        }
         let rx = status.changed.subscribe();
-        futures_util::stream::unfold((status, rx, 0usize), |(status, mut rx, next)| async move {
-            loop {
-                rx.borrow_and_update();
-                {
-                    let h = status.inner.lock().unwrap();
-                    if let Some(ev) = h.events.get(next) {
-                        let ev = ev.clone();
-                        drop(h);
-                        return Some((ev, (status, rx, next + 1)));
-                    }
-                    if h.finished.is_some() {
+        let (caller, build_ref) = (caller.clone(), build_ref.to_owned());
+        let state = (status, rx, 0usize, false);
+        Ok(futures_util::stream::unfold(
+            state,
+            move |(status, mut rx, next, done)| {
+                let (caller, build_ref) = (caller.clone(), build_ref.clone());
+                async move {
+                    if done {
                         return None;
                     }
+                    loop {
+                        rx.borrow_and_update();
+                        {
+                            let h = status.inner.lock().unwrap();
+                            if h.owner.as_ref().is_some_and(|o| *o != caller) {
+                                drop(h);
+                                let err = StatusError::Forbidden(build_ref);
+                                return Some((Err(err), (status, rx, next, true)));
+                            }
+                            if let Some(ev) = h.events.get(next) {
+                                let ev = ev.clone();
+                                drop(h);
+                                return Some((Ok(ev), (status, rx, next + 1, false)));
+                            }
+                            if h.finished.is_some() {
+                                return None;
+                            }
+                        }
+                        if rx.changed().await.is_err() {
+                            return None;
+                        }
+                    }
                 }
-                if rx.changed().await.is_err() {
-                    return None;
-                }
-            }
-        })
+            },
+        ))
     }
 }
 
@@ -272,21 +305,30 @@ mod tests {
     #[tokio::test]
     async fn a_late_subscriber_gets_the_whole_history() {
         let board = StatusBoard::default();
-        let mut p = board.publish("r1").unwrap();
+        let me = Peer::Uid(1000);
+        let mut p = board.publish("r1", &me).unwrap();
         let d = Digest::of(b"v");
         p.event(ProgressEvent::Started {
             vertex: d,
             name: "step".into(),
             at: SystemTime::now(),
         });
-        assert!(matches!(board.publish("r1"), Err(StatusError::Running(_))));
+        assert!(matches!(
+            board.publish("r1", &me),
+            Err(StatusError::Running(_))
+        ));
         p.event(ProgressEvent::Completed {
             vertex: d,
             name: "step".into(),
             duration: Duration::ZERO,
         });
         drop(p);
-        let all: Vec<_> = board.subscribe("r1").collect().await;
+        assert!(matches!(
+            board.subscribe("r1", &Peer::Uid(1001)),
+            Err(StatusError::Forbidden(_))
+        ));
+        let all: Vec<_> = board.subscribe("r1", &me).unwrap().collect().await;
+        let all: Vec<_> = all.into_iter().map(Result::unwrap).collect();
         assert_eq!(all.len(), 2);
         assert!(all[1].vertexes[0].completed_ns >= all[1].vertexes[0].started_ns);
         assert_eq!(all[0].vertexes[0].started_ns, all[1].vertexes[0].started_ns);
@@ -295,11 +337,12 @@ mod tests {
     #[tokio::test]
     async fn an_early_subscriber_waits_for_the_build() {
         let board = Arc::new(StatusBoard::default());
-        let sub = board.subscribe("r2");
+        let me = Peer::Uid(0);
+        let sub = board.subscribe("r2", &me).unwrap();
         let b = board.clone();
         let task = tokio::spawn(async move { sub.collect::<Vec<_>>().await });
         tokio::task::yield_now().await;
-        let mut p = b.publish("r2").unwrap();
+        let mut p = b.publish("r2", &me).unwrap();
         p.event(ProgressEvent::Cached {
             vertex: Digest::of(b"x"),
             name: "x".into(),
@@ -307,6 +350,24 @@ mod tests {
         drop(p);
         let got = task.await.unwrap();
         assert_eq!(got.len(), 1);
-        assert!(got[0].vertexes[0].cached);
+        assert!(got[0].as_ref().unwrap().vertexes[0].cached);
+    }
+
+    #[tokio::test]
+    async fn an_early_subscriber_of_another_clients_build_is_cut_off() {
+        let board = Arc::new(StatusBoard::default());
+        let sub = board.subscribe("r3", &Peer::Uid(1001)).unwrap();
+        let b = board.clone();
+        let task = tokio::spawn(async move { sub.collect::<Vec<_>>().await });
+        tokio::task::yield_now().await;
+        let mut p = b.publish("r3", &Peer::Uid(1000)).unwrap();
+        p.event(ProgressEvent::Cached {
+            vertex: Digest::of(b"secret step"),
+            name: "secret step".into(),
+        });
+        drop(p);
+        let got = task.await.unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(matches!(got[0], Err(StatusError::Forbidden(_))));
     }
 }

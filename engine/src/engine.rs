@@ -53,7 +53,7 @@ impl Engine {
             registry,
             runtime,
         } = opts;
-        let root = Arc::new(Root::open(root)?);
+        let root = Arc::new(Root::open_with_runtime(root, runtime.runtime.as_deref())?);
         let worker = BuildWorker::new(root.clone(), registry.clone(), runtime);
         let solver = Solver::new(worker, root.index.clone(), config);
         Ok(Self {
@@ -69,6 +69,11 @@ impl Engine {
         self.registry
             .as_ref()
             .map(|base| Arc::new(base.with_credentials(creds)))
+    }
+
+    /// The runtime, snapshotter and network RUN steps get, and what the host lacks.
+    pub fn runtime_info(&self) -> crate::ops::RuntimeInfo {
+        self.solver.worker().runtime_info()
     }
 
     /// Makes the build's layers and then the cache index durable; called at the end

@@ -9,6 +9,7 @@ pub mod export;
 pub mod images;
 pub mod ops;
 pub mod progress;
+pub mod recovery;
 pub mod resolver;
 pub mod root;
 pub mod session;

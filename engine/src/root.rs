@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub struct Root {
     pub index: Arc<dyn CacheIndex>,
     pub layers: Arc<buildd_snapshot::LayerStore>,
     pub images: Arc<ImageStore>,
+    /// The private tmpfs for runtime bundles, mounted on first use; `None` inside
+    /// when it could not be mounted.
+    bundles: std::sync::OnceLock<Option<PathBuf>>,
     _lock: File,
 }
 
@@ -60,7 +64,15 @@ impl std::fmt::Debug for Root {
 }
 
 impl Root {
+    /// Opens `path`, reaping what a killed process left with runc or crun from
+    /// `PATH`.
     pub fn open(path: &Path) -> Result<Self, RootError> {
+        Self::open_with_runtime(path, None)
+    }
+
+    /// Opens `path`; containers a killed process left are deleted with `runtime`
+    /// first (the one that made them), then runc and crun from `PATH`.
+    pub fn open_with_runtime(path: &Path, runtime: Option<&Path>) -> Result<Self, RootError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(RootError::NotRoot);
@@ -70,6 +82,9 @@ impl Root {
             source,
         };
         fs::create_dir_all(path).map_err(io_err)?;
+        // Layers keep setuid binaries and the context mirrors hold users' files:
+        // nobody but root may look.
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -86,6 +101,22 @@ impl Root {
             } else {
                 io_err(e)
             });
+        }
+        let runtimes: Vec<PathBuf> = runtime
+            .map(Path::to_owned)
+            .into_iter()
+            .chain(["runc", "crun"].iter().filter_map(|r| find_in_path(r)))
+            .collect();
+        let reaped = crate::recovery::reap(path, &runtimes).map_err(io_err)?;
+        if !reaped.is_empty() {
+            tracing::warn!(
+                root = %path.display(),
+                containers = reaped.containers,
+                mounts = reaped.mounts,
+                entries = reaped.entries,
+                old_indexes = reaped.indexes,
+                "reaped what a killed buildd left"
+            );
         }
         let layers = Arc::new(buildd_snapshot::LayerStore::open(path)?);
         // Records reach the durable index only after the layers they name are synced.
@@ -104,6 +135,7 @@ impl Root {
             index,
             layers,
             images: Arc::new(ImageStore::open(path)?),
+            bundles: std::sync::OnceLock::new(),
             _lock: lock,
         };
         let dirty = path.join(DIRTY);
@@ -117,6 +149,28 @@ impl Root {
             .and_then(|()| File::open(path)?.sync_all())
             .map_err(io_err)?;
         Ok(root)
+    }
+
+    /// The private tmpfs runtime bundles (which hold secret env values) live on:
+    /// `<root>/bundles`, mounted 0700 on first use and unmounted when the root
+    /// closes. `None` where no tmpfs can be mounted (then RUNs with secret env are
+    /// refused, never written to a disk).
+    pub fn bundles(&self) -> Option<PathBuf> {
+        self.bundles
+            .get_or_init(|| {
+                let dir = self.path.join(BUNDLES);
+                match mount_private_tmpfs(&dir) {
+                    Ok(()) => Some(dir),
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot mount a tmpfs at {}: {e}; RUN steps with secret environment variables will be refused",
+                            dir.display()
+                        );
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// Makes everything recorded so far durable: layers first, then the index that
@@ -160,9 +214,51 @@ impl Root {
 
 /// Present while a process uses the root; left behind by a crash.
 const DIRTY: &str = "dirty";
+/// The bundle tmpfs's mount point under the root.
+const BUNDLES: &str = "bundles";
+
+fn mount_private_tmpfs(dir: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let target = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // Small: a bundle is a config.json and a runtime log.
+    let (src, fstype, data) = (c"tmpfs", c"tmpfs", c"mode=0700,size=64m");
+    // SAFETY: valid NUL-terminated strings; mount touches no memory of ours.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn unmount(dir: &Path) {
+    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            tracing::warn!("unmount {}: {}", dir.display(), io::Error::last_os_error());
+        }
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    buildd_executor::find_in_path(name)
+}
 
 impl Drop for Root {
     fn drop(&mut self) {
+        if let Some(Some(dir)) = self.bundles.get() {
+            unmount(dir);
+        }
         match self.flush() {
             Ok(()) => {
                 let _ = fs::remove_file(self.path.join(DIRTY));

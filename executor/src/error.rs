@@ -30,6 +30,8 @@ pub enum ExecError {
     Runtime { runtime: PathBuf, message: String },
     #[error("network setup failed: {0}")]
     Network(String),
+    #[error("secrets: {0}")]
+    Secret(String),
 }
 
 impl ExecError {

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use futures_util::future::BoxFuture;
 
 pub use error::ExecError;
-pub use runc::RuncExecutor;
+pub use runc::{RuncExecutor, find_in_path};
 
 /// The root filesystem of a run.
 #[derive(Debug, Clone)]
@@ -96,6 +96,9 @@ pub struct RunSpec {
     pub args: Vec<String>,
     /// `KEY=value` entries.
     pub env: Vec<String>,
+    /// `KEY=value` entries of secrets: they win over `env`, are kept only on a
+    /// private tmpfs while the run lasts and never shown by `Debug`.
+    pub secret_env: SecretEnv,
     /// Working directory inside the container, created when missing. Empty means `/`.
     pub cwd: String,
     /// `uid[:gid]`, numeric; names are resolved by the caller. Empty means `0:0`.
@@ -107,6 +110,31 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, IpAddr)>,
     pub mounts: Vec<MountSpec>,
     pub security: Security,
+}
+
+/// Secret environment entries, wiped from memory when dropped.
+#[derive(Clone, Default)]
+pub struct SecretEnv(pub Vec<zeroize::Zeroizing<String>>);
+
+impl SecretEnv {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The variables' names, which are not secret.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n))
+    }
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.names().map(|n| format!("{n}=<redacted>")))
+            .finish()
+    }
 }
 
 /// Receives the output of a run as it comes.

@@ -29,6 +29,13 @@ pub struct RuncExecutor {
     state_dir: PathBuf,
     scratch_dir: PathBuf,
     slirp4netns: Option<PathBuf>,
+    /// A RUN that wants its own network gets the host's where slirp4netns is
+    /// missing, rather than failing.
+    network_fallback_host: bool,
+    /// Where bundles (`config.json`, which holds secret env values, and the
+    /// runtime's log) go: a private tmpfs. `None`: beside the rootfs, and runs
+    /// with secret env are refused.
+    bundle_dir: Option<PathBuf>,
     snapshotter: Snapshotter,
     /// Set once an overlay mount failed in a way that means overlayfs is unusable
     /// here; [`Snapshotter::Auto`] then copies.
@@ -49,6 +56,8 @@ impl RuncExecutor {
             state_dir: state_dir.into(),
             scratch_dir: scratch_dir.into(),
             slirp4netns: find_in_path("slirp4netns"),
+            network_fallback_host: false,
+            bundle_dir: None,
             snapshotter: Snapshotter::Auto,
             overlay_unusable: Arc::default(),
         }
@@ -73,11 +82,30 @@ impl RuncExecutor {
         }
     }
 
-    /// Overrides the slirp4netns binary; `None` gives [`Network::Default`] runs the host's
-    /// network.
+    /// Overrides the slirp4netns binary; `None`: [`Network::Default`] runs fail,
+    /// or get the host's network with [`Self::with_network_fallback_host`].
     pub fn with_slirp4netns(mut self, slirp4netns: Option<PathBuf>) -> Self {
         self.slirp4netns = slirp4netns;
         self
+    }
+
+    /// Whether [`Network::Default`] runs get the host's network (with a warning)
+    /// when slirp4netns is missing; otherwise they fail.
+    pub fn with_network_fallback_host(mut self, fallback: bool) -> Self {
+        self.network_fallback_host = fallback;
+        self
+    }
+
+    /// Keeps bundles under `dir`, which must be a private tmpfs: `config.json`
+    /// holds the process's environment, secrets included.
+    pub fn with_bundle_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.bundle_dir = dir;
+        self
+    }
+
+    /// The runtime binary.
+    pub fn runtime(&self) -> &Path {
+        &self.runtime
     }
 
     /// runc or else crun, from `PATH`.
@@ -105,9 +133,9 @@ impl RuncExecutor {
         cmd.arg("--root")
             .arg(&self.state_dir)
             .arg("--log")
-            .arg(run.dir.join("runtime.log"))
+            .arg(run.bundle.join("runtime.log"))
             .args(["--log-format", "json", "run", "--bundle"])
-            .arg(&run.dir)
+            .arg(&run.bundle)
             .arg(&id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -194,7 +222,8 @@ fn container_id() -> String {
     )
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+/// The first executable file `name` in `PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -232,6 +261,9 @@ impl Drop for Container {
 #[derive(Debug)]
 struct Prepared {
     dir: PathBuf,
+    /// Holds `config.json` and the runtime's log: `dir`, or a directory on the
+    /// bundle tmpfs.
+    bundle: PathBuf,
     container: Option<Container>,
     netns: Option<SlirpNetns>,
     overlay: Option<Overlay>,
@@ -253,9 +285,23 @@ impl Prepared {
             .map_err(ExecError::io("resolve", &ex.scratch_dir))?;
         std::fs::create_dir_all(&scratch).map_err(ExecError::io("create", &scratch))?;
         let dir = scratch.join(&id);
+        if !spec.secret_env.is_empty() && ex.bundle_dir.is_none() {
+            return Err(ExecError::Secret(
+                "secret environment variables need a private tmpfs for the runtime bundle, and this executor has none".to_owned(),
+            ));
+        }
+        let bundle = match &ex.bundle_dir {
+            Some(b) => {
+                let b = b.join(&id);
+                std::fs::create_dir(&b).map_err(ExecError::io("create", &b))?;
+                b
+            }
+            None => dir.clone(),
+        };
         std::fs::create_dir(&dir).map_err(ExecError::io("create", &dir))?;
         let mut run = Prepared {
             dir,
+            bundle,
             container: None,
             netns: None,
             overlay: None,
@@ -292,6 +338,14 @@ impl Prepared {
 
         let mut network = spec.network;
         if network == Network::Default && ex.slirp4netns.is_none() {
+            if !ex.network_fallback_host {
+                return Err(ExecError::Network(
+                    "slirp4netns is not installed, so this RUN cannot get its own network \
+                     (apt-get install slirp4netns; a daemon's operator may instead start \
+                     buildd with --network-fallback host)"
+                        .to_owned(),
+                ));
+            }
             tracing::warn!("slirp4netns not found: running with the host's network");
             network = Network::Host;
         }
@@ -327,13 +381,13 @@ impl Prepared {
         };
         let config = spec::config(spec, &files, net, &id)?;
         let json = serde_json::to_string_pretty(&config).expect("json values serialize");
-        write(&dir.join("config.json"), &json)?;
+        write(&run.bundle.join("config.json"), &json)?;
         Ok(run)
     }
 
     /// The error the runtime logged, if it failed itself rather than the process.
     fn runtime_error(&self) -> Option<String> {
-        let log = std::fs::read_to_string(self.dir.join("runtime.log")).ok()?;
+        let log = std::fs::read_to_string(self.bundle.join("runtime.log")).ok()?;
         let msgs: Vec<String> = log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -343,9 +397,24 @@ impl Prepared {
         (!msgs.is_empty()).then(|| msgs.join("; "))
     }
 
+    /// Removes the bundle when it lives apart from the rootfs (on the tmpfs): the
+    /// secrets in its `config.json` last no longer than the container.
+    fn remove_bundle(&self) -> Result<(), ExecError> {
+        if self.bundle != self.dir {
+            match std::fs::remove_dir_all(&self.bundle) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(ExecError::io("remove", &self.bundle)(e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Tears down in order, reporting the first failure.
     fn finish(mut self) -> Result<(), ExecError> {
         self.container.take();
+        self.remove_bundle()?;
         self.netns.take();
         if let Some(ov) = self.overlay.take() {
             let target = ov.target().to_owned();
@@ -374,6 +443,9 @@ impl Prepared {
 impl Drop for Prepared {
     fn drop(&mut self) {
         self.container.take();
+        if let Err(e) = self.remove_bundle() {
+            tracing::warn!("{e}");
+        }
         self.netns.take();
         if let Some(ov) = self.overlay.take() {
             self.keep_dir |= ov.unmount().inspect_err(|e| tracing::warn!("{e}")).is_err();

@@ -100,6 +100,9 @@ pub fn config(
     }
     let (uid, gid) = parse_user(&spec.user)?;
     let mut env = spec.env.clone();
+    let secret_names: Vec<&str> = spec.secret_env.names().collect();
+    env.retain(|e| !secret_names.contains(&e.split_once('=').map_or(e.as_str(), |(n, _)| n)));
+    env.extend(spec.secret_env.0.iter().map(|e| e.to_string()));
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.into());
     }

@@ -300,18 +300,29 @@ fn hostname() -> String {
 }
 
 /// A fresh id: unique across processes, machines and time.
+/// A random id of 128 bits from the kernel's generator: session ids must not be
+/// guessable (the daemon also binds each session to its caller).
 fn unique_id(kind: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut h = Sha256::new();
-    h.update(kind.as_bytes());
-    h.update(hostname().as_bytes());
-    h.update(std::process::id().to_le_bytes());
-    h.update(now.to_le_bytes());
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    hex::encode(&h.finalize()[..16])
+    let mut bytes = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if let Err(e) = filled {
+        // No urandom (a broken chroot): the hash of time, pid and counter still
+        // makes a unique name, and the daemon still binds the session to us.
+        eprintln!("WARNING: /dev/urandom: {e}; {kind} id is not random");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut h = Sha256::new();
+        h.update(kind.as_bytes());
+        h.update(hostname().as_bytes());
+        h.update(std::process::id().to_le_bytes());
+        h.update(now.to_le_bytes());
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        bytes.copy_from_slice(&h.finalize()[..16]);
+    }
+    hex::encode(bytes)
 }
 
 /// Feeds the status stream to the printer until the stream ends, or `done`

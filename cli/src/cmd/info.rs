@@ -11,19 +11,27 @@ pub async fn run(conn: &ConnArgs) -> anyhow::Result<()> {
     println!("Root:                  {}", info.root);
     println!("Max parallelism:       {}", info.max_parallelism);
     println!("Max concurrent builds: {}", info.max_concurrent_builds);
+    let allowed = if info.allowed_entitlements.is_empty() {
+        "none".to_owned()
+    } else {
+        info.allowed_entitlements.join(", ")
+    };
+    println!("Entitlements allowed:  {allowed}");
     println!("Workers:");
-    println!(
-        "  {:<16} {:<10} {:<12} PLATFORMS",
-        "ID", "RUNTIME", "SNAPSHOTTER"
-    );
     for w in info.workers {
-        println!(
-            "  {:<16} {:<10} {:<12} {}",
-            w.id,
-            w.runtime,
-            w.snapshotter,
-            w.platforms.join(",")
-        );
+        let runtime = if w.runtime.is_empty() {
+            "none found"
+        } else {
+            &w.runtime
+        };
+        println!("  {}:", w.id);
+        println!("    Platforms:   {}", w.platforms.join(","));
+        println!("    Runtime:     {runtime}");
+        println!("    Snapshotter: {}", w.snapshotter);
+        println!("    Network:     {}", w.network);
+        for warning in &w.warnings {
+            println!("    WARNING:     {warning}");
+        }
     }
     Ok(())
 }

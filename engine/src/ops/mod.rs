@@ -10,6 +10,6 @@ mod pull;
 mod source;
 mod worker;
 
-pub use exec::RuntimeConfig;
+pub use exec::{RuntimeConfig, RuntimeInfo};
 pub(crate) use file::fresh_layer_id;
 pub use worker::{BuildWorker, Ref};

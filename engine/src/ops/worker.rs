@@ -63,6 +63,11 @@ impl BuildWorker {
             registry,
         }
     }
+
+    /// The runtime, snapshotter and network RUN steps get.
+    pub fn runtime_info(&self) -> super::RuntimeInfo {
+        self.exec.info()
+    }
 }
 
 /// Set when the job that started some blocking work is cancelled: the thread cannot

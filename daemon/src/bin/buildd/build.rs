@@ -100,7 +100,12 @@ pub fn run(
         EngineOptions {
             solver: config,
             registry: Some(registry.client()?),
-            runtime: runtime.config(),
+            // The caller owns this machine: where slirp4netns is missing, a RUN
+            // gets the host's network with a warning, as before.
+            runtime: buildd_engine::ops::RuntimeConfig {
+                network_fallback_host: true,
+                ..runtime.config()
+            },
         },
     )
     .with_context(|| format!("opening root {}", root.display()))?;

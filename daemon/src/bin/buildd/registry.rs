@@ -27,6 +27,12 @@ impl RegistryArgs {
     /// A client with these options and the credentials of the Docker client config
     /// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
     pub fn client(&self) -> anyhow::Result<Arc<Client>> {
+        let creds = DockerConfig::load().context("reading the docker client config")?;
+        self.client_with(Arc::new(creds))
+    }
+
+    /// A client with these options and `creds`.
+    pub fn client_with(&self, creds: Arc<dyn CredentialSource>) -> anyhow::Result<Arc<Client>> {
         let mut mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for m in &self.mirrors {
             let (registry, mirror) = m.split_once('=').unwrap_or(("docker.io", m));
@@ -43,8 +49,6 @@ impl RegistryArgs {
             mirrors,
             ..Default::default()
         };
-        let creds: Arc<dyn CredentialSource> =
-            Arc::new(DockerConfig::load().context("reading the docker client config")?);
         Ok(Arc::new(Client::new(config, creds)?))
     }
 }

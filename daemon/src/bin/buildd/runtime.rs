@@ -16,6 +16,10 @@ pub struct RuntimeArgs {
     /// cannot be mounted (auto).
     #[arg(long, global = true, value_enum, default_value_t = SnapshotterArg::Auto)]
     pub snapshotter: SnapshotterArg,
+    /// The slirp4netns binary that gives RUN steps their own network (default:
+    /// from PATH).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub slirp4netns: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -35,6 +39,8 @@ impl RuntimeArgs {
                 SnapshotterArg::Overlayfs => Snapshotter::Overlay,
                 SnapshotterArg::Copy => Snapshotter::Copy,
             },
+            slirp4netns: self.slirp4netns.clone(),
+            network_fallback_host: false,
         }
     }
 }

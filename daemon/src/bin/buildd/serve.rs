@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use buildd_daemon::daemon::Limits;
+use buildd_daemon::daemon::{Limits, Policy};
 use buildd_daemon::serve::{DEFAULT_SOCKET, ServeConfig, TcpConfig, parse_addr};
 use clap::{Args, ValueEnum};
 
@@ -39,9 +40,27 @@ pub struct ServeArgs {
     /// Builds running at once; more wait for a turn.
     #[arg(long, default_value_t = 4)]
     max_concurrent_builds: usize,
+    /// Let builds be granted this entitlement when their client asks for it
+    /// (`bctl build --allow ...`): network.host or security.insecure. Repeatable.
+    /// Without it such builds fail: each grants root-equivalent power on this host.
+    #[arg(long = "allow-insecure-entitlement", value_name = "ENTITLEMENT", value_parser = ["network.host", "security.insecure"])]
+    allow_insecure_entitlement: Vec<String>,
+    /// Give this group (name or gid) access to the unix socket (mode 0660);
+    /// otherwise only root may connect (0600).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// What a RUN that wants its own network gets when slirp4netns is missing:
+    /// nothing (the RUN fails, the default) or the host's network.
+    #[arg(long, value_enum, value_name = "host")]
+    network_fallback: Option<NetworkFallback>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkFallback {
+    Host,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,17 +121,26 @@ pub fn run(
             "--max-parallelism, --max-build-parallelism and --max-concurrent-builds must be at least 1"
         );
     }
+    let socket_group = args.group.as_deref().map(group_id).transpose()?;
+    let mut runtime = runtime.config();
+    runtime.network_fallback_host = args.network_fallback == Some(NetworkFallback::Host);
     let config = ServeConfig {
         root: root.to_owned(),
         socket,
+        socket_group,
         tcp,
+        policy: Policy {
+            entitlements: args.allow_insecure_entitlement.into_iter().collect(),
+        },
         limits: Limits {
             max_parallelism,
             max_build_parallelism: max_build_parallelism.min(max_parallelism),
             max_concurrent_builds: args.max_concurrent_builds,
         },
-        registry: Some(registry.client()?),
-        runtime: runtime.config(),
+        // Every build talks to registries with its client's credentials, asked over
+        // its session; the daemon's own docker config is never used.
+        registry: Some(registry.client_with(Arc::new(buildd_registry::NoCredentials))?),
+        runtime,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,4 +150,20 @@ pub fn run(
     // Tasks still holding the engine go now, so the root is closed cleanly.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result.map_err(Into::into)
+}
+
+/// A group name or numeric id → gid.
+fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group).context("--group: a name holds no NUL")?;
+    // SAFETY: getgrnam reads the group database and returns a pointer into static
+    // storage (or null), which is read before any other call could reuse it.
+    let entry = unsafe { libc::getgrnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!("--group {group}: no such group");
+    }
+    // SAFETY: non-null, points at a valid `group` as above.
+    Ok(unsafe { (*entry).gr_gid })
 }

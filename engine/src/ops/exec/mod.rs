@@ -37,6 +37,8 @@ use session::SessionMounts;
 pub(crate) struct ExecState {
     config: RuntimeConfig,
     executor: OnceLock<Arc<dyn Executor>>,
+    /// The same executor, typed, for what it reports.
+    runc: OnceLock<Arc<RuncExecutor>>,
     caches: Arc<CacheMounts>,
 }
 
@@ -47,6 +49,36 @@ pub struct RuntimeConfig {
     /// from `PATH`.
     pub runtime: Option<PathBuf>,
     pub snapshotter: Snapshotter,
+    /// The slirp4netns binary; `None`: from `PATH`.
+    pub slirp4netns: Option<PathBuf>,
+    /// Where slirp4netns is missing, a RUN that wants its own network gets the
+    /// host's (with a warning) instead of failing. The one-shot CLI's caller owns
+    /// the machine and opts in; a daemon only with `--network-fallback host`.
+    pub network_fallback_host: bool,
+}
+
+/// What RUN steps run with, as a daemon reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// The OCI runtime binary; `None` when none was found.
+    pub runtime: Option<PathBuf>,
+    /// `overlayfs` or `copy`.
+    pub snapshotter: &'static str,
+    /// How a RUN's private network is made: `slirp4netns`, `host (fallback,
+    /// slirp4netns missing)` or `unavailable (slirp4netns missing)`.
+    pub network: String,
+    /// What the host lacks, in words for an operator.
+    pub warnings: Vec<String>,
+}
+
+impl RuntimeConfig {
+    /// The slirp4netns binary this configuration uses, if it exists.
+    pub fn find_slirp4netns(&self) -> Option<PathBuf> {
+        match &self.slirp4netns {
+            Some(p) => p.is_file().then(|| p.clone()),
+            None => buildd_executor::find_in_path("slirp4netns"),
+        }
+    }
 }
 
 impl ExecState {
@@ -66,11 +98,59 @@ impl ExecState {
             None => RuncExecutor::find_runtime()
                 .ok_or_else(|| OpError::new("RUN needs an OCI runtime (runc or crun) on PATH"))?,
         };
-        let made: Arc<dyn Executor> = Arc::new(
+        let made = Arc::new(
             RuncExecutor::new(runtime, root.path.join("runc"), root.path.join("exec"))
-                .with_snapshotter(self.config.snapshotter),
+                .with_snapshotter(self.config.snapshotter)
+                .with_slirp4netns(self.config.find_slirp4netns())
+                .with_network_fallback_host(self.config.network_fallback_host)
+                .with_bundle_dir(root.bundles()),
         );
+        let _ = self.runc.set(made.clone());
         Ok(self.executor.get_or_init(|| made).clone())
+    }
+
+    /// The runtime, snapshotter and network RUN steps get (or will get).
+    pub(crate) fn info(&self) -> RuntimeInfo {
+        let runtime = match (&self.runc.get(), &self.config.runtime) {
+            (Some(r), _) => Some(r.runtime().to_owned()),
+            (None, Some(r)) => Some(r.clone()),
+            (None, None) => RuncExecutor::find_runtime(),
+        };
+        let snapshotter = match (self.runc.get(), self.config.snapshotter) {
+            (Some(r), _) => r.snapshotter_in_use(),
+            (None, Snapshotter::Copy) => "copy",
+            (None, _) => "overlayfs",
+        };
+        let mut warnings = Vec::new();
+        if runtime.is_none() {
+            warnings.push("no OCI runtime (runc or crun) on PATH: RUN steps fail".to_owned());
+        }
+        let network = match (
+            self.config.find_slirp4netns(),
+            self.config.network_fallback_host,
+        ) {
+            (Some(_), _) => "slirp4netns".to_owned(),
+            (None, fallback) => {
+                let (mode, what) = if fallback {
+                    (
+                        "host (fallback, slirp4netns missing)",
+                        "get the host's network",
+                    )
+                } else {
+                    ("unavailable (slirp4netns missing)", "fail")
+                };
+                warnings.push(format!(
+                    "slirp4netns is not installed: RUN steps that want their own network {what} (apt-get install slirp4netns)"
+                ));
+                mode.to_owned()
+            }
+        };
+        RuntimeInfo {
+            runtime,
+            snapshotter,
+            network,
+            warnings,
+        }
     }
 }
 
@@ -215,14 +295,10 @@ fn run_spec(
             }
         }
     }
-    for secret in secret_env {
-        let name = secret.split_once('=').map_or(secret.as_str(), |(n, _)| n);
-        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != name);
-        env.push(secret.to_string());
-    }
     Ok(RunSpec {
         args: meta.args.clone(),
         env,
+        secret_env: buildd_executor::SecretEnv(secret_env.to_vec()),
         cwd: if meta.cwd.is_empty() {
             "/".to_owned()
         } else {

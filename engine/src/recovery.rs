@@ -1,0 +1,244 @@
+//! What a killed buildd left on its root, reaped when the next process opens it.
+//!
+//! The root's lock is held exclusively by then, so nothing under it is in use:
+//! containers still running from the last process are killed and deleted (before
+//! their root filesystems are unmounted), every mount under the root is detached
+//! (overlay rootfs, network namespaces, secret tmpfs, the bundle tmpfs), and the
+//! per-run scratch directories go. Of the cache indexes moved aside as unusable,
+//! only the newest stays for a post-mortem.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Directories holding per-run or per-solve state only; emptied at open.
+const SCRATCH_DIRS: [&str; 5] = ["exec", "tmp", "secrets", "ssh", "bundles"];
+/// The OCI runtime's `--root` under the buildd root.
+pub const RUNTIME_STATE: &str = "runc";
+
+/// What recovery found and removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    pub containers: usize,
+    pub mounts: usize,
+    pub entries: usize,
+    pub indexes: usize,
+}
+
+impl Reaped {
+    pub fn is_empty(&self) -> bool {
+        *self == Reaped::default()
+    }
+}
+
+/// Reaps what a killed process left under `root`. `runtimes` are tried in order
+/// to kill and delete containers (runc and crun keep state differently).
+pub fn reap(root: &Path, runtimes: &[PathBuf]) -> io::Result<Reaped> {
+    let root = fs::canonicalize(root)?;
+    let mut reaped = Reaped {
+        containers: reap_containers(&root.join(RUNTIME_STATE), runtimes),
+        ..Default::default()
+    };
+    reaped.mounts = unmount_under(&root)?;
+    let still_mounted = mounts_under(&root)?;
+    for name in SCRATCH_DIRS {
+        let dir = root.join(name);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Never recurse into something still mounted: it could be a bind of
+            // a cache or a layer.
+            if still_mounted.iter().any(|m| m.starts_with(&path)) {
+                tracing::warn!(path = %path.display(), "left in place: still mounted");
+                continue;
+            }
+            let removed = if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => reaped.entries += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            }
+        }
+    }
+    reaped.indexes = prune_moved_aside_indexes(&root)?;
+    Ok(reaped)
+}
+
+/// Kills and deletes every container the runtime state dir still lists.
+fn reap_containers(state: &Path, runtimes: &[PathBuf]) -> usize {
+    let Ok(entries) = fs::read_dir(state) else {
+        return 0;
+    };
+    let ids: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let mut reaped = 0;
+    for id in ids {
+        for runtime in runtimes {
+            let run = |args: &[&str]| {
+                Command::new(runtime)
+                    .arg("--root")
+                    .arg(state)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            };
+            let _ = run(&["kill", "--all", &id, "KILL"]);
+            let _ = run(&["delete", "--force", &id]);
+            if !state.join(&id).exists() {
+                break;
+            }
+        }
+        if state.join(&id).exists() {
+            tracing::warn!(container = %id, "could not delete a container left by a killed buildd");
+        } else {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Mount points strictly under `root`, in the order they were mounted.
+pub fn mounts_under(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(parse_mount_points(&info)
+        .into_iter()
+        .filter(|p| p.starts_with(root) && p != root)
+        .collect())
+}
+
+/// Detaches every mount under `root`, the latest first (so stacked and nested
+/// mounts go before what they cover).
+fn unmount_under(root: &Path) -> io::Result<usize> {
+    let mut count = 0;
+    for point in mounts_under(root)?.iter().rev() {
+        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            count += 1;
+        } else {
+            let e = io::Error::last_os_error();
+            // A mount under one just detached went with it.
+            if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!(mount = %point.display(), "unmount: {e}");
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// The mount point field of each `/proc/self/mountinfo` line (octal escapes of
+/// space, tab, newline and backslash undone).
+fn parse_mount_points(info: &str) -> Vec<PathBuf> {
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .collect()
+}
+
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Keeps the newest `index.corrupt-*` (the last one moved aside) and removes
+/// the rest; each is a whole sled database nobody reads.
+fn prune_moved_aside_indexes(root: &Path) -> io::Result<usize> {
+    let mut aside: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(root)?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.corrupt-")
+        })
+        .map(|e| {
+            let at = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (at, e.path())
+        })
+        .collect();
+    aside.sort();
+    aside.pop();
+    for (_, path) in &aside {
+        fs::remove_dir_all(path)?;
+    }
+    Ok(aside.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        let info = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n\
+                    37 35 0:5 / /var/lib/buildd/exec/x/rootfs rw - overlay overlay rw\n";
+        assert_eq!(
+            parse_mount_points(info),
+            [
+                PathBuf::from("/mnt/a b"),
+                PathBuf::from("/var/lib/buildd/exec/x/rootfs")
+            ]
+        );
+    }
+
+    #[test]
+    fn scratch_leftovers_and_old_indexes_go_and_the_newest_aside_index_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["exec/buildd-1/rootfs", "tmp/solve-x", "bundles/buildd-1"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("bundles/buildd-1/config.json"), "{}").unwrap();
+        fs::create_dir_all(root.join("layers/keep")).unwrap();
+        for (name, age) in [
+            ("index.corrupt-1-1", 3),
+            ("index.corrupt-2-1", 2),
+            ("index.corrupt-3-1", 1),
+        ] {
+            let p = root.join(name);
+            fs::create_dir(&p).unwrap();
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(age * 100);
+            fs::File::open(&p).unwrap().set_modified(t).unwrap();
+        }
+        let reaped = reap(root, &[]).unwrap();
+        assert_eq!(reaped.entries, 3, "{reaped:?}");
+        assert_eq!(reaped.indexes, 2, "{reaped:?}");
+        assert!(!root.join("exec/buildd-1").exists());
+        assert!(!root.join("bundles/buildd-1").exists());
+        assert!(root.join("layers/keep").exists());
+        assert!(root.join("index.corrupt-3-1").exists());
+        assert!(!root.join("index.corrupt-1-1").exists());
+        // A second open finds nothing.
+        assert!(reap(root, &[]).unwrap().is_empty());
+    }
+}
