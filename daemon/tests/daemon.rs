@@ -70,7 +70,7 @@ async fn copy_build_streams_an_oci_archive_and_tags_an_image() {
 
     let archive = d.dir.path().join("out.tar");
     std::fs::write(&archive, &session.served.exports.lock().unwrap()[&0]).unwrap();
-    if have_tool("skopeo") {
+    if require_tool("skopeo") {
         let out = std::process::Command::new("skopeo")
             .args(["inspect", "--raw"])
             .arg(format!("oci-archive:{}", archive.display()))

@@ -16,7 +16,8 @@ use buildd_engine::solver::{ProgressEvent, SolverConfig};
 use buildd_registry::{
     Client, Credential, CredentialSource, NoCredentials, RegistryConfig, StaticCredentials,
 };
-use buildd_tests::registry::{TestRegistry, registry_available};
+use buildd_testkit::require_tool;
+use buildd_tests::registry::{TestRegistry, auth_registry_available, registry_available};
 use common::fixture;
 
 fn engine(root: &Path, creds: Arc<dyn CredentialSource>) -> Engine {
@@ -75,7 +76,7 @@ fn skopeo_inspect(image: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_run_push_and_cache_by_manifest_digest() {
     let Some(f) = fixture() else { return };
-    if !registry_available() {
+    if !registry_available() || !require_tool("skopeo") || !require_tool("umoci") {
         return;
     }
     let reg = TestRegistry::start();
@@ -175,7 +176,7 @@ fn engine_in(f: &common::Fixture, name: &str) -> Engine {
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth_registry_needs_the_right_credentials() {
     let Some(f) = fixture() else { return };
-    if !registry_available() {
+    if !auth_registry_available() {
         return;
     }
     let reg = TestRegistry::start_with_basic_auth("ci", "s3cret");

@@ -6,15 +6,17 @@ use std::path::PathBuf;
 
 use buildd_frontend::parse;
 
+/// The data, or `None` (said why through `buildd_testkit`) when it is absent.
+#[track_caller]
 fn data_dir() -> Option<PathBuf> {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit/parser");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+    buildd_testkit::require_dir(
+        &dir,
+        "conformance",
+        "the conformance data is not part of a user's clone",
+    )
+    .then_some(dir)
 }
 
 fn cases(dir: PathBuf) -> Vec<PathBuf> {

@@ -14,15 +14,6 @@ use buildd_oci::{
     host_platform, json_blob, rfc3339, write_layer,
 };
 
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipped: {tool} not installed");
-    }
-    found
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -33,16 +24,20 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Writes a one-layer image holding `hello.txt` to `target`.
-fn write_image(work: &Path, target: LayoutTarget) {
+/// Writes a one-layer image holding `hello.txt` to `target`, and as root every kind
+/// of entry ([`common::build_diff`]); returns whether it holds those (without root
+/// that part of the test is skipped, said through `buildd_testkit`).
+#[track_caller]
+fn write_image(work: &Path, target: LayoutTarget) -> bool {
     let diff = work.join("diff");
-    if !diff.exists() {
-        fs::create_dir(&diff).unwrap();
-        fs::write(diff.join("hello.txt"), b"hello from buildd\n").unwrap();
-        if common::is_root() {
-            // PAX ids and names, hardlinks, devices and overlay markers, read by Go's tar.
-            common::build_diff(&diff, false);
-        }
+    fs::create_dir(&diff).unwrap();
+    fs::write(diff.join("hello.txt"), b"hello from buildd\n").unwrap();
+    let every_kind = buildd_testkit::require_root(
+        "an image with devices, whiteouts, ownership and trusted xattrs",
+    );
+    if every_kind {
+        // PAX ids and names, hardlinks, devices and overlay markers, read by Go's tar.
+        common::build_diff(&diff, false);
     }
     let layer_path = work.join("layer.tar.gz");
     let opts = LayerOptions {
@@ -91,11 +86,12 @@ fn write_image(work: &Path, target: LayoutTarget) {
         annotations: BTreeMap::new(),
     };
     w.finish(&index).unwrap();
+    every_kind
 }
 
 #[test]
 fn skopeo_reads_the_tar_layout() {
-    if !have("skopeo") {
+    if !buildd_testkit::require_tool("skopeo") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -112,20 +108,19 @@ fn skopeo_reads_the_tar_layout() {
 
 #[test]
 fn umoci_unpacks_the_dir_layout() {
-    if !have("umoci") {
+    if !buildd_testkit::require_tool("umoci") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("layout");
-    write_image(work.path(), LayoutTarget::Dir(dir.clone()));
+    let every_kind = write_image(work.path(), LayoutTarget::Dir(dir.clone()));
     let bundle = work.path().join("bundle");
     let mut cmd = Command::new("umoci");
     cmd.arg("unpack")
         .arg("--image")
         .arg(format!("{}:latest", dir.display()))
         .arg(&bundle);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !common::is_root() {
         cmd.arg("--rootless");
     }
     run(&mut cmd);
@@ -133,7 +128,7 @@ fn umoci_unpacks_the_dir_layout() {
         fs::read_to_string(bundle.join("rootfs/hello.txt")).unwrap(),
         "hello from buildd\n"
     );
-    if common::is_root() {
+    if every_kind {
         use std::os::unix::fs::MetadataExt;
         let rootfs = bundle.join("rootfs");
         let tool = fs::metadata(rootfs.join("bin/tool")).unwrap();

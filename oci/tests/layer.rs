@@ -92,11 +92,9 @@ fn entries(tar_bytes: &[u8]) -> Vec<Seen> {
     out
 }
 
+#[track_caller]
 fn require_root() -> bool {
-    if !is_root() {
-        eprintln!("skipped: needs root for devices, whiteouts and ownership");
-    }
-    is_root()
+    buildd_testkit::require_root("devices, whiteouts, ownership and trusted xattrs")
 }
 
 #[test]

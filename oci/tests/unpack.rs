@@ -35,8 +35,7 @@ fn unpack(tar: &[u8], dest: &Path) -> Result<buildd_proto::Digest, UnpackError> 
 
 #[test]
 fn round_trips_a_layer_with_every_entry_kind() {
-    if !is_root() {
-        eprintln!("skipped: needs root for devices, whiteouts and ownership");
+    if !buildd_testkit::require_root("devices, whiteouts, ownership and trusted xattrs") {
         return;
     }
     let src = tempfile::tempdir().unwrap();
@@ -80,8 +79,7 @@ fn round_trips_a_layer_with_every_entry_kind() {
 
 #[test]
 fn file_capabilities_are_restored() {
-    if !is_root() {
-        eprintln!("skipped: needs root to set security.capability");
+    if !buildd_testkit::require_root("setting security.capability") {
         return;
     }
     let src = tempfile::tempdir().unwrap();
@@ -206,8 +204,7 @@ fn a_file_replaces_a_symlink_instead_of_writing_through_it() {
 
 #[test]
 fn whiteouts_and_opaque_markers_become_overlay_form() {
-    if !is_root() {
-        eprintln!("skipped: needs root for whiteout devices");
+    if !buildd_testkit::require_root("whiteout devices") {
         return;
     }
     use tar::EntryType as T;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use buildd_registry::{
     Client, Credential, CredentialError, CredentialSource, DockerConfig, RegistryConfig,
 };
-use buildd_tests::registry::{TestRegistry, registry_available};
+use buildd_tests::registry::{TestRegistry, auth_registry_available};
 use common::{image, push_image, reference};
 
 /// Writes `docker-credential-test`, which answers per server read from stdin and
@@ -115,7 +115,7 @@ fn cred_helpers_and_creds_store_run_the_helper() {
 
 #[tokio::test]
 async fn a_helper_supplies_basic_auth_for_a_real_registry() {
-    if !registry_available() {
+    if !auth_registry_available() {
         return;
     }
     let reg = TestRegistry::start_with_basic_auth("alice", "s3cret");

@@ -15,8 +15,8 @@ use buildd_registry::{
     BlobPush, BlobSource, Client, CredentialSource, DockerConfig, ErrorKind, NoCredentials,
     RegistryConfig,
 };
-use buildd_tests::have_tool;
-use buildd_tests::registry::{TestRegistry, registry_available};
+use buildd_testkit::require_tool;
+use buildd_tests::registry::{TestRegistry, auth_registry_available, registry_available};
 use common::{image, image_typed, index, oci_index, platform, push_image, reference};
 
 fn client(config: RegistryConfig, creds: impl CredentialSource + 'static) -> Client {
@@ -87,7 +87,7 @@ async fn anonymous_push_then_pull_round_trips() {
         format!("pulling {}/demo/app: manifest nope not found", reg.host())
     );
 
-    if have_tool("skopeo") {
+    if require_tool("skopeo") {
         let out = Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false"])
             .arg(format!("docker://{r}"))
@@ -239,7 +239,7 @@ async fn docker_v2_manifest_list_is_understood() {
 
 #[tokio::test]
 async fn basic_auth_with_docker_config_credentials() {
-    if !registry_available() {
+    if !auth_registry_available() {
         return;
     }
     let reg = TestRegistry::start_with_basic_auth("alice", "s3cret");
@@ -296,7 +296,7 @@ async fn basic_auth_with_docker_config_credentials() {
 
 #[tokio::test]
 async fn pulls_what_skopeo_pushed() {
-    if !registry_available() || !have_tool("skopeo") {
+    if !registry_available() || !require_tool("skopeo") {
         return;
     }
     let reg = TestRegistry::start();

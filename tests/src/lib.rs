@@ -40,24 +40,6 @@ pub fn bctl_bin() -> PathBuf {
     bin
 }
 
-/// Whether an external tool is available; in CI (CI set) its absence is a failure.
-pub fn have_tool(name: impl AsRef<std::ffi::OsStr>) -> bool {
-    let name = name.as_ref();
-    let found = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is required in CI (.ci/run installs it)",
-            name.display()
-        );
-        eprintln!("skipped: {} not installed", name.display());
-    }
-    found
-}
-
 /// A temporary build context plus a root for buildd's state.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -252,17 +234,20 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Whether this host can run RUN steps on a busybox rootfs: runc and
+/// `/bin/busybox`; says why through [`buildd_testkit`] when not.
+#[track_caller]
+pub fn can_run_busybox() -> bool {
+    buildd_testkit::require_tool("runc")
+        && buildd_testkit::require_file("/bin/busybox", "busybox", "Debian busybox-static")
+}
+
 /// Writes a busybox root filesystem to `rootfs/` in the workspace's context (`/bin`
 /// with `applets` as links, `/tmp` 1777) for Dockerfiles that `COPY rootfs/ /` as
-/// their base. `false`, after saying why, when this host cannot run containers (no
-/// runc or no busybox-static); under CI that is a failure.
+/// their base. `false`, after saying why through [`buildd_testkit`], when this host
+/// cannot run containers (no runc or no busybox-static).
 pub fn busybox_context(ws: &Workspace, applets: &[&str]) -> bool {
-    if !have_tool("runc") || !Path::new("/bin/busybox").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "runc and busybox-static are needed"
-        );
-        eprintln!("skipped: needs runc and /bin/busybox");
+    if !can_run_busybox() {
         return false;
     }
     let rootfs = ws.ctx().join("rootfs");

@@ -17,10 +17,18 @@ pub fn registry_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("docker-registry"))
 }
 
-/// Whether the registry (and `htpasswd`, for auth) can be run; in CI their absence
-/// is a failure (`apt-get install docker-registry apache2-utils`).
+/// Whether the registry can be run (Debian `docker-registry`); says why through
+/// [`buildd_testkit`] when not.
+#[track_caller]
 pub fn registry_available() -> bool {
-    crate::have_tool(registry_bin())
+    buildd_testkit::require_tool(registry_bin())
+}
+
+/// Whether a registry behind basic auth can be run: the registry and `htpasswd`
+/// (Debian `apache2-utils`); says why through [`buildd_testkit`] when not.
+#[track_caller]
+pub fn auth_registry_available() -> bool {
+    registry_available() && buildd_testkit::require_tool("htpasswd")
 }
 
 /// A running registry.

@@ -7,8 +7,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
+use buildd_testkit::require_tool;
 use buildd_tests::daemon::Daemon;
-use buildd_tests::{Run, Workspace, bctl_bin, busybox_context, have_tool, skopeo_config};
+use buildd_tests::{Run, Workspace, bctl_bin, busybox_context, skopeo_config};
 
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -82,7 +83,7 @@ fn build_exports_oci_and_local_outputs_and_lists_the_image() {
     assert_eq!(fs::read_to_string(local.join("top.txt")).unwrap(), "top");
 
     // The OCI archive is complete and readable, and its digest is in the metadata.
-    if have_tool("skopeo") {
+    if require_tool("skopeo") {
         let config = skopeo_config(&oci);
         assert_eq!(config["rootfs"]["type"], "layers", "{config}");
     }
@@ -230,7 +231,7 @@ fn an_unreachable_daemon_is_named() {
 
 #[test]
 fn the_daemon_pushes_to_and_pulls_from_a_registry() {
-    if !buildd_tests::registry::registry_available() {
+    if !buildd_tests::registry::registry_available() || !require_tool("skopeo") {
         return;
     }
     let reg = buildd_tests::registry::TestRegistry::start();
@@ -272,7 +273,7 @@ fn the_daemon_pushes_to_and_pulls_from_a_registry() {
 
 #[test]
 fn registry_credentials_come_from_the_client_over_the_session() {
-    if !buildd_tests::registry::registry_available() {
+    if !buildd_tests::registry::auth_registry_available() {
         return;
     }
     let reg = buildd_tests::registry::TestRegistry::start_with_basic_auth("ci", "pw");
@@ -410,7 +411,7 @@ fn pong_agent(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
 #[test]
 fn ssh_agents_are_forwarded_from_the_client_over_the_session() {
     let ws = Workspace::new();
-    if !busybox_context(&ws, &["sh", "cat", "test"]) || !have_tool("cc") {
+    if !busybox_context(&ws, &["sh", "cat", "test"]) || !require_tool("cc") {
         return;
     }
     let rootfs = ws.ctx().join("rootfs");

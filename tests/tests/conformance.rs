@@ -60,27 +60,16 @@ golden_cases! {
     stages => "stages",
 }
 
-/// The golden folder, or `None` (with a note) when the tools or data are missing.
+/// The golden folder, or `None` (said why through `buildd_testkit`) when the tools
+/// or data are missing.
 fn golden() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/golden");
-    if !dir.is_dir() {
-        eprintln!(
-            "skipped: ../shared/conformance/golden is absent (it is not part of a user's clone)"
-        );
-        return None;
-    }
-    if !have_tool("runc") {
-        return None;
-    }
-    if !Path::new("/bin/busybox").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "/bin/busybox is required in CI for the golden base image"
-        );
-        eprintln!("skipped: /bin/busybox is missing");
-        return None;
-    }
-    Some(dir)
+    let present = buildd_testkit::require_dir(
+        &dir,
+        "conformance",
+        "the conformance data is not part of a user's clone",
+    );
+    (present && can_run_busybox()).then_some(dir)
 }
 
 fn conform(case: &str) {

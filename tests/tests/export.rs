@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use buildd_testkit::require_tool;
 use buildd_tests::*;
 
 fn example() -> &'static Path {
@@ -30,7 +31,7 @@ fn hello_workspace() -> Workspace {
 
 #[test]
 fn oci_archive_passes_skopeo_and_umoci() {
-    if !have_tool("skopeo") || !have_tool("umoci") {
+    if !require_tool("skopeo") || !require_tool("umoci") {
         return;
     }
     let ws = hello_workspace();

@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
+use buildd_testkit::require_tool;
 use buildd_tests::*;
 
 /// A small root filesystem tarball with a user `app` (1000:1000).
@@ -94,7 +95,7 @@ fn import_then_build_from_the_local_store() {
     let oci = ws.path("img.tar");
     ws.build(&["-o", &format!("type=oci,dest={}", oci.display())])
         .success();
-    if have_tool("skopeo") {
+    if require_tool("skopeo") {
         let config = skopeo_config(&oci);
         assert_eq!(config["config"]["User"], "app");
         let env = config["config"]["Env"].to_string();

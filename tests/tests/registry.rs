@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use buildd_tests::registry::{TestRegistry, registry_available};
+use buildd_testkit::require_tool;
+use buildd_tests::registry::{TestRegistry, auth_registry_available};
 use buildd_tests::{Run, Workspace, buildd_bin, busybox_context};
 
 fn buildd(ws: &Workspace, root: &str, docker_config: &Path, args: &[&str]) -> Run {
@@ -47,7 +48,7 @@ fn docker_config(dir: &Path, host: &str, user_colon_password: Option<&str>) {
 
 #[test]
 fn push_and_pull_through_basic_auth_with_docker_config_credentials() {
-    if !registry_available() {
+    if !auth_registry_available() || !require_tool("skopeo") {
         return;
     }
     let reg = TestRegistry::start_with_basic_auth("ci", "pw");

@@ -375,18 +375,15 @@ pub fn served(ctx: &Path) -> Served {
     }
 }
 
-pub fn have_tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+pub use buildd_testkit::require_tool;
 
-/// A busybox root filesystem under `<ctx>/rootfs`, or None when this machine
-/// cannot run RUN (no runc or no /bin/busybox).
+/// A busybox root filesystem under `<ctx>/rootfs`, or None (said why through
+/// `buildd_testkit`) when this machine cannot run RUN (no runc or no /bin/busybox).
+#[track_caller]
 pub fn busybox_rootfs(ctx: &Path) -> Option<()> {
-    if !have_tool("runc") || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipped: needs runc and /bin/busybox (Debian busybox-static)");
+    if !require_tool("runc")
+        || !buildd_testkit::require_file("/bin/busybox", "busybox", "Debian busybox-static")
+    {
         return None;
     }
     let bin = ctx.join("rootfs/bin");

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use buildd_engine::Engine;
 use buildd_engine::build::{BuildError, BuildOutcome, BuildRequest, build};
@@ -41,23 +41,16 @@ pub struct Fixture {
     pub engine: Engine,
 }
 
-/// A root and a context holding a busybox rootfs, or None (after saying why) when
-/// this host cannot run containers.
+/// A root and a context holding a busybox rootfs, or None (said why through
+/// `buildd_testkit`) when this host cannot run containers.
+#[track_caller]
 pub fn fixture() -> Option<Fixture> {
-    let runtime = ["runc", "crun"].iter().any(|r| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(r).is_file()))
-    });
-    let missing = if !runtime {
-        Some("no runc or crun on PATH")
-    } else if !Path::new(BUSYBOX).is_file() {
-        Some("no /bin/busybox (Debian busybox-static)")
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(std::env::var_os("CI").is_none(), "RUN tests need {why}");
-        eprintln!("skipping RUN test: {why}");
+    let runtime = ["runc", "crun"]
+        .iter()
+        .any(|r| buildd_testkit::which(r).is_some());
+    if !buildd_testkit::skip_unless(runtime, "runc", "no OCI runtime (runc or crun) on PATH")
+        || !buildd_testkit::require_file(BUSYBOX, "busybox", "Debian busybox-static")
+    {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use buildd_executor::{
@@ -23,23 +23,17 @@ pub struct Env {
     pub exec: RuncExecutor,
 }
 
-/// The test environment, or `None` (after saying why) when runc, busybox or root are
-/// missing outside CI; in CI their absence fails the test.
+/// The test environment, or `None` (said why through `buildd_testkit`) when runc,
+/// busybox or root are missing.
+#[track_caller]
 pub fn env() -> Option<Env> {
-    let missing = if RuncExecutor::find_runtime().is_none() {
-        Some("runc or crun not in PATH")
-    } else if !Path::new(BUSYBOX).is_file() {
-        Some("/bin/busybox not installed (busybox-static)")
-    } else if unsafe { libc::geteuid() } != 0 {
-        Some("not running as root")
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        if std::env::var_os("CI").is_some() {
-            panic!("{why}");
-        }
-        eprintln!("skipped: {why}");
+    let ready = buildd_testkit::skip_unless(
+        RuncExecutor::find_runtime().is_some(),
+        "runc",
+        "no OCI runtime (runc or crun) on PATH",
+    ) && buildd_testkit::require_file(BUSYBOX, "busybox", "Debian busybox-static")
+        && buildd_testkit::require_root("containers, mounts and device nodes");
+    if !ready {
         return None;
     }
     let tmp = tempfile::tempdir().unwrap();

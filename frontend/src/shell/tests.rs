@@ -80,15 +80,17 @@ fn pattern_modifiers_match_bash() {
     }
 }
 
+/// The data, or `None` (said why through `buildd_testkit`) when it is absent.
+#[track_caller]
 fn conformance_dir() -> Option<PathBuf> {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit/shell");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+    buildd_testkit::require_dir(
+        &dir,
+        "conformance",
+        "the conformance data is not part of a user's clone",
+    )
+    .then_some(dir)
 }
 
 /// BuildKit's envVarTest, every Linux line.
