@@ -5,12 +5,12 @@ mod support;
 
 use std::path::Path;
 
-use buildd_proto::control::InfoRequest;
 use buildd_proto::control::control_client::ControlClient;
+use buildd_proto::control::{InfoRequest, StatusRequest};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use support::Daemon;
+use support::{Daemon, TestSession, dockerfile_solve, served, solve};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 struct Ca {
@@ -47,6 +47,22 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
+}
+
+async fn client(
+    port: u16,
+    ca: &str,
+    identity: &(String, String),
+) -> ControlClient<tonic::transport::Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(&identity.0, &identity.1));
+    let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    ControlClient::new(endpoint.connect().await.unwrap())
 }
 
 async fn info(port: u16, ca: &str, identity: Option<&(String, String)>) -> Result<(), String> {
@@ -103,6 +119,50 @@ async fn tcp_requires_a_client_certificate_from_the_client_ca() {
     // Refusals did not hurt the daemon.
     info(port, &ca.pem(), Some(&good)).await.unwrap();
     d.client().await.info(InfoRequest {}).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tcp_a_session_belongs_to_the_certificate_that_opened_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("buildd test ca");
+    let (server_cert, server_key) = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let alice = ca.leaf("alice", ExtendedKeyUsagePurpose::ClientAuth);
+    let mallory = ca.leaf("mallory", ExtendedKeyUsagePurpose::ClientAuth);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _d = Daemon::start(&[
+        "--tcp",
+        &format!("127.0.0.1:{port}"),
+        "--tls-cert",
+        &write(certs.path(), "server.pem", &server_cert),
+        "--tls-key",
+        &write(certs.path(), "server-key.pem", &server_key),
+        "--tls-client-ca",
+        &write(certs.path(), "ca.pem", &ca.pem()),
+    ]);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    std::fs::write(ctx.path().join("f"), "f").unwrap();
+    let a = client(port, &ca.pem(), &alice).await;
+    let m = client(port, &ca.pem(), &mallory).await;
+    let session = TestSession::open(&a, &"9".repeat(32), served(ctx.path())).await;
+    let err = solve(&m, dockerfile_solve("stolen", &session, "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    solve(&a, dockerfile_solve("own", &session, "k"))
+        .await
+        .unwrap();
+    let err = m
+        .clone()
+        .status(StatusRequest {
+            r#ref: "own".into(),
+        })
+        .await
+        .expect_err("status of another certificate's build is refused");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
 }
 
 #[test]

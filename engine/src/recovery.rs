@@ -67,6 +67,17 @@ pub fn reap(root: &Path, runtimes: &[PathBuf]) -> io::Result<Reaped> {
             }
         }
     }
+    // Overlay work dirs sit beside the pending upper dirs they belong to.
+    if let Ok(entries) = fs::read_dir(root.join("layers")) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("..tmp-") && name.contains("-work-") {
+                fs::remove_dir_all(e.path())?;
+                reaped.entries += 1;
+            }
+        }
+    }
     reaped.indexes = prune_moved_aside_indexes(&root)?;
     Ok(reaped)
 }
@@ -220,6 +231,7 @@ mod tests {
         }
         fs::write(root.join("bundles/buildd-1/config.json"), "{}").unwrap();
         fs::create_dir_all(root.join("layers/keep")).unwrap();
+        fs::create_dir_all(root.join("layers/..tmp-1-2-work-buildd-1/work")).unwrap();
         for (name, age) in [
             ("index.corrupt-1-1", 3),
             ("index.corrupt-2-1", 2),
@@ -231,7 +243,7 @@ mod tests {
             fs::File::open(&p).unwrap().set_modified(t).unwrap();
         }
         let reaped = reap(root, &[]).unwrap();
-        assert_eq!(reaped.entries, 3, "{reaped:?}");
+        assert_eq!(reaped.entries, 4, "{reaped:?}");
         assert_eq!(reaped.indexes, 2, "{reaped:?}");
         assert!(!root.join("exec/buildd-1").exists());
         assert!(!root.join("bundles/buildd-1").exists());

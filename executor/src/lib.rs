@@ -167,3 +167,21 @@ pub trait Executor: Send + Sync {
         out: &'a dyn OutputSink,
     ) -> BoxFuture<'a, Result<ExitStatus, ExecError>>;
 }
+
+#[cfg(test)]
+mod secret_env_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_secret_names_never_values() {
+        let spec = RunSpec {
+            env: vec!["PLAIN=shown".into()],
+            secret_env: SecretEnv(vec![zeroize::Zeroizing::new("TOKEN=hunter2".into())]),
+            ..Default::default()
+        };
+        let shown = format!("{spec:?}");
+        assert!(shown.contains("TOKEN=<redacted>"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("PLAIN=shown"), "{shown}");
+    }
+}

@@ -38,23 +38,65 @@ impl Daemon {
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let socket = dir.path().join("run/buildd.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_buildd"))
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--addr")
-            .arg(format!("unix://{}", socket.display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("daemon.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
         let mut d = Self {
             dir,
             socket,
-            child: Some(child),
+            child: None,
         };
+        d.spawn(extra);
+        d
+    }
+
+    /// Starts another daemon on the same root and socket after this one ended.
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "stop or kill the daemon first");
+        self.spawn(extra);
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, and waits for the daemon to exit (SIGKILL after 20 s).
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.wait();
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_buildd"))
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--addr")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let d = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
@@ -67,7 +109,6 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
     }
 
     pub fn root(&self) -> PathBuf {
@@ -89,11 +130,48 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // A clean stop unmounts what the daemon mounted under its root, so the
+        // temp dir can go.
+        self.stop();
     }
+}
+
+/// A client whose connection is made by a thread running as `uid`:`gid` (with no
+/// supplementary groups), so the daemon sees that caller through SO_PEERCRED.
+/// Credentials are per thread at the syscall level; this process stays root.
+pub async fn connect_unix_as(
+    socket: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<Client, tonic::transport::Error> {
+    let path = socket.to_owned();
+    let stream = std::thread::spawn(move || {
+        // SAFETY: raw per-thread credential syscalls on this short-lived thread.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        std::os::unix::net::UnixStream::connect(&path)
+    })
+    .join()
+    .unwrap();
+    let stream = Arc::new(Mutex::new(Some(stream)));
+    let channel = Endpoint::try_from("http://buildd.invalid")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let taken = stream.lock().unwrap().take();
+            async move {
+                let s = taken.ok_or_else(|| std::io::Error::other("connected once only"))??;
+                s.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::from_std(s)?))
+            }
+        }))
+        .await?;
+    Ok(ControlClient::new(channel))
 }
 
 pub async fn connect_unix(socket: &Path) -> Client {
@@ -122,6 +200,8 @@ pub struct Served {
     /// Exporter index → bytes of the stream (a tar for directories).
     pub exports: Mutex<BTreeMap<u32, Vec<u8>>>,
     pub files_served: AtomicU64,
+    /// Secret requests the daemon sent this session.
+    pub secrets_asked: AtomicU64,
 }
 
 /// A running session; ends when dropped.
@@ -218,6 +298,7 @@ impl TestSession {
                         }
                     }
                     server_message::Msg::Secret(req) => {
+                        s.secrets_asked.fetch_add(1, Ordering::Relaxed);
                         let value = s.secrets.get(&req.secret_id).cloned();
                         send(
                             &tx,
