@@ -59,8 +59,19 @@ impl std::fmt::Debug for Root {
     }
 }
 
-impl Root {
-    pub fn open(path: &Path) -> Result<Self, RootError> {
+/// A root's lock, held before anything in the root is read or changed. Opening the
+/// stores cleans up after crashed processes, so checks that want to see those
+/// leftovers look while holding only this.
+#[derive(Debug)]
+pub struct RootLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl RootLock {
+    /// Creates the root if needed and locks it; refused while another process
+    /// holds it.
+    pub fn acquire(path: &Path) -> Result<Self, RootError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(RootError::NotRoot);
@@ -70,14 +81,14 @@ impl Root {
             source,
         };
         fs::create_dir_all(path).map_err(io_err)?;
-        let lock = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path.join("lock"))
             .map_err(io_err)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
             return Err(if e.kind() == io::ErrorKind::WouldBlock {
                 RootError::InUse {
@@ -87,6 +98,35 @@ impl Root {
                 io_err(e)
             });
         }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the last process that used the root did not close it cleanly.
+    pub fn unclean(&self) -> bool {
+        self.path.join(DIRTY).exists()
+    }
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        Self::open_locked(RootLock::acquire(path)?)
+    }
+
+    /// Opens the stores of a root already locked: removes leftovers of crashed
+    /// processes and, after an unclean shutdown, recovers.
+    pub fn open_locked(lock: RootLock) -> Result<Self, RootError> {
+        let path = lock.path.as_path();
+        let io_err = |source| RootError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let layers = Arc::new(buildd_snapshot::LayerStore::open(path)?);
         // Records reach the durable index only after the layers they name are synced.
         let synced = layers.clone();
@@ -104,7 +144,7 @@ impl Root {
             index,
             layers,
             images: Arc::new(ImageStore::open(path)?),
-            _lock: lock,
+            _lock: lock.file,
         };
         let dirty = path.join(DIRTY);
         if dirty.exists() {
