@@ -75,7 +75,7 @@ fn run_fsck(root: &Path, args: &FsckArgs) -> anyhow::Result<ExitCode> {
             repair: args.repair,
         },
     )
-    .with_context(|| format!("checking root {}", root.display()))?;
+    .context("fsck")?;
     for note in &report.notes {
         println!("note: {note}");
     }
