@@ -36,9 +36,11 @@ if [ "${BUILD:-1}" != 0 ]; then
     echo "crash campaign: building buildd and bctl (${profile[*]:-debug})"
     cargo build -q "${profile[@]}" -p buildd-daemon --bin buildd -p buildd-cli --bin bctl
 fi
+for bin in buildd bctl; do
+    [ -x "$BIN/$bin" ] || die "no $bin in $BIN"
+done
 BUILDD=$(realpath "$BIN/buildd")
 BCTL=$(realpath "$BIN/bctl")
-[ -x "$BUILDD" ] && [ -x "$BCTL" ] || die "no buildd and bctl in $BIN"
 
 WORK=$(mktemp -d /tmp/crash-campaign.XXXXXX)
 ROOT=$WORK/root
@@ -64,8 +66,7 @@ mounts_under_root() {
 start_daemon() {
     "$BUILDD" --root "$ROOT" --addr "unix://$SOCK" >>"$WORK/daemon.log" 2>&1 &
     daemon_pid=$!
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         if "$BCTL" --addr "unix://$SOCK" info >/dev/null 2>&1; then
             return 0
         fi
@@ -82,10 +83,10 @@ start_daemon() {
 # SIGTERM, then SIGKILL if it has not stopped within 30 s; returns its status.
 stop_daemon() {
     [ -n "$daemon_pid" ] || return 0
-    local pid=$daemon_pid status=0 i
+    local pid=$daemon_pid status=0
     daemon_pid=
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -112,7 +113,8 @@ clear_leftovers() {
 cleanup() {
     set +e
     if [ -n "$bctl_pid" ]; then
-        kill -KILL "$bctl_pid" 2>/dev/null
+        # timeout passes SIGTERM on to bctl.
+        kill -TERM "$bctl_pid" 2>/dev/null
         wait "$bctl_pid" 2>/dev/null
     fi
     stop_daemon 2>/dev/null
@@ -172,7 +174,8 @@ check_output() { # ROUND
         { echo "output /ctx differs from the context: $(head -3 "$WORK/diff.log" | tr '\n' ' ')"; return; }
     [ "$(cat "$OUT/gen/round" 2>/dev/null)" = "$1" ] ||
         echo "output /gen/round is '$(cat "$OUT/gen/round" 2>/dev/null)', not $1"
-    tar -tf "$OUT.tar" 2>/dev/null | grep -qx index.json ||
+    # Not grep -q: with pipefail, tar dying of SIGPIPE would fail the check.
+    tar -tf "$OUT.tar" 2>/dev/null | grep -x index.json >/dev/null ||
         echo "OCI output $OUT.tar has no index.json"
 }
 
@@ -215,7 +218,8 @@ for round in $(seq 1 "$ROUNDS"); do
         continue
     fi
 
-    (build "$round" "$WORK/killed.log") &
+    # Bounded too, in case bctl never notices the daemon is gone.
+    (build "$round" "$WORK/killed.log" timeout --kill-after=5 120) &
     bctl_pid=$!
     delay_ms=$(( (RANDOM * 32768 + RANDOM) % (MAX_DELAY_MS + 1) ))
     sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
@@ -231,7 +235,10 @@ for round in $(seq 1 "$ROUNDS"); do
     # What outlived the daemon (recovery at restart must deal with it), by name.
     alive=$(leftover_pids | paste -sd, -)
     left_after_kill="none alive after the kill"
-    [ -z "$alive" ] || left_after_kill="alive after the kill: $(ps -o comm= -p "$alive" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
+    if [ -n "$alive" ]; then
+        names=$( (ps -o comm= -p "$alive" || true) | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')
+        left_after_kill="alive after the kill: ${names:-(exited meanwhile)}"
+    fi
 
     rm -rf "$OUT" "$OUT.tar"
     if ! start_daemon; then
@@ -249,13 +256,13 @@ for round in $(seq 1 "$ROUNDS"); do
     fsck_status=0
     "$BUILDD" --root "$ROOT" debug fsck >"$WORK/fsck.log" 2>&1 || fsck_status=$?
     if [ "$fsck_status" != 0 ]; then
-        problems+=("fsck exit $fsck_status: $(grep -E '^(problem|ERROR)' "$WORK/fsck.log" | head -3 | tr '\n' ' ')")
+        problems+=("fsck exit $fsck_status: $( (grep -E '^(problem|ERROR)' "$WORK/fsck.log" || tail -1 "$WORK/fsck.log") | head -3 | tr '\n' ' ')")
     fi
     # Leftovers fsck noted are not failures of their own; (c) checks what matters.
     notes=$(grep -c '^note:' "$WORK/fsck.log" || true)
 
     leftover=$(leftover_pids | paste -sd, -)
-    [ -z "$leftover" ] || problems+=("processes left from the killed build: $(ps -o pid=,args= -p "$leftover" | cut -c1-80 | tr '\n' ';')")
+    [ -z "$leftover" ] || problems+=("processes left from the killed build: $( (ps -o pid=,args= -p "$leftover" || true) | cut -c1-80 | tr '\n' ';')")
     mounts=$(mounts_under_root | tr '\n' ' ')
     [ -z "$mounts" ] || problems+=("mounts left under the root: $mounts")
 
