@@ -71,3 +71,82 @@ fn outline_lists_stages_and_args() {
     assert!(text.contains("VERSION"), "{text}");
     assert!(text.contains("1.0"), "{text}");
 }
+
+#[test]
+fn fsck_reports_repairs_and_then_finds_the_root_clean() {
+    use buildd_engine::cache::Table;
+    use buildd_engine::root::Root;
+    use buildd_proto::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root_dir = dir.path().join("root");
+    let dangling = Digest::of(b"dangling");
+    let blob = {
+        let root = Root::open(&root_dir).unwrap();
+        let id = buildd_snapshot::LayerId::new("aa").unwrap();
+        root.layers.begin().unwrap().commit(&id).unwrap();
+        root.index
+            .put(Table::Results, Digest::of(b"good").as_bytes(), br#"["aa"]"#)
+            .unwrap();
+        root.index
+            .put(Table::Results, dangling.as_bytes(), br#"["aa","bb"]"#)
+            .unwrap();
+        let digest = root.content.put_bytes(b"hello").unwrap();
+        root.content.path(&digest)
+    };
+    std::fs::write(&blob, b"jello").unwrap();
+    let fsck = |extra: &[&str]| {
+        let out = buildd()
+            .arg("--root")
+            .arg(&root_dir)
+            .args(["debug", "fsck"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, text, err) = fsck(&[]);
+    assert_eq!(code, Some(1), "{text}{err}");
+    let missing = format!("problem: results record {dangling}: names layer bb, which is missing");
+    assert!(text.contains(&missing), "{text}");
+    assert!(
+        text.contains(&format!(
+            "problem: blob {}: content has digest",
+            blob.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("fsck: 1 blobs, 2 records, 0 images checked; 2 problems\n"),
+        "{text}"
+    );
+    assert!(blob.exists());
+
+    let (code, text, err) = fsck(&["--repair"]);
+    assert_eq!(code, Some(1), "{text}{err}");
+    assert!(text.contains("repaired: removed corrupt blob"), "{text}");
+    assert!(
+        text.contains(&format!("repaired: removed results record {dangling}")),
+        "{text}"
+    );
+    assert!(!blob.exists());
+
+    let (code, text, err) = fsck(&[]);
+    assert_eq!(code, Some(0), "{text}{err}");
+    assert_eq!(
+        text,
+        "fsck: 0 blobs, 1 records, 0 images checked; 0 problems\n"
+    );
+
+    let held = Root::open(&root_dir).unwrap();
+    let (code, text, err) = fsck(&[]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(err.contains("in use by another buildd process"), "{err}");
+    drop(held);
+}

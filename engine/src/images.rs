@@ -92,9 +92,26 @@ impl ImageStore {
         Ok(Self { dir })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// Where the record of a (normalized) name lives.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir
             .join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
+    }
+
+    /// Every record file, readable or not (`list` skips unreadable ones; checks
+    /// must not).
+    pub fn record_files(&self) -> Result<Vec<PathBuf>, ImageError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| ImageError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     pub fn get(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {

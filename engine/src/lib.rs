@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod engine;
 pub mod export;
+pub mod fsck;
 pub mod images;
 pub mod ops;
 pub mod progress;

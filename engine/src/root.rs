@@ -63,16 +63,19 @@ impl std::fmt::Debug for Root {
     }
 }
 
-impl Root {
-    /// Opens `path`, reaping what a killed process left with runc or crun from
-    /// `PATH`.
-    pub fn open(path: &Path) -> Result<Self, RootError> {
-        Self::open_with_runtime(path, None)
-    }
+/// A root's lock, held before anything in the root is read or changed. Opening the
+/// stores cleans up after crashed processes, so checks that want to see those
+/// leftovers look while holding only this.
+#[derive(Debug)]
+pub struct RootLock {
+    path: PathBuf,
+    file: File,
+}
 
-    /// Opens `path`; containers a killed process left are deleted with `runtime`
-    /// first (the one that made them), then runc and crun from `PATH`.
-    pub fn open_with_runtime(path: &Path, runtime: Option<&Path>) -> Result<Self, RootError> {
+impl RootLock {
+    /// Creates the root if needed and locks it; refused while another process
+    /// holds it.
+    pub fn acquire(path: &Path) -> Result<Self, RootError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(RootError::NotRoot);
@@ -85,14 +88,14 @@ impl Root {
         // Layers keep setuid binaries and the context mirrors hold users' files:
         // nobody but root may look.
         fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
-        let lock = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path.join("lock"))
             .map_err(io_err)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
             return Err(if e.kind() == io::ErrorKind::WouldBlock {
                 RootError::InUse {
@@ -102,6 +105,44 @@ impl Root {
                 io_err(e)
             });
         }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the last process that used the root did not close it cleanly.
+    pub fn unclean(&self) -> bool {
+        self.path.join(DIRTY).exists()
+    }
+}
+
+impl Root {
+    /// Opens `path`, reaping what a killed process left with runc or crun from
+    /// `PATH`.
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        Self::open_with_runtime(path, None)
+    }
+
+    /// Opens `path`; containers a killed process left are deleted with `runtime`
+    /// first (the one that made them), then runc and crun from `PATH`.
+    pub fn open_with_runtime(path: &Path, runtime: Option<&Path>) -> Result<Self, RootError> {
+        Self::open_locked(RootLock::acquire(path)?, runtime)
+    }
+
+    /// Opens the stores of a root already locked: reaps what killed processes
+    /// left (containers, mounts, scratch; see [`crate::recovery`]) and, after an
+    /// unclean shutdown, recovers the layer store.
+    pub fn open_locked(lock: RootLock, runtime: Option<&Path>) -> Result<Self, RootError> {
+        let path = lock.path.as_path();
+        let io_err = |source| RootError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let runtimes: Vec<PathBuf> = runtime
             .map(Path::to_owned)
             .into_iter()
@@ -136,7 +177,7 @@ impl Root {
             layers,
             images: Arc::new(ImageStore::open(path)?),
             bundles: std::sync::OnceLock::new(),
-            _lock: lock,
+            _lock: lock.file,
         };
         let dirty = path.join(DIRTY);
         if dirty.exists() {

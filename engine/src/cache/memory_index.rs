@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{CacheIndex, IndexError, Table};
+use super::{CacheIndex, IndexError, Record, Table};
 
 type Records = HashMap<(Table, Vec<u8>), Vec<u8>>;
 
@@ -53,6 +53,19 @@ impl CacheIndex for MemoryIndex {
             .filter(|((t, _), _)| *t == table)
             .map(|(_, v)| v.clone())
             .collect())
+    }
+
+    fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
+        let mut out: Vec<_> = self
+            .map
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     fn flush(&self) -> Result<(), IndexError> {

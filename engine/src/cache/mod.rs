@@ -43,6 +43,9 @@ pub enum IndexError {
     Storage(String),
 }
 
+/// A record as (key, value).
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Persistent map behind the solver's cache.
 pub trait CacheIndex: Send + Sync {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError>;
@@ -52,6 +55,9 @@ pub trait CacheIndex: Send + Sync {
     fn len(&self, table: Table) -> usize;
     /// Every value of a table (for recovery scans; not for hot paths).
     fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError>;
+    /// Every record of a table as (key, value), each key once (for checks that
+    /// must name or remove records; not for hot paths).
+    fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError>;
     /// Makes every completed `put` durable.
     fn flush(&self) -> Result<(), IndexError>;
 }
@@ -76,6 +82,10 @@ mod tests {
         );
         assert_eq!(index.len(Table::Results), 1);
         assert_eq!(index.values(Table::Results).unwrap(), vec![b"v2".to_vec()]);
+        assert_eq!(
+            index.entries(Table::Results).unwrap(),
+            vec![(b"k".to_vec(), b"v2".to_vec())]
+        );
         index.remove(Table::Results, b"k").unwrap();
         assert_eq!(index.get(Table::Results, b"k").unwrap(), None);
         assert_eq!(

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{CacheIndex, IndexError, Table};
+use super::{CacheIndex, IndexError, Record, Table};
 
 /// Bumped whenever the meaning of a stored key or value changes.
 pub const FORMAT_VERSION: &[u8] = b"buildd-index-1";
@@ -152,6 +152,13 @@ impl CacheIndex for SledIndex {
             .iter()
             .values()
             .map(|v| v.map(|v| v.to_vec()).map_err(storage))
+            .collect()
+    }
+
+    fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
+        self.tree(table)
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
             .collect()
     }
 

@@ -5,10 +5,10 @@
 //! runs `before_flush` (syncfs of the layer store), and only then hands the records
 //! to the durable index. Records written while a flush runs wait for the next one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{CacheIndex, IndexError, Table};
+use super::{CacheIndex, IndexError, Record, Table};
 
 type Pending = HashMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 type Hook = Box<dyn Fn() -> Result<(), IndexError> + Send + Sync>;
@@ -80,6 +80,26 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
         Ok(out)
     }
 
+    fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
+        // Pending writes win over what the inner index holds; pending removals hide it.
+        let pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .pending
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .inner
+            .entries(table)?
+            .into_iter()
+            .filter(|(k, _)| !pending.contains_key(k))
+            .collect();
+        merged.extend(pending.into_iter().filter_map(|(k, v)| Some((k, v?))));
+        Ok(merged.into_iter().collect())
+    }
+
     fn flush(&self) -> Result<(), IndexError> {
         let _one_at_a_time = self.flushing.lock().unwrap();
         let batch = std::mem::take(&mut *self.pending.lock().unwrap());
@@ -140,6 +160,24 @@ mod tests {
         assert_eq!(
             index.inner().get(Table::Results, b"k").unwrap().as_deref(),
             Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn entries_show_pending_writes_over_flushed_ones() {
+        let index = WriteBehind::new(MemoryIndex::default(), Box::new(|| Ok(())));
+        index.put(Table::Results, b"a", b"old").unwrap();
+        index.put(Table::Results, b"b", b"gone").unwrap();
+        index.flush().unwrap();
+        index.put(Table::Results, b"a", b"new").unwrap();
+        index.remove(Table::Results, b"b").unwrap();
+        index.put(Table::Results, b"c", b"added").unwrap();
+        assert_eq!(
+            index.entries(Table::Results).unwrap(),
+            vec![
+                (b"a".to_vec(), b"new".to_vec()),
+                (b"c".to_vec(), b"added".to_vec())
+            ]
         );
     }
 

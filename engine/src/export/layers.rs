@@ -18,11 +18,12 @@ pub struct ImageLayers {
     pub non_empty: Vec<bool>,
 }
 
+/// A `LayerBlobs` value: the blob a layer was exported as.
 #[derive(Serialize, Deserialize)]
-struct BlobRecord {
-    diff_id: String,
-    digest: String,
-    size: u64,
+pub(crate) struct BlobRecord {
+    pub(crate) diff_id: String,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
 }
 
 /// Compresses each layer of `snap` into the content store, reusing blobs exported
@@ -103,6 +104,11 @@ fn blob_key(id: &LayerId, compression: Compression, source_date_epoch: Option<i6
         "{id}/{compression:?}/{}",
         source_date_epoch.map_or(String::new(), |t| t.to_string())
     )
+}
+
+/// The layer a `LayerBlobs` key was made for (see [`blob_key`]).
+pub(crate) fn blob_key_layer(key: &str) -> Option<&str> {
+    key.split_once('/').map(|(id, _)| id)
 }
 
 fn record(index: &dyn CacheIndex, key: &str, blob: &LayerBlob) -> Result<(), ExportError> {

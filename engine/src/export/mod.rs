@@ -11,6 +11,7 @@ mod oci;
 mod push;
 mod spec;
 
+pub(crate) use layers::{BlobRecord, blob_key_layer};
 pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
 pub use oci::{BuiltImage, OciExport, build_image, export_oci};

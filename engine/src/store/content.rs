@@ -50,6 +50,20 @@ impl ContentStore {
         self.blobs.join(digest.hex())
     }
 
+    /// `blobs/sha256`: one file per blob, named by its digest's hex digits.
+    pub fn dir(&self) -> &Path {
+        &self.blobs
+    }
+
+    /// Deletes a blob; one that is not there is not an error.
+    pub fn remove(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.path(digest);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
     }

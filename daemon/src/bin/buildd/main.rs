@@ -51,7 +51,7 @@ enum Command {
     Images,
     /// Make an image from a root filesystem tarball, like `docker import`.
     Import(import::ImportArgs),
-    /// Inspect what the frontend makes of a Dockerfile.
+    /// Inspect what the frontend makes of a Dockerfile, or check the root.
     #[command(subcommand)]
     Debug(debug::DebugCommand),
 }
@@ -62,7 +62,10 @@ fn main() -> ExitCode {
     let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
     let result = match cli.command {
         Some(Command::Build(args)) => build::run(&root, args, &cli.registry, &cli.runtime),
-        Some(Command::Debug(cmd)) => debug::run(cmd),
+        Some(Command::Debug(cmd)) => match debug::run(&root, cmd) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Some(Command::Images) => images::run(&root),
         Some(Command::Import(args)) => import::run(&root, args),
         None => serve::run(&root, cli.serve, &cli.registry, &cli.runtime),
