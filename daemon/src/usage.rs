@@ -141,6 +141,12 @@ pub fn prune(
         remaining = remaining.saturating_sub(r.size);
         removed.push(r);
     }
+    if removed.iter().any(|r| r.kind != "context") {
+        // Cache records naming what went would point at nothing.
+        let dropped =
+            buildd_engine::fsck::drop_dangling_records(root).map_err(|e| storage("index", e))?;
+        tracing::debug!(dropped, "dropped cache records naming pruned content");
+    }
     Ok(PruneResponse {
         reclaimed_bytes: total - remaining,
         removed,

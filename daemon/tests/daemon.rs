@@ -140,6 +140,23 @@ async fn copy_build_streams_an_oci_archive_and_tags_an_image() {
     let mut again = dockerfile_solve("b2", &session, "k1");
     again.tags = vec!["daemon-test".to_owned()];
     solve(&client, again).await.unwrap();
+
+    // The index names nothing that prune removed: fsck finds the root clean.
+    drop((session, client));
+    let mut d = d;
+    d.stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_buildd"))
+        .arg("--root")
+        .arg(d.root())
+        .args(["debug", "fsck"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

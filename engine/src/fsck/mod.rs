@@ -79,6 +79,20 @@ pub fn check(path: &Path, opts: FsckOptions) -> Result<FsckReport, FsckError> {
     Ok(report)
 }
 
+/// Removes the index records that name layers or blobs no longer there (what a
+/// prune leaves), so the index never points at nothing; returns how many went.
+pub fn drop_dangling_records(root: &Root) -> Result<usize, FsckError> {
+    let mut report = FsckReport::default();
+    let mut doomed = Vec::new();
+    check_results(root, &mut report, &mut doomed)?;
+    check_layer_blobs(root, &HashSet::new(), &mut report, &mut doomed)?;
+    for (table, key) in &doomed {
+        root.index.remove(*table, key)?;
+    }
+    root.flush()?;
+    Ok(doomed.len())
+}
+
 /// Hashes every blob; returns the digests of corrupt ones (removed under repair).
 fn check_blobs(
     root: &Root,
