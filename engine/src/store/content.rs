@@ -16,6 +16,13 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("blob {expected}: content has digest {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest}: {size} bytes, over the {cap} cap of {limit} bytes")]
+    TooLarge {
+        digest: Digest,
+        cap: &'static str,
+        limit: u64,
+        size: u64,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -58,9 +65,36 @@ impl ContentStore {
         fs::metadata(self.path(digest)).ok().map(|m| m.len())
     }
 
-    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+    /// A whole blob in memory, refused when it is over `limit` bytes (`cap` names
+    /// the limit in the error, e.g. "manifest"): only manifests and configs are
+    /// read this way.
+    pub fn read(
+        &self,
+        digest: &Digest,
+        cap: &'static str,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let path = self.path(digest);
-        fs::read(&path).map_err(io_err(&path))
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let size = file.metadata().map_err(io_err(&path))?.len();
+        let too_large = |size| StoreError::TooLarge {
+            digest: *digest,
+            cap,
+            limit,
+            size,
+        };
+        if size > limit {
+            return Err(too_large(size));
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        // Bounded even if the file grows after the check.
+        file.take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(io_err(&path))?;
+        if out.len() as u64 > limit {
+            return Err(too_large(out.len() as u64));
+        }
+        Ok(out)
     }
 
     /// Starts writing a blob whose digest is known only at the end.
@@ -169,8 +203,13 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let d = store.put_bytes(b"hello").unwrap();
         assert_eq!(d, Digest::of(b"hello"));
-        assert_eq!(store.read(&d).unwrap(), b"hello");
+        assert_eq!(store.read(&d, "test", 5).unwrap(), b"hello");
         assert_eq!(store.size(&d), Some(5));
+        let err = store.read(&d, "test", 4).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {d}: 5 bytes, over the test cap of 4 bytes")
+        );
     }
 
     #[test]
