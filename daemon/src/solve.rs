@@ -324,7 +324,17 @@ async fn sync_local(
             .unwrap()
             .counter(&vertex, &name, done, total, started, false);
     };
-    let result = context_sync::sync(session, &daemon.mirrors, &dir, sel, &counter).await;
+    let (limits, received) = (&daemon.limits.context, transfer.bytes_sent);
+    let result = context_sync::sync(
+        session,
+        &daemon.mirrors,
+        &dir,
+        sel,
+        limits,
+        received,
+        &counter,
+    )
+    .await;
     let event = match &result {
         Ok((_, stats)) => {
             publisher.lock().unwrap().counter(

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use buildd_daemon::context_sync::ContextLimits;
 use buildd_daemon::daemon::Limits;
 use buildd_daemon::serve::{DEFAULT_SOCKET, ServeConfig, TcpConfig, parse_addr};
 use clap::{Args, ValueEnum};
@@ -39,6 +40,14 @@ pub struct ServeArgs {
     /// Builds running at once; more wait for a turn.
     #[arg(long, default_value_t = 4)]
     max_concurrent_builds: usize,
+    /// Entries one listing of a client directory (a build context) may have;
+    /// a build whose context has more fails.
+    #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_CONTEXT_FILES)]
+    max_context_files: usize,
+    /// File bytes one build may upload from its client, over all its contexts
+    /// (default 64 GiB); a build that needs more fails.
+    #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_CONTEXT_BYTES)]
+    max_context_bytes: u64,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -110,6 +119,10 @@ pub fn run(
             max_parallelism,
             max_build_parallelism: max_build_parallelism.min(max_parallelism),
             max_concurrent_builds: args.max_concurrent_builds,
+            context: ContextLimits {
+                max_files: args.max_context_files,
+                max_bytes: args.max_context_bytes,
+            },
         },
         registry: Some(registry.client()?),
         runtime: runtime.config(),
