@@ -98,12 +98,12 @@ impl ContentStore {
     }
 
     /// Starts writing a blob whose digest is known only at the end.
-    pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         let seq = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self.ingest.join(format!("{}-{seq}", std::process::id()));
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         Ok(BlobWriter {
-            store: self,
+            blobs: self.blobs.clone(),
             file: Some(file),
             tmp,
             hasher: Sha256::new(),
@@ -133,16 +133,19 @@ impl ContentStore {
     }
 }
 
-/// A blob being written; dropped without `commit` it leaves nothing behind.
-pub struct BlobWriter<'a> {
-    store: &'a ContentStore,
+/// A blob being written; dropped without `commit` it leaves nothing behind. It
+/// owns what it needs, so an async caller can move it to a blocking thread for
+/// the `commit` (which fsyncs).
+pub struct BlobWriter {
+    /// The store's `blobs/sha256`.
+    blobs: PathBuf,
     file: Option<File>,
     tmp: PathBuf,
     hasher: Sha256,
     size: u64,
 }
 
-impl BlobWriter<'_> {
+impl BlobWriter {
     /// Fsyncs, checks the digest (when one is expected) and renames into place.
     pub fn commit(mut self, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
         let result = self.finish(expected);
@@ -162,17 +165,17 @@ impl BlobWriter<'_> {
         {
             return Err(StoreError::DigestMismatch { expected, actual });
         }
-        let dest = self.store.path(&actual);
+        let dest = self.blobs.join(actual.hex());
         fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
         // Make the rename itself durable.
-        if let Ok(dir) = File::open(&self.store.blobs) {
+        if let Ok(dir) = File::open(&self.blobs) {
             let _ = dir.sync_all();
         }
         Ok((actual, self.size))
     }
 }
 
-impl Write for BlobWriter<'_> {
+impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.as_mut().expect("open").write(buf)?;
         self.hasher.update(&buf[..n]);
@@ -185,7 +188,7 @@ impl Write for BlobWriter<'_> {
     }
 }
 
-impl Drop for BlobWriter<'_> {
+impl Drop for BlobWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
