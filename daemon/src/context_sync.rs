@@ -39,10 +39,12 @@ pub enum SyncError {
     Session(#[from] SessionError),
     #[error("local {name:?}: {source}")]
     Invalid { name: String, source: MirrorError },
-    #[error(
-        "local {name:?}: the listing has more than {limit} entries (the cap set by --max-context-files)"
-    )]
-    TooMany { name: String, limit: usize },
+    #[error("local {name:?}: the listing has more than {limit} entries ({cap})")]
+    TooMany {
+        name: String,
+        limit: usize,
+        cap: &'static str,
+    },
     #[error(
         "local {name:?}: the build needs {size} bytes of file content, over the cap of {limit} \
          bytes per build (--max-context-bytes)"
@@ -151,11 +153,12 @@ pub struct SyncedMirror {
 }
 
 /// Lists `sel` on the client: the request id and the validated listing of at
-/// most `max_entries` entries.
+/// most `max_entries` entries (`cap` names that limit in the error).
 pub async fn list(
     session: &Session,
     sel: &Selection,
     max_entries: usize,
+    cap: &'static str,
 ) -> Result<(u64, Listing), SyncError> {
     let id = session.next_id();
     let mut answers = session
@@ -179,6 +182,7 @@ pub async fn list(
             return Err(SyncError::TooMany {
                 name: sel.name.clone(),
                 limit: max_entries,
+                cap,
             });
         }
         stats.extend(chunk.stats);
@@ -208,7 +212,13 @@ pub async fn sync(
     received: u64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(SyncedMirror, TransferStats), SyncError> {
-    let (list_id, listing) = list(session, sel, limits.max_files).await?;
+    let (list_id, listing) = list(
+        session,
+        sel,
+        limits.max_files,
+        "the cap set by --max-context-files",
+    )
+    .await?;
     let mirror_err = |source| SyncError::Mirror {
         name: sel.name.clone(),
         source,
@@ -467,7 +477,8 @@ pub async fn fetch_small(
     sel: &Selection,
     limit: u64,
 ) -> Result<BTreeMap<String, Vec<u8>>, SyncError> {
-    let (list_id, listing) = list(session, sel, MAX_ENTRIES).await?;
+    let (list_id, listing) =
+        list(session, sel, MAX_ENTRIES, "the cap on a Dockerfile fetch").await?;
     let wanted: Vec<usize> = (0..listing.stats.len())
         .filter(|&i| kind(listing.stats[i].mode) == Kind::File)
         .collect();
