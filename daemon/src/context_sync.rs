@@ -25,7 +25,8 @@ use tokio::task::block_in_place;
 use crate::mirror::{Changes, Kind, Listing, Mirror, MirrorError, PendingFile, kind};
 use crate::session::{Answer, Session, SessionError};
 
-/// Most entries one listing may have.
+/// Most entries one listing may have by default (`--max-context-files`); a
+/// listing for a Dockerfile fetch always has this cap.
 pub const MAX_ENTRIES: usize = 1_000_000;
 /// Files received at once (their chunks may interleave).
 const MAX_OPEN_FILES: usize = 128;
@@ -38,8 +39,23 @@ pub enum SyncError {
     Session(#[from] SessionError),
     #[error("local {name:?}: {source}")]
     Invalid { name: String, source: MirrorError },
-    #[error("local {name:?}: the listing has more than {MAX_ENTRIES} entries")]
-    TooMany { name: String },
+    #[error("local {name:?}: the listing has more than {limit} entries ({cap})")]
+    TooMany {
+        name: String,
+        limit: usize,
+        cap: &'static str,
+    },
+    #[error(
+        "local {name:?}: the build needs {size} bytes of file content, over the cap of {limit} \
+         bytes per build (--max-context-bytes)"
+    )]
+    TooMuchContent { name: String, size: u64, limit: u64 },
+    #[error("local {name:?}: {path}: more bytes sent than the {listed} its listing announced")]
+    LongerThanListed {
+        name: String,
+        path: String,
+        listed: u64,
+    },
     #[error("local {name:?}: {message}")]
     Protocol { name: String, message: String },
     #[error("local {name:?}: {source}")]
@@ -60,6 +76,8 @@ impl SyncError {
             self,
             Self::Invalid { .. }
                 | Self::TooMany { .. }
+                | Self::TooMuchContent { .. }
+                | Self::LongerThanListed { .. }
                 | Self::Protocol { .. }
                 | Self::TooLarge { .. }
         )
@@ -73,6 +91,24 @@ pub struct Selection {
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
     pub follow_paths: Vec<String>,
+}
+
+/// What one build may upload from its client.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextLimits {
+    /// Entries one listing may have.
+    pub max_files: usize,
+    /// File content received over all the build's syncs.
+    pub max_bytes: u64,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        Self {
+            max_files: MAX_ENTRIES,
+            max_bytes: crate::daemon::DEFAULT_MAX_CONTEXT_BYTES,
+        }
+    }
 }
 
 /// `<root>/contexts/<sha256 of key>`: the mirror of the client directory `key`.
@@ -116,8 +152,14 @@ pub struct SyncedMirror {
     _guard: OwnedRwLockReadGuard<()>,
 }
 
-/// Lists `sel` on the client: the request id and the validated listing.
-pub async fn list(session: &Session, sel: &Selection) -> Result<(u64, Listing), SyncError> {
+/// Lists `sel` on the client: the request id and the validated listing of at
+/// most `max_entries` entries (`cap` names that limit in the error).
+pub async fn list(
+    session: &Session,
+    sel: &Selection,
+    max_entries: usize,
+    cap: &'static str,
+) -> Result<(u64, Listing), SyncError> {
     let id = session.next_id();
     let mut answers = session
         .request(
@@ -136,9 +178,11 @@ pub async fn list(session: &Session, sel: &Selection) -> Result<(u64, Listing), 
         let Answer::Stats(chunk) = answers.next().await? else {
             return Err(answers.unexpected().into());
         };
-        if stats.len() + chunk.stats.len() > MAX_ENTRIES {
+        if stats.len() + chunk.stats.len() > max_entries {
             return Err(SyncError::TooMany {
                 name: sel.name.clone(),
+                limit: max_entries,
+                cap,
             });
         }
         stats.extend(chunk.stats);
@@ -155,15 +199,26 @@ pub async fn list(session: &Session, sel: &Selection) -> Result<(u64, Listing), 
 
 /// Makes the mirror at `dir` equal to the client's listing of `sel` and returns
 /// it locked for reading, with what went over the wire. `progress` gets (bytes
-/// received, bytes to receive).
+/// received, bytes to receive). The build already received `received` bytes in
+/// earlier syncs; with this one it may not pass `limits.max_bytes`, which is
+/// checked before the mirror changes.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync(
     session: &Session,
     locks: &MirrorLocks,
     dir: &Path,
     sel: &Selection,
+    limits: &ContextLimits,
+    received: u64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(SyncedMirror, TransferStats), SyncError> {
-    let (list_id, listing) = list(session, sel).await?;
+    let (list_id, listing) = list(
+        session,
+        sel,
+        limits.max_files,
+        "the cap set by --max-context-files",
+    )
+    .await?;
     let mirror_err = |source| SyncError::Mirror {
         name: sel.name.clone(),
         source,
@@ -210,7 +265,20 @@ pub async fn sync(
     // A sync cut short (crash) may have left files whose metadata says more than
     // their data: start that mirror over.
     if marker.exists() {
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = block_in_place(|| std::fs::remove_dir_all(dir));
+    }
+    let changes = block_in_place(|| crate::mirror::diff(dir, &listing)).map_err(mirror_err)?;
+    let total: u64 = changes
+        .fetch
+        .iter()
+        .fold(0u64, |sum, &i| sum.saturating_add(listing.stats[i].size));
+    // Refused before anything changes, so the mirror stays usable.
+    if received.saturating_add(total) > limits.max_bytes {
+        return Err(SyncError::TooMuchContent {
+            name: sel.name.clone(),
+            size: received.saturating_add(total),
+            limit: limits.max_bytes,
+        });
     }
     let mirror = block_in_place(|| {
         std::fs::create_dir_all(dir.parent().unwrap_or(dir))
@@ -223,9 +291,7 @@ pub async fn sync(
         Mirror::open(dir)
     })
     .map_err(mirror_err)?;
-    let changes = block_in_place(|| crate::mirror::diff(dir, &listing)).map_err(mirror_err)?;
     block_in_place(|| apply_tree(&mirror, &listing, &changes)).map_err(mirror_err)?;
-    let total: u64 = changes.fetch.iter().map(|&i| listing.stats[i].size).sum();
     progress(0, total);
     receive(
         session,
@@ -349,6 +415,16 @@ where
                 open.insert(index, sink);
             }
             let sink = open.get_mut(&index).expect("just inserted");
+            // What is received is bounded by what was listed (whose total the
+            // caller checked against the build's cap), checked before writing:
+            // a file that grew since its listing is sent as listed.
+            if sink.written() + chunk.data.len() as u64 > stat.size {
+                return Err(SyncError::LongerThanListed {
+                    name: sel.name.clone(),
+                    path: stat.path.clone(),
+                    listed: stat.size,
+                });
+            }
             block_in_place(|| sink.write(&chunk.data)).map_err(|source| {
                 mirror_err(MirrorError::Io {
                     dir: PathBuf::new(),
@@ -357,15 +433,6 @@ where
                 })
             })?;
             stats.bytes_sent += chunk.data.len() as u64;
-            // A client may send more than it listed (the file grew); bounded by
-            // what a listing may promise, it cannot fill the disk unnoticed.
-            if sink.written() > stat.size.saturating_mul(2).max(1 << 20) {
-                return Err(SyncError::TooLarge {
-                    name: sel.name.clone(),
-                    path: stat.path.clone(),
-                    limit: stat.size.saturating_mul(2).max(1 << 20),
-                });
-            }
             if chunk.eof {
                 let sink = open.remove(&index).expect("just used");
                 block_in_place(|| commit(sink, stat)).map_err(mirror_err)?;
@@ -410,7 +477,8 @@ pub async fn fetch_small(
     sel: &Selection,
     limit: u64,
 ) -> Result<BTreeMap<String, Vec<u8>>, SyncError> {
-    let (list_id, listing) = list(session, sel).await?;
+    let (list_id, listing) =
+        list(session, sel, MAX_ENTRIES, "the cap on a Dockerfile fetch").await?;
     let wanted: Vec<usize> = (0..listing.stats.len())
         .filter(|&i| kind(listing.stats[i].mode) == Kind::File)
         .collect();

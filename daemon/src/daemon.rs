@@ -13,6 +13,20 @@ use crate::context_sync::MirrorLocks;
 use crate::session::SessionRegistry;
 use crate::status::StatusBoard;
 
+/// Largest gRPC message the daemon decodes (a Solve request with its definition,
+/// one session message), as BuildKit's 16 MiB. The largest legitimate ones stay
+/// far below: file chunks are 64 KiB, listings go in chunks of at most 4096
+/// entries and about 1 MiB of names, a Dockerfile's definition is some KiB per
+/// step. A bigger message fails its call (ResourceExhausted), not the daemon.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Default `--max-context-files`: entries one listing of a client directory may
+/// have (as `context_sync::MAX_ENTRIES`).
+pub const DEFAULT_MAX_CONTEXT_FILES: usize = crate::context_sync::MAX_ENTRIES;
+/// Default `--max-context-bytes`: file content one build may upload, over all its
+/// local sources (64 GiB).
+pub const DEFAULT_MAX_CONTEXT_BYTES: u64 = 64 << 30;
+
 /// Limits and settings the daemon was started with.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -20,6 +34,8 @@ pub struct Limits {
     /// Steps one build may execute at once, at most `max_parallelism`.
     pub max_build_parallelism: usize,
     pub max_concurrent_builds: usize,
+    /// What one build may upload from its client.
+    pub context: crate::context_sync::ContextLimits,
 }
 
 impl Limits {

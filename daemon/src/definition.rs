@@ -64,7 +64,7 @@ pub async fn solve_definition(
             progress: Some(progress.clone()),
         })
         .await;
-    engine.flush().map_err(BuildError::from)?;
+    engine.flush_async().await.map_err(BuildError::from)?;
     let snapshot = match &result.map_err(BuildError::from)?.output {
         Ref::Snapshot(s) => s.clone(),
         Ref::Local(_) => return Err(BuildError::LocalResult.into()),
@@ -89,6 +89,6 @@ pub async fn solve_definition(
         Some(&progress),
     )
     .await?;
-    engine.flush().map_err(BuildError::from)?;
+    engine.flush_async().await.map_err(BuildError::from)?;
     Ok(manifests)
 }

@@ -139,6 +139,54 @@ fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, Exporter
     Ok(plan)
 }
 
+/// A Solve's scratch directory under `<root>/tmp/` (the staged Dockerfile, outputs
+/// being streamed). It may hold a whole exported tree, so it is removed on a
+/// blocking thread: awaited by [`Scratch::remove`], handed off when dropped (a
+/// cancelled Solve).
+pub struct Scratch(Option<tempfile::TempDir>);
+
+impl Scratch {
+    pub fn new(parent: &Path) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("solve-")
+            .tempdir_in(parent)?;
+        Ok(Self(Some(dir)))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until removed").path()
+    }
+
+    /// Removes the directory and waits until it is gone.
+    pub async fn remove(mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(dir))),
+            Err(_) => drop(dir),
+        }
+    }
+}
+
+/// Removes a streamed output (a file, or a directory tree) on a blocking thread.
+pub async fn discard(path: PathBuf, directory: bool) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if directory {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+    })
+    .await;
+}
+
 /// Streams the output at `path` to the client as exporter `index`'s data and waits
 /// for the client's acknowledgement.
 pub async fn send(

@@ -151,7 +151,10 @@ pub async fn serve_until(
     );
     let service = {
         let daemon = daemon.clone();
-        move || ControlService::new(ControlServer::new(daemon.clone()))
+        move || {
+            ControlService::new(ControlServer::new(daemon.clone()))
+                .max_decoding_message_size(crate::daemon::MAX_MESSAGE_BYTES)
+        }
     };
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -194,7 +197,7 @@ pub async fn serve_until(
     drop(served);
     let _ = std::fs::remove_file(&config.socket);
     drop(daemon);
-    if let Err(e) = engine.flush() {
+    if let Err(e) = tokio::task::block_in_place(|| engine.flush()) {
         tracing::error!("flushing the engine: {e}");
     }
     result.map_err(ServeError::from)

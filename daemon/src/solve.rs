@@ -117,13 +117,10 @@ pub async fn solve(
         what: scratch_parent.display().to_string(),
         source,
     })?;
-    let scratch = tempfile::Builder::new()
-        .prefix("solve-")
-        .tempdir_in(&scratch_parent)
-        .map_err(|source| SolveError::Io {
-            what: scratch_parent.display().to_string(),
-            source,
-        })?;
+    let scratch = exporters::Scratch::new(&scratch_parent).map_err(|source| SolveError::Io {
+        what: scratch_parent.display().to_string(),
+        source,
+    })?;
     let plans = exporters::plan(&req.exporters, scratch.path())?;
     let publisher = Mutex::new(daemon.status.publish(&req.r#ref, caller)?);
 
@@ -134,11 +131,13 @@ pub async fn solve(
 
     let mut shutdown = daemon.shutdown.clone();
     let work = run(daemon, &session, &req, &plans, scratch.path(), &publisher);
-    tokio::select! {
+    let result = tokio::select! {
         r = work => r,
         _ = session.closed() => Err(SolveError::Cancelled("the client's session closed")),
         _ = shutdown.wait_for(|s| *s) => Err(SolveError::Cancelled("the daemon is shutting down")),
-    }
+    };
+    scratch.remove().await;
+    result
 }
 
 struct RunningGuard<'a>(&'a Daemon);
@@ -244,11 +243,7 @@ async fn run(
                 }
                 exporters::send(session, *index, path, *directory).await?;
                 // The client has it: the daemon's copy goes now, not with the build.
-                let _ = if *directory {
-                    std::fs::remove_dir_all(path)
-                } else {
-                    std::fs::remove_file(path)
-                };
+                exporters::discard(path.clone(), *directory).await;
             }
             Plan::Image { names, push } => {
                 values.insert("image.name".to_owned(), names.join(","));
@@ -342,7 +337,17 @@ async fn sync_local(
             .unwrap()
             .counter(&vertex, &name, done, total, started, false);
     };
-    let result = context_sync::sync(session, &daemon.mirrors, &dir, sel, &counter).await;
+    let (limits, received) = (&daemon.limits.context, transfer.bytes_sent);
+    let result = context_sync::sync(
+        session,
+        &daemon.mirrors,
+        &dir,
+        sel,
+        limits,
+        received,
+        &counter,
+    )
+    .await;
     let event = match &result {
         Ok((_, stats)) => {
             publisher.lock().unwrap().counter(

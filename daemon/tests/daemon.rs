@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use buildd_proto::control::{
@@ -288,6 +289,85 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     solve(&client, dockerfile_solve("ok", &session, "bad-key"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn context_caps_refuse_big_contexts_and_the_daemon_keeps_serving() {
+    let d = Daemon::start(&["--max-context-files", "5", "--max-context-bytes", "100"]);
+    let client = d.client().await;
+
+    // Ten files (and the Dockerfile) where five entries are allowed.
+    let many = tempfile::tempdir().unwrap();
+    write(many.path(), "Dockerfile", "FROM scratch\nCOPY . /\n");
+    for i in 0..10 {
+        write(many.path(), &format!("f{i}"), "x");
+    }
+    let session = TestSession::open(&client, "many", served(many.path())).await;
+    let e = solve(&client, dockerfile_solve("many", &session, "many-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(
+        e.message(),
+        r#"local "context": the listing has more than 5 entries (the cap set by --max-context-files)"#
+    );
+
+    // 200 bytes of content where a build may upload 100.
+    let big = tempfile::tempdir().unwrap();
+    write(big.path(), "Dockerfile", "FROM scratch\nCOPY big /\n");
+    write(big.path(), "big", &"y".repeat(200));
+    let session = TestSession::open(&client, "big", served(big.path())).await;
+    let e = solve(&client, dockerfile_solve("big", &session, "big-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(
+        e.message(),
+        r#"local "context": the build needs 200 bytes of file content, over the cap of 100 bytes per build (--max-context-bytes)"#
+    );
+    assert_eq!(session.served.files_served.load(Ordering::Relaxed), 1);
+
+    // A client sending more than its listing announced.
+    let small = tempfile::tempdir().unwrap();
+    write(small.path(), "Dockerfile", "FROM scratch\nCOPY a /\n");
+    write(small.path(), "a", "hi");
+    let mut padded = served(small.path());
+    padded.pad_files = [("context".to_owned(), 10)].into();
+    let evil = TestSession::open(&client, "padded", padded).await;
+    let e = solve(&client, dockerfile_solve("padded", &evil, "small-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(
+        e.message(),
+        r#"local "context": a: more bytes sent than the 2 its listing announced"#
+    );
+
+    // A message over the cap fails its call; one over tonic's default 4 MiB but
+    // under the daemon's 16 MiB is decoded (and refused for what it says).
+    let mut req = dockerfile_solve("huge", &evil, "small-key");
+    req.frontend = String::new();
+    req.definition = vec![0xff; 17 << 20];
+    let e = solve(&client, req).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+    assert!(e.message().contains("16777216"), "{}", e.message());
+    let mut req = dockerfile_solve("large", &evil, "small-key");
+    req.frontend = String::new();
+    req.definition = vec![0xff; 5 << 20];
+    let e = solve(&client, req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(
+        e.message().starts_with("malformed definition"),
+        "{}",
+        e.message()
+    );
+
+    // Still serving: a small context builds.
+    let session = TestSession::open(&client, "small", served(small.path())).await;
+    let resp = solve(&client, dockerfile_solve("small", &session, "small-key"))
+        .await
+        .unwrap();
+    assert_eq!(resp.transfer.unwrap().files_sent, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

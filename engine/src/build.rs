@@ -199,7 +199,7 @@ pub async fn build(
         progress.as_ref(),
     )
     .await?;
-    engine.flush()?;
+    engine.flush_async().await?;
     Ok(BuildOutcome {
         image: compiled.image,
         snapshot,
@@ -242,7 +242,7 @@ async fn solve(
         })
         .await;
     // Whatever happened, what was recorded must survive the process.
-    engine.flush()?;
+    engine.flush_async().await?;
     match &result?.output {
         Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
         Ref::Local(_) => Err(BuildError::LocalResult),
@@ -277,7 +277,7 @@ pub async fn export_result(
         .map(|t| normalize_name(t))
         .collect::<Result<Vec<_>, _>>()?;
     for name in tags {
-        store_image(engine, name, snapshot, image)?;
+        store_image(engine, name, snapshot, image).await?;
     }
     let mut manifests = Vec::new();
     for out in exports.outputs {
@@ -297,7 +297,8 @@ pub async fn export_result(
     Ok(manifests)
 }
 
-fn store_image(
+/// Stores the image record (written and fsynced on a blocking thread).
+async fn store_image(
     engine: &Engine,
     name: String,
     snapshot: &Snapshot,
@@ -306,12 +307,16 @@ fn store_image(
     let created = now_rfc3339();
     let mut config = image.clone();
     config.created.get_or_insert_with(|| created.clone());
-    engine.root.images.put(&ImageRecord {
+    let record = ImageRecord {
         name,
         layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
         config,
         created,
-    })?;
+    };
+    let images = engine.root.images.clone();
+    tokio::task::spawn_blocking(move || images.put(&record))
+        .await
+        .map_err(|e| BuildError::Internal(format!("image store task: {e}")))??;
     Ok(())
 }
 
@@ -350,7 +355,7 @@ async fn export_output(
             .into());
         }
     };
-    store_image(engine, normalize_name(&name)?, &snap, &image)?;
+    store_image(engine, normalize_name(&name)?, &snap, &image).await?;
     let built = tokio::task::spawn_blocking({
         let root = root.clone();
         move || build_image(&root, &snap, &image, compression, epoch)

@@ -81,4 +81,17 @@ impl Engine {
     pub fn flush(&self) -> Result<(), RootError> {
         self.root.flush()
     }
+
+    /// [`Engine::flush`] on a blocking thread, for async callers: it syncs the
+    /// layer store's filesystem and the index, which may take seconds and would
+    /// stall every task of an async thread.
+    pub async fn flush_async(&self) -> Result<(), RootError> {
+        let root = self.root.clone();
+        match tokio::task::spawn_blocking(move || root.flush()).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down and refused the task: flush here.
+            Err(_) => self.root.flush(),
+        }
+    }
 }

@@ -26,6 +26,37 @@ pub enum ImageError {
     InvalidName(String),
     #[error("importing {name:?}: {message}")]
     Import { name: String, message: String },
+    #[error(
+        "image store {path}: {size} bytes, over the image record cap of {MAX_RECORD_BYTES} bytes"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+}
+
+/// Largest image record read: its config pretty-printed (a pulled config is at
+/// most [`buildd_registry::limits::MAX_CONFIG_BYTES`]) plus the layer ids.
+pub const MAX_RECORD_BYTES: u64 = 2 * buildd_registry::limits::MAX_CONFIG_BYTES;
+
+/// Reads a record file, refusing one over [`MAX_RECORD_BYTES`].
+fn read_record(path: &Path) -> Result<Vec<u8>, ImageError> {
+    let io_err = |source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let mut out = Vec::with_capacity(size.min(MAX_RECORD_BYTES) as usize);
+    // Bounded even if the file grows after the stat.
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(io_err)?;
+    let size = size.max(out.len() as u64);
+    if size > MAX_RECORD_BYTES {
+        return Err(ImageError::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +148,7 @@ impl ImageStore {
     pub fn get(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {
         let name = normalize_name(name)?;
         let path = self.path(&name);
-        match fs::read(&path) {
+        match read_record(&path) {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes)
                     .map(Some)
@@ -126,8 +157,10 @@ impl ImageStore {
                         message: e.to_string(),
                     })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ImageError::Io { path, source }),
+            Err(ImageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -162,7 +195,7 @@ impl ImageStore {
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json")
-                && let Ok(bytes) = fs::read(&p)
+                && let Ok(bytes) = read_record(&p)
                 && let Ok(r) = serde_json::from_slice::<ImageRecord>(&bytes)
             {
                 out.push(r);
@@ -277,5 +310,24 @@ mod tests {
         assert_eq!(store.get("app:1").unwrap(), Some(rec.clone()));
         assert_eq!(store.get("other").unwrap(), None);
         assert_eq!(store.list().unwrap(), vec![rec]);
+    }
+
+    #[test]
+    fn oversized_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let path = store.path("big:latest");
+        let f = File::create(&path).unwrap();
+        f.set_len(MAX_RECORD_BYTES + 1).unwrap();
+        let err = store.get("big").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image store {}: {} bytes, over the image record cap of {MAX_RECORD_BYTES} bytes",
+                path.display(),
+                MAX_RECORD_BYTES + 1
+            )
+        );
+        assert_eq!(store.list().unwrap(), Vec::new());
     }
 }

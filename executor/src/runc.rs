@@ -241,8 +241,9 @@ struct Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        // Synchronous on purpose: this also runs when the run's future is dropped, and
-        // the container must be gone before its rootfs is unmounted.
+        // Synchronous on purpose: the container must be gone before its rootfs is
+        // unmounted. It only ever drops inside a `Prepared`'s teardown, which runs
+        // on a blocking thread when a runtime is around.
         let res = std::process::Command::new(&self.runtime)
             .arg("--root")
             .arg(&self.state_dir)
@@ -415,6 +416,7 @@ impl Prepared {
     fn finish(mut self) -> Result<(), ExecError> {
         self.container.take();
         self.remove_bundle()?;
+        self.bundle = self.dir.clone();
         self.netns.take();
         if let Some(ov) = self.overlay.take() {
             let target = ov.target().to_owned();
@@ -436,20 +438,77 @@ impl Prepared {
                 .map_err(ExecError::io("remove mount stubs in", &root))?;
             copied.diff_into(&self.upper)?;
         }
-        remove_all(&self.dir)
+        remove_all(&self.dir)?;
+        // Gone: nothing is left for the drop to do.
+        self.keep_dir = true;
+        Ok(())
     }
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
+        let separate = self.bundle != self.dir;
+        let teardown = Teardown {
+            bundle: separate.then(|| std::mem::take(&mut self.bundle)),
+            dir: std::mem::take(&mut self.dir),
+            container: self.container.take(),
+            netns: self.netns.take(),
+            overlay: self.overlay.take(),
+            copied: self.copied.take(),
+            keep_dir: self.keep_dir,
+        };
+        if teardown.is_empty() {
+            return;
+        }
+        // Dropped inside a runtime (a cancelled run's future, on an async thread):
+        // the runtime's delete (a process), the unmounts and the removal go to a
+        // blocking thread, in the same order. Should the runtime refuse the task
+        // (shutting down), dropping the closure tears down right here.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(teardown))),
+            Err(_) => drop(teardown),
+        }
+    }
+}
+
+/// What a [`Prepared`] still holds when it drops, torn down (in this order) when
+/// this drops: the container deleted before its network and rootfs go.
+struct Teardown {
+    /// The bundle on the tmpfs, when not removed yet.
+    bundle: Option<PathBuf>,
+    dir: PathBuf,
+    container: Option<Container>,
+    netns: Option<SlirpNetns>,
+    overlay: Option<Overlay>,
+    copied: Option<CopiedRootfs>,
+    keep_dir: bool,
+}
+
+impl Teardown {
+    fn is_empty(&self) -> bool {
+        self.container.is_none()
+            && self.bundle.is_none()
+            && self.netns.is_none()
+            && self.overlay.is_none()
+            && self.copied.is_none()
+            && self.keep_dir
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
         self.container.take();
-        if let Err(e) = self.remove_bundle() {
-            tracing::warn!("{e}");
+        if let Some(bundle) = self.bundle.take()
+            && let Err(e) = std::fs::remove_dir_all(&bundle)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("remove {}: {e}", bundle.display());
         }
         self.netns.take();
         if let Some(ov) = self.overlay.take() {
             self.keep_dir |= ov.unmount().inspect_err(|e| tracing::warn!("{e}")).is_err();
         }
+        self.copied.take();
         // Never recurse into a rootfs that may still be mounted.
         if !self.keep_dir
             && let Err(e) = remove_all(&self.dir)
@@ -492,3 +551,7 @@ fn overlay_unsupported(e: &io::Error) -> bool {
 fn write(path: &Path, content: &str) -> Result<(), ExecError> {
     std::fs::write(path, content).map_err(ExecError::io("write", path))
 }
+
+#[cfg(test)]
+#[path = "runc_tests.rs"]
+mod tests;

@@ -13,10 +13,8 @@ use crate::auth::{AuthCache, Challenge, TokenResponse, parse_challenges};
 use crate::config::{Endpoint, RegistryConfig};
 use crate::credentials::{Credential, CredentialError, CredentialSource};
 use crate::error::ErrorKind;
+use crate::limits::{self, Cap};
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API};
-
-/// Largest error or token response body read.
-const SMALL_BODY_LIMIT: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[error("creating the registry http client: {0}")]
@@ -259,7 +257,13 @@ impl Client {
                 },
             });
         }
-        let body = read_body(resp, SMALL_BODY_LIMIT, "token response", url.as_str()).await?;
+        let body = read_body(
+            resp,
+            limits::TOKEN,
+            &format!("token server {realm}"),
+            url.as_str(),
+        )
+        .await?;
         if !status.is_success() {
             return Err(token_err(format!(
                 "answered {status}{}",
@@ -305,20 +309,33 @@ pub(crate) fn http_error(url: &str, err: reqwest::Error) -> ErrorKind {
     }
 }
 
-/// Reads a whole body, failing past `limit` bytes.
+/// Reads a whole body, refusing one over `cap`: before reading when its
+/// Content-Length says so, else as soon as what arrived passes the cap (a server
+/// may send no length, or more than it announced).
 pub(crate) async fn read_body(
     mut resp: Response,
-    limit: u64,
+    cap: Cap,
     what: &str,
     url: &str,
 ) -> Result<Vec<u8>, ErrorKind> {
-    let mut out = Vec::new();
+    let too_large = |size, at_least| ErrorKind::TooLarge {
+        what: what.to_owned(),
+        cap: cap.name,
+        limit: cap.limit,
+        size,
+        at_least,
+    };
+    let announced = resp.content_length();
+    if let Some(len) = announced
+        && len > cap.limit
+    {
+        return Err(too_large(len, false));
+    }
+    let mut out = Vec::with_capacity(announced.unwrap_or(0) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| http_error(url, e))? {
-        if out.len() as u64 + chunk.len() as u64 > limit {
-            return Err(ErrorKind::TooLarge {
-                what: what.to_owned(),
-                limit,
-            });
+        let size = out.len() as u64 + chunk.len() as u64;
+        if size > cap.limit {
+            return Err(too_large(size, true));
         }
         out.extend_from_slice(&chunk);
     }
@@ -360,7 +377,7 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
 /// The error for an unexpected response status.
 pub(crate) async fn status_error(resp: Response, what: String, url: &str, host: &str) -> ErrorKind {
     let status = resp.status();
-    let body = read_body(resp, SMALL_BODY_LIMIT, &what, url)
+    let body = read_body(resp, limits::ERROR_BODY, &what, url)
         .await
         .unwrap_or_default();
     match status {

@@ -73,8 +73,16 @@ pub enum ErrorKind {
         expected: u64,
         actual: u64,
     },
-    #[error("{what}: more than {limit} bytes")]
-    TooLarge { what: String, limit: u64 },
+    /// A body over one of the caps in [`crate::limits`]: `size` is the announced
+    /// Content-Length, or (`at_least`) what had arrived when the cap was passed.
+    #[error("{what}: {}{size} bytes, over the {cap} cap of {limit} bytes", if *at_least { "at least " } else { "" })]
+    TooLarge {
+        what: String,
+        cap: &'static str,
+        limit: u64,
+        size: u64,
+        at_least: bool,
+    },
     #[error("no manifest for platform {wanted} in index {index} (it has {available})")]
     NoPlatform {
         wanted: String,

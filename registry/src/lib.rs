@@ -7,6 +7,7 @@
 //!   [`DockerConfig`], caching tokens per registry and scope.
 //! - [`RegistryConfig`]: plain HTTP for loopback and insecure registries, and mirrors
 //!   tried before a registry for pulls.
+//! - [`limits`]: caps on manifests, configs and token responses read into memory.
 
 mod auth;
 mod client;
@@ -14,6 +15,7 @@ mod config;
 mod credentials;
 mod docker_config;
 mod error;
+pub mod limits;
 mod manifest;
 mod platform;
 mod pull;

@@ -14,9 +14,6 @@ pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
      application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json";
 
-/// Largest manifest read, as in containerd: real ones are a few KiB.
-pub(crate) const MANIFEST_LIMIT: u64 = 4 << 20;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
     /// An OCI index or Docker manifest list.

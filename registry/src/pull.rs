@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 use crate::client::{Client, pull_scope, read_body, status_error};
 use crate::config::Endpoint;
 use crate::error::{Action, Error, ErrorKind, blob_what};
-use crate::manifest::{self, MANIFEST_LIMIT, ManifestKind, kind_of, parse_digest};
+use crate::limits;
+use crate::manifest::{self, ManifestKind, kind_of, parse_digest};
 use crate::platform::{platform_string, select};
 use crate::reference::Reference;
 
@@ -144,13 +145,25 @@ impl Client {
         unreachable!("the origin endpoint is always last and returns")
     }
 
-    /// A whole blob in memory (for configs and other small blobs), verified.
+    /// A whole blob in memory (an image config), verified; one whose descriptor
+    /// says it is over [`limits::MAX_CONFIG_BYTES`] is refused unread (and
+    /// [`Client::fetch_blob`] never takes more than the descriptor's size).
     pub async fn fetch_blob_bytes(
         &self,
         r: &Reference,
         desc: &Descriptor,
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::new();
+        if desc.size > limits::CONFIG.limit {
+            return Err(ErrorKind::TooLarge {
+                what: blob_what(&desc.media_type, &desc.digest),
+                cap: limits::CONFIG.name,
+                limit: limits::CONFIG.limit,
+                size: desc.size,
+                at_least: false,
+            }
+            .during(Action::Pulling, r.name()));
+        }
+        let mut out = Vec::with_capacity(desc.size as usize);
         self.fetch_blob(r, desc, &mut out).await?;
         Ok(out)
     }
@@ -184,7 +197,7 @@ impl Client {
         };
         let content_type = header(CONTENT_TYPE.as_str());
         let served_digest = header("docker-content-digest");
-        let bytes = read_body(resp, MANIFEST_LIMIT, &what, &url).await?;
+        let bytes = read_body(resp, limits::MANIFEST, &what, &url).await?;
         let digest = Digest::of(&bytes);
         // Pinned: the bytes must be what was asked for. By tag: at least what the
         // registry says they are (a mirror could serve anything).

@@ -76,7 +76,8 @@ impl Client {
         let what = blob_what(&desc.media_type, &desc.digest);
         let source_size = match source {
             BlobSource::Bytes(b) => b.len() as u64,
-            BlobSource::Path(p) => std::fs::metadata(p)
+            BlobSource::Path(p) => tokio::fs::metadata(p)
+                .await
                 .map_err(|e| fail(source_error(&what, p, e)))?
                 .len(),
         };
@@ -203,7 +204,7 @@ impl Client {
                 let mut offset = 0;
                 while offset < up.desc.size {
                     let len = chunk.min(up.desc.size - offset);
-                    let bytes = read_range(up, offset, len)?;
+                    let bytes = read_range(up, offset, len).await?;
                     location = self.patch(up, &location, offset, bytes).await?;
                     offset += len;
                 }
@@ -293,16 +294,22 @@ fn next_location(up: &Upload<'_>, url: &str, resp: &Response) -> Result<Url, Err
         })
 }
 
-fn read_range(up: &Upload<'_>, offset: u64, len: u64) -> Result<Vec<u8>, ErrorKind> {
+/// One chunk of the blob; a file is read on a blocking thread.
+async fn read_range(up: &Upload<'_>, offset: u64, len: u64) -> Result<Vec<u8>, ErrorKind> {
     match up.source {
         BlobSource::Bytes(b) => Ok(b[offset as usize..(offset + len) as usize].to_vec()),
         BlobSource::Path(p) => {
-            let err = |e| source_error(&up.what, p, e);
-            let mut f = std::fs::File::open(p).map_err(err)?;
-            f.seek(SeekFrom::Start(offset)).map_err(err)?;
-            let mut buf = vec![0; len as usize];
-            f.read_exact(&mut buf).map_err(err)?;
-            Ok(buf)
+            let path = p.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut f = std::fs::File::open(&path)?;
+                f.seek(SeekFrom::Start(offset))?;
+                let mut buf = vec![0; len as usize];
+                f.read_exact(&mut buf)?;
+                Ok(buf)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            read.map_err(|e| source_error(&up.what, p, e))
         }
     }
 }

@@ -366,3 +366,152 @@ async fn mirrors_are_tried_first_and_fall_back_to_the_origin() {
     assert!(matches!(err.kind, ErrorKind::Http { .. }), "{err}");
     assert!(err.to_string().contains(&dead_origin), "{err}");
 }
+
+/// `len` bytes of JSON whitespace around an empty object: valid, and as large as
+/// asked.
+fn padded_json(len: usize) -> Vec<u8> {
+    let mut body = vec![b' '; len];
+    body[0] = b'{';
+    body[len - 1] = b'}';
+    body
+}
+
+#[tokio::test]
+async fn manifests_over_the_cap_are_refused_announced_or_not() {
+    use buildd_registry::limits::MAX_MANIFEST_BYTES;
+    let big = padded_json(MAX_MANIFEST_BYTES as usize + 1);
+    let server = FakeServer::start(move |req| match req.path() {
+        "/v2/announced/manifests/v1" => Response::new(200).body(big.clone()),
+        "/v2/streamed/manifests/v1" => Response::new(200).body(big.clone()).close_delimited(),
+        // Announces a gigabyte and sends two bytes: refused on the header alone.
+        "/v2/lying/manifests/v1" => Response::new(200)
+            .header("Content-Length", "1000000000")
+            .body("{}")
+            .close_delimited(),
+        _ => Response::new(404),
+    })
+    .await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let host = server.host();
+
+    let err = c
+        .fetch_manifest(&reference(&format!("{host}/announced:v1")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {host}/announced: manifest v1: {} bytes, over the manifest cap of \
+             {MAX_MANIFEST_BYTES} bytes",
+            MAX_MANIFEST_BYTES + 1
+        )
+    );
+
+    let err = c
+        .fetch_manifest(&reference(&format!("{host}/streamed:v1")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::TooLarge { size, at_least: true, limit, .. }
+            if size > limit && limit == MAX_MANIFEST_BYTES),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            ": at least {}",
+            match err.kind {
+                ErrorKind::TooLarge { size, .. } => size,
+                _ => unreachable!(),
+            }
+        )),
+        "{err}"
+    );
+
+    let err = c
+        .fetch_manifest(&reference(&format!("{host}/lying:v1")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {host}/lying: manifest v1: 1000000000 bytes, over the manifest cap of \
+             {MAX_MANIFEST_BYTES} bytes"
+        )
+    );
+}
+
+#[tokio::test]
+async fn configs_over_the_cap_are_refused_unread() {
+    use buildd_registry::limits::MAX_CONFIG_BYTES;
+    let img = test_image();
+    let big = padded_json(MAX_CONFIG_BYTES as usize + 1);
+    let mut manifest = img.manifest.clone();
+    manifest.config = buildd_oci::Descriptor::new(
+        &manifest.config.media_type,
+        buildd_proto::Digest::of(&big),
+        big.len() as u64,
+    );
+    let manifest_bytes = buildd_oci::json_blob(&manifest);
+    let (config, config_bytes) = (manifest.config.clone(), big);
+    let served_manifest = manifest_bytes.clone();
+    let server = FakeServer::start(move |req| {
+        if req.path() == "/v2/img/manifests/v1" {
+            Response::new(200)
+                .header("Content-Type", buildd_oci::MEDIA_TYPE_MANIFEST)
+                .body(served_manifest.clone())
+        } else if req.path() == format!("/v2/img/blobs/{}", config.digest) {
+            Response::new(200).body(config_bytes.clone())
+        } else {
+            Response::new(404)
+        }
+    })
+    .await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let r = reference(&format!("{}/img:v1", server.host()));
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    let err = c
+        .fetch_blob_bytes(&r, &resolved.manifest.config)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/img: config {}: {} bytes, over the image config cap of \
+             {MAX_CONFIG_BYTES} bytes",
+            server.host(),
+            resolved.manifest.config.digest,
+            MAX_CONFIG_BYTES + 1
+        )
+    );
+    // Refused on the descriptor: the blob was never asked for.
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/v2/img/manifests/v1"]);
+}
+
+#[tokio::test]
+async fn token_responses_over_the_cap_are_refused() {
+    use buildd_registry::limits::MAX_TOKEN_BYTES;
+    let huge_token = format!(r#"{{"token":"{}"}}"#, "t".repeat(MAX_TOKEN_BYTES as usize));
+    let tokens = FakeServer::start(move |_| Response::new(200).body(huge_token.clone())).await;
+    let realm = format!("http://{}/token", tokens.host());
+    let reg = bearer_registry(realm.clone(), Arc::new(test_image())).await;
+    let c = client(RegistryConfig::default(), NoCredentials);
+    let err = c
+        .fetch_manifest(&reference(&format!("{}/public/img:v1", reg.host())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pulling {}/public/img: token server {realm}: {} bytes, over the token response \
+             cap of {MAX_TOKEN_BYTES} bytes",
+            reg.host(),
+            MAX_TOKEN_BYTES + 12
+        )
+    );
+    assert_eq!(tokens.requests().len(), 1);
+}

@@ -11,6 +11,8 @@ pub async fn run(conn: &ConnArgs) -> anyhow::Result<()> {
     println!("Root:                  {}", info.root);
     println!("Max parallelism:       {}", info.max_parallelism);
     println!("Max concurrent builds: {}", info.max_concurrent_builds);
+    println!("Running builds:        {}", info.running_builds);
+    println!("Executed ops:          {}", info.executed_ops);
     let allowed = if info.allowed_entitlements.is_empty() {
         "none".to_owned()
     } else {

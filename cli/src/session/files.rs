@@ -57,12 +57,15 @@ pub fn send(
             path: stat.path.clone(),
             source,
         };
-        // The listing never went through a symlink; neither does the read.
+        // The listing never went through a symlink; neither does the read. A file
+        // that grew since it was listed is sent as listed (the daemon refuses more):
+        // the next sync sees its new size and fetches it again.
         let mut file = File::options()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(listing.root.join(&stat.path))
-            .map_err(read_err)?;
+            .map_err(read_err)?
+            .take(stat.size);
         let mut n = fill(&mut file, &mut buf).map_err(read_err)?;
         loop {
             // One read ahead, so the last chunk carries `eof` itself.
@@ -92,7 +95,7 @@ pub fn send(
 }
 
 /// Reads until `buf` is full or the file ends.
-fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn fill(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
@@ -152,5 +155,14 @@ mod tests {
         assert_eq!(err, "\"sub\" is not a regular file");
         let err = send(&listing, 9, &[4], &tx).unwrap_err().to_string();
         assert_eq!(err, "file index 4 is not in the listing");
+
+        // Grown since the listing: sent as listed.
+        std::fs::write(dir.path().join("empty"), "now longer").unwrap();
+        send(&listing, 9, &[1], &tx).unwrap();
+        let shape: Vec<(usize, bool)> = received(&mut rx)
+            .iter()
+            .map(|f| (f.data.len(), f.eof))
+            .collect();
+        assert_eq!(shape, [(0, true)]);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use buildd_proto::control::{
     ClientMessage, CredentialsResponse, ExportAck, ExportData, FileRequest, SecretResponse,
-    ServerMessage, SessionError as WireError, SessionHello, StatList, SyncRequest,
+    ServerMessage, SessionError as WireError, SessionHello, Stat, StatList, SyncRequest,
     client_message::Msg, server_message,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -28,8 +28,30 @@ use secrets::Secrets;
 use ssh::{Forwards, SshAgents};
 
 /// Stats per `StatList` message: large listings go in chunks well below the
-/// message size limit.
+/// daemon's message size cap (16 MiB).
 const STATS_PER_CHUNK: usize = 4096;
+/// Path and link target bytes per `StatList` message, so chunks of long paths stay
+/// small too (one entry is at most 8 KiB of them).
+const STAT_BYTES_PER_CHUNK: usize = 1 << 20;
+
+/// `stats` cut into `StatList` chunks of at most [`STATS_PER_CHUNK`] entries and
+/// about [`STAT_BYTES_PER_CHUNK`] bytes of names.
+fn stat_chunks(stats: &[Stat]) -> Vec<&[Stat]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, s) in stats.iter().enumerate() {
+        let n = s.path.len() + s.linkname.len();
+        if i > start && (i - start == STATS_PER_CHUNK || bytes + n > STAT_BYTES_PER_CHUNK) {
+            out.push(&stats[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < stats.len() {
+        out.push(&stats[start..]);
+    }
+    out
+}
 
 /// What this client serves over one session.
 #[derive(Debug)]
@@ -185,7 +207,7 @@ impl State {
             Ok(Err(e)) => return self.send(error(req.id, chain(&e))).await,
             Err(e) => return self.send(error(req.id, e.to_string())).await,
         };
-        let mut chunks = stats.chunks(STATS_PER_CHUNK).peekable();
+        let mut chunks = stat_chunks(&stats).into_iter().peekable();
         if chunks.peek().is_none() {
             self.send(Msg::Stats(StatList {
                 request_id: req.id,
@@ -296,4 +318,28 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    fn stat(path_len: usize) -> Stat {
+        Stat {
+            path: "p".repeat(path_len),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn listings_are_chunked_by_count_and_by_name_bytes() {
+        assert!(stat_chunks(&[]).is_empty());
+        let short: Vec<Stat> = (0..STATS_PER_CHUNK * 2 + 1).map(|_| stat(10)).collect();
+        let sizes: Vec<usize> = stat_chunks(&short).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [STATS_PER_CHUNK, STATS_PER_CHUNK, 1]);
+        // 4 KiB paths: 256 per MiB.
+        let long: Vec<Stat> = (0..600).map(|_| stat(4096)).collect();
+        let sizes: Vec<usize> = stat_chunks(&long).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [256, 256, 88]);
+    }
 }

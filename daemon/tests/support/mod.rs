@@ -197,6 +197,9 @@ pub struct Served {
     pub secrets: HashMap<String, Vec<u8>>,
     /// Added to every listing, to send what a real client never would.
     pub extra_stats: Vec<Stat>,
+    /// Local name → bytes sent after each of its files' content, more than its
+    /// listing announced (as a real client never does).
+    pub pad_files: HashMap<String, usize>,
     /// Exporter index → bytes of the stream (a tar for directories).
     pub exports: Mutex<BTreeMap<u32, Vec<u8>>>,
     pub files_served: AtomicU64,
@@ -236,7 +239,7 @@ impl TestSession {
             .into_inner();
         let s = served.clone();
         let task = tokio::spawn(async move {
-            let mut listings: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+            let mut listings: HashMap<u64, (String, Vec<PathBuf>)> = HashMap::new();
             while let Some(Ok(m)) = inbound.next().await {
                 let Some(m) = m.msg else { continue };
                 match m {
@@ -246,7 +249,13 @@ impl TestSession {
                         let mut stats: Vec<Stat> =
                             entries.iter().map(|(_, st)| st.clone()).collect();
                         stats.extend(s.extra_stats.iter().cloned());
-                        listings.insert(req.id, entries.drain(..).map(|(p, _)| p).collect());
+                        listings.insert(
+                            req.id,
+                            (
+                                req.name.clone(),
+                                entries.drain(..).map(|(p, _)| p).collect(),
+                            ),
+                        );
                         for chunk in stats.chunks(1000) {
                             send(
                                 &tx,
@@ -269,9 +278,11 @@ impl TestSession {
                         .await;
                     }
                     server_message::Msg::Files(req) => {
-                        let paths = &listings[&req.request_id];
+                        let (name, paths) = &listings[&req.request_id];
+                        let pad = s.pad_files.get(name).copied().unwrap_or(0);
                         for i in req.indexes {
-                            let data = std::fs::read(&paths[i as usize]).unwrap();
+                            let mut data = std::fs::read(&paths[i as usize]).unwrap();
+                            data.resize(data.len() + pad, b'x');
                             s.files_served.fetch_add(1, Ordering::Relaxed);
                             for chunk in data.chunks(64 << 10) {
                                 send(

@@ -48,7 +48,11 @@ pub async fn push_image(
         }
     }))
     .await?;
-    let bytes = root.content.read(&image.manifest_digest)?;
+    let bytes = root.content.read(
+        &image.manifest_digest,
+        "manifest",
+        buildd_registry::limits::MAX_MANIFEST_BYTES,
+    )?;
     registry
         .push_manifest(&r, &image.manifest.media_type, &bytes)
         .await

@@ -117,8 +117,10 @@ async fn fetch_layer(
         .fetch_blob(r, desc, &mut writer)
         .await
         .map_err(|e| OpError::new(e.to_string()))?;
-    writer
-        .commit(Some(digest))
+    // The commit fsyncs: not on an async thread.
+    tokio::task::spawn_blocking(move || writer.commit(Some(digest)))
+        .await
+        .map_err(|e| OpError::new(format!("internal error: {e}")))?
         .map_err(|e| OpError::new(format!("pulling {r}: layer {digest}: {e}")))?;
     log.write(
         1,

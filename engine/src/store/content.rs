@@ -16,6 +16,13 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("blob {expected}: content has digest {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest}: {size} bytes, over the {cap} cap of {limit} bytes")]
+    TooLarge {
+        digest: Digest,
+        cap: &'static str,
+        limit: u64,
+        size: u64,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -72,18 +79,45 @@ impl ContentStore {
         fs::metadata(self.path(digest)).ok().map(|m| m.len())
     }
 
-    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+    /// A whole blob in memory, refused when it is over `limit` bytes (`cap` names
+    /// the limit in the error, e.g. "manifest"): only manifests and configs are
+    /// read this way.
+    pub fn read(
+        &self,
+        digest: &Digest,
+        cap: &'static str,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let path = self.path(digest);
-        fs::read(&path).map_err(io_err(&path))
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let size = file.metadata().map_err(io_err(&path))?.len();
+        let too_large = |size| StoreError::TooLarge {
+            digest: *digest,
+            cap,
+            limit,
+            size,
+        };
+        if size > limit {
+            return Err(too_large(size));
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        // Bounded even if the file grows after the check.
+        file.take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(io_err(&path))?;
+        if out.len() as u64 > limit {
+            return Err(too_large(out.len() as u64));
+        }
+        Ok(out)
     }
 
     /// Starts writing a blob whose digest is known only at the end.
-    pub fn writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         let seq = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self.ingest.join(format!("{}-{seq}", std::process::id()));
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         Ok(BlobWriter {
-            store: self,
+            blobs: self.blobs.clone(),
             file: Some(file),
             tmp,
             hasher: Sha256::new(),
@@ -113,16 +147,19 @@ impl ContentStore {
     }
 }
 
-/// A blob being written; dropped without `commit` it leaves nothing behind.
-pub struct BlobWriter<'a> {
-    store: &'a ContentStore,
+/// A blob being written; dropped without `commit` it leaves nothing behind. It
+/// owns what it needs, so an async caller can move it to a blocking thread for
+/// the `commit` (which fsyncs).
+pub struct BlobWriter {
+    /// The store's `blobs/sha256`.
+    blobs: PathBuf,
     file: Option<File>,
     tmp: PathBuf,
     hasher: Sha256,
     size: u64,
 }
 
-impl BlobWriter<'_> {
+impl BlobWriter {
     /// Fsyncs, checks the digest (when one is expected) and renames into place.
     pub fn commit(mut self, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
         let result = self.finish(expected);
@@ -142,17 +179,17 @@ impl BlobWriter<'_> {
         {
             return Err(StoreError::DigestMismatch { expected, actual });
         }
-        let dest = self.store.path(&actual);
+        let dest = self.blobs.join(actual.hex());
         fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
         // Make the rename itself durable.
-        if let Ok(dir) = File::open(&self.store.blobs) {
+        if let Ok(dir) = File::open(&self.blobs) {
             let _ = dir.sync_all();
         }
         Ok((actual, self.size))
     }
 }
 
-impl Write for BlobWriter<'_> {
+impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.as_mut().expect("open").write(buf)?;
         self.hasher.update(&buf[..n]);
@@ -165,7 +202,7 @@ impl Write for BlobWriter<'_> {
     }
 }
 
-impl Drop for BlobWriter<'_> {
+impl Drop for BlobWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
@@ -183,8 +220,13 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let d = store.put_bytes(b"hello").unwrap();
         assert_eq!(d, Digest::of(b"hello"));
-        assert_eq!(store.read(&d).unwrap(), b"hello");
+        assert_eq!(store.read(&d, "test", 5).unwrap(), b"hello");
         assert_eq!(store.size(&d), Some(5));
+        let err = store.read(&d, "test", 4).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {d}: 5 bytes, over the test cap of 4 bytes")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use buildd_daemon::context_sync::ContextLimits;
 use buildd_daemon::daemon::{Limits, Policy};
 use buildd_daemon::serve::{DEFAULT_SOCKET, ServeConfig, TcpConfig, parse_addr};
 use clap::{Args, ValueEnum};
@@ -53,6 +54,14 @@ pub struct ServeArgs {
     /// nothing (the RUN fails, the default) or the host's network.
     #[arg(long, value_enum, value_name = "host")]
     network_fallback: Option<NetworkFallback>,
+    /// Entries one listing of a client directory (a build context) may have;
+    /// a build whose context has more fails.
+    #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_CONTEXT_FILES)]
+    max_context_files: usize,
+    /// File bytes one build may upload from its client, over all its contexts
+    /// (default 64 GiB); a build that needs more fails.
+    #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_CONTEXT_BYTES)]
+    max_context_bytes: u64,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -136,6 +145,10 @@ pub fn run(
             max_parallelism,
             max_build_parallelism: max_build_parallelism.min(max_parallelism),
             max_concurrent_builds: args.max_concurrent_builds,
+            context: ContextLimits {
+                max_files: args.max_context_files,
+                max_bytes: args.max_context_bytes,
+            },
         },
         // Every build talks to registries with its client's credentials, asked over
         // its session; the daemon's own docker config is never used.
