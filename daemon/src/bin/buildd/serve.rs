@@ -87,7 +87,10 @@ pub fn init_logging(debug: bool, format: LogFormat, serving: bool) {
     } else {
         tracing::Level::WARN
     };
+    use std::io::IsTerminal;
+    // Colour only for a person watching; log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_max_level(level);
     match format {
