@@ -12,8 +12,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Directories holding per-run or per-solve state only; emptied at open.
-const SCRATCH_DIRS: [&str; 5] = ["exec", "tmp", "secrets", "ssh", "bundles"];
+/// Directories holding per-run or per-solve state, and the prefix of the entries
+/// buildd makes there; those entries are removed at open. Only buildd's own names
+/// go, so a root set to a directory with a `tmp/` of its own (`--root /var`) loses
+/// nothing else.
+const SCRATCH_DIRS: [(&str, &str); 5] = [
+    ("exec", "buildd-"),
+    ("bundles", "buildd-"),
+    ("tmp", "solve-"),
+    ("secrets", ""),
+    ("ssh", ""),
+];
 /// The OCI runtime's `--root` under the buildd root.
 pub const RUNTIME_STATE: &str = "runc";
 
@@ -42,12 +51,15 @@ pub fn reap(root: &Path, runtimes: &[PathBuf]) -> io::Result<Reaped> {
     };
     reaped.mounts = unmount_under(&root)?;
     let still_mounted = mounts_under(&root)?;
-    for name in SCRATCH_DIRS {
+    for (name, prefix) in SCRATCH_DIRS {
         let dir = root.join(name);
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(prefix) {
+                continue;
+            }
             let path = entry.path();
             // Never recurse into something still mounted: it could be a bind of
             // a cache or a layer.
@@ -91,6 +103,7 @@ fn reap_containers(state: &Path, runtimes: &[PathBuf]) -> usize {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| id.starts_with("buildd-"))
         .collect();
     let mut reaped = 0;
     for id in ids {
@@ -129,11 +142,17 @@ pub fn mounts_under(root: &Path) -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Detaches every mount under `root`, the latest first (so stacked and nested
-/// mounts go before what they cover).
+/// Detaches every mount buildd makes under `root` (in its scratch directories
+/// only: a root that holds other mounts, or is `/`, keeps them), the latest first
+/// (so stacked and nested mounts go before what they cover).
 fn unmount_under(root: &Path) -> io::Result<usize> {
     let mut count = 0;
-    for point in mounts_under(root)?.iter().rev() {
+    let ours = |p: &Path| {
+        SCRATCH_DIRS
+            .iter()
+            .any(|(d, _)| p.starts_with(root.join(d)))
+    };
+    for point in mounts_under(root)?.iter().rev().filter(|p| ours(p)) {
         let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
             continue;
         };
@@ -226,7 +245,12 @@ mod tests {
     fn scratch_leftovers_and_old_indexes_go_and_the_newest_aside_index_stays() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for d in ["exec/buildd-1/rootfs", "tmp/solve-x", "bundles/buildd-1"] {
+        for d in [
+            "exec/buildd-1/rootfs",
+            "tmp/solve-x",
+            "tmp/not-ours",
+            "bundles/buildd-1",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::write(root.join("bundles/buildd-1/config.json"), "{}").unwrap();
@@ -248,6 +272,7 @@ mod tests {
         assert!(!root.join("exec/buildd-1").exists());
         assert!(!root.join("bundles/buildd-1").exists());
         assert!(root.join("layers/keep").exists());
+        assert!(root.join("tmp/not-ours").exists());
         assert!(root.join("index.corrupt-3-1").exists());
         assert!(!root.join("index.corrupt-1-1").exists());
         // A second open finds nothing.

@@ -84,10 +84,19 @@ impl RootLock {
             path: path.to_owned(),
             source,
         };
-        fs::create_dir_all(path).map_err(io_err)?;
         // Layers keep setuid binaries and the context mirrors hold users' files:
-        // nobody but root may look.
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        // nobody but root may look. A new root, or one buildd made before (it has
+        // a lock file), is made 0700; a directory of other use is left as it is.
+        let ours = !path.exists() || path.join("lock").exists();
+        fs::create_dir_all(path).map_err(io_err)?;
+        if ours {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        } else if fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                root = %path.display(),
+                "the root was not made by buildd and others may read it; use a directory of its own"
+            );
+        }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
