@@ -31,7 +31,10 @@ pub const DEFAULT_MAX_CONTEXT_BYTES: u64 = 64 << 30;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_parallelism: usize,
-    /// Steps one build may execute at once, at most `max_parallelism`.
+    /// RUN steps executing at once across builds; not held to the cores, as a
+    /// RUN mostly waits.
+    pub max_parallel_runs: usize,
+    /// CPU-bound steps one build may execute at once, at most `max_parallelism`.
     pub max_build_parallelism: usize,
     pub max_concurrent_builds: usize,
     /// What one build may upload from its client.

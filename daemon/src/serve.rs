@@ -109,6 +109,7 @@ pub async fn serve_until(
             EngineOptions {
                 solver: SolverConfig {
                     max_parallelism: config.limits.max_parallelism,
+                    max_parallel_runs: config.limits.max_parallel_runs,
                 },
                 registry: config.registry.clone(),
                 runtime: config.runtime.clone(),

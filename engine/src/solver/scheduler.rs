@@ -20,14 +20,26 @@ use crate::cache::{CacheIndex, Table};
 
 #[derive(Debug, Clone)]
 pub struct SolverConfig {
-    /// How many ops may execute at once (waiting on inputs does not count).
+    /// How many CPU-bound ops (file ops, sources, cache-key hashing) may execute
+    /// at once, across builds (waiting on inputs does not count).
     pub max_parallelism: usize,
+    /// How many RUN steps may execute at once, across builds. A RUN mostly
+    /// waits (on the network, the disk, a sleep), so RUNs are not held to the
+    /// cores: like BuildKit, four independent RUN stages run together on two
+    /// cores. Their own CPU use is the kernel's to share.
+    pub max_parallel_runs: usize,
+}
+
+impl SolverConfig {
+    /// The default bound on concurrent RUN steps.
+    pub const DEFAULT_MAX_PARALLEL_RUNS: usize = 32;
 }
 
 impl Default for SolverConfig {
     fn default() -> Self {
         Self {
             max_parallelism: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            max_parallel_runs: Self::DEFAULT_MAX_PARALLEL_RUNS,
         }
     }
 }
@@ -56,6 +68,8 @@ struct Inner<W: Worker> {
     worker: W,
     index: Arc<dyn CacheIndex>,
     permits: Semaphore,
+    /// Slots of RUN steps, apart from the CPU slots.
+    runs: Semaphore,
     jobs: Mutex<Jobs<W::Output>>,
     executed: AtomicU64,
 }
@@ -74,6 +88,7 @@ impl<W: Worker> Solver<W> {
                 worker,
                 index,
                 permits: Semaphore::new(config.max_parallelism.max(1)),
+                runs: Semaphore::new(config.max_parallel_runs.max(1)),
                 jobs: Mutex::new(Jobs {
                     map: HashMap::new(),
                     swept_at: 64,
@@ -133,11 +148,22 @@ impl<W: Worker> Solver<W> {
     }
 }
 
-/// A slot to execute in: the build's own first (so a build waiting for its own
-/// slots holds none of the shared ones), then the solver's.
-struct Permits<'a> {
-    _build: Option<OwnedSemaphorePermit>,
-    _shared: SemaphorePermit<'a>,
+/// A slot to execute in. CPU work: the build's own first (so a build waiting for
+/// its own slots holds none of the shared ones), then the solver's. A RUN: a RUN
+/// slot only.
+enum Permits<'a> {
+    Cpu {
+        _build: Option<OwnedSemaphorePermit>,
+        _shared: SemaphorePermit<'a>,
+    },
+    Run {
+        _permit: SemaphorePermit<'a>,
+    },
+}
+
+/// Whether a vertex executes as a RUN (a process that mostly waits).
+fn is_run(vertex: &Vertex) -> bool {
+    matches!(vertex.op.op, Some(buildd_proto::llb::op::Op::Exec(_)))
 }
 
 /// A job's identity: the vertex digest plus what the build binds its local sources
@@ -177,9 +203,15 @@ impl<W: Worker> Inner<W> {
             Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
             None => None,
         };
-        Permits {
+        Permits::Cpu {
             _build: build,
             _shared: this.permits.acquire().await.expect("never closed"),
+        }
+    }
+
+    async fn run_permit(this: &Arc<Self>) -> Permits<'_> {
+        Permits::Run {
+            _permit: this.runs.acquire().await.expect("never closed"),
         }
     }
 
@@ -288,7 +320,11 @@ impl<W: Worker> Inner<W> {
         }
 
         let (result, duration) = {
-            let _permits = Self::permits(&this, &ctx).await;
+            let _permits = if is_run(&vertex) {
+                Self::run_permit(&this).await
+            } else {
+                Self::permits(&this, &ctx).await
+            };
             // Started once it may run, so durations do not include queueing.
             progress.emit(ProgressEvent::Started {
                 vertex: vertex.digest,

@@ -1,8 +1,9 @@
 //! Synthetic graphs and a scriptable worker, for tests and benchmarks of the solver
 //! without any filesystem work.
 //!
-//! A synthetic vertex is a `SourceOp` with identifier `test://NAME` (or a `MergeOp`
-//! over inputs); attributes script what its execution does: `sleep_ms`, `fail`
+//! A synthetic vertex is a `SourceOp` with identifier `test://NAME`, an `ExecOp`
+//! standing for a RUN (attributes in its env), or a `MergeOp` over inputs;
+//! attributes script what its execution does: `sleep_ms`, `fail`
 //! (error message), `block` (wait until cancelled).
 
 use std::collections::BTreeMap;
@@ -33,6 +34,24 @@ impl DefBuilder {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            name,
+        )
+    }
+
+    /// A synthetic RUN: an `ExecOp` whose attributes ride in its env as `K=V`.
+    pub fn exec(&mut self, name: &str, attrs: &[(&str, &str)]) -> Input {
+        self.add(
+            Op {
+                op: Some(op::Op::Exec(llb::ExecOp {
+                    meta: Some(llb::Meta {
+                        args: vec![name.to_owned()],
+                        env: attrs.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -162,6 +181,13 @@ impl Worker for ScriptWorker {
     ) -> BoxFuture<'static, Result<Digest, OpError>> {
         let attrs = match &vertex.op.op {
             Some(op::Op::Source(s)) => s.attrs.clone(),
+            Some(op::Op::Exec(e)) => e
+                .meta
+                .iter()
+                .flat_map(|m| &m.env)
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             _ => BTreeMap::new(),
         };
         if attrs.is_empty() {

@@ -17,6 +17,7 @@ fn solver_with(max: usize, index: Arc<MemoryIndex>) -> (Solver<ScriptWorker>, Sc
         index,
         SolverConfig {
             max_parallelism: max,
+            max_parallel_runs: 8,
         },
     );
     (s, worker)
@@ -59,6 +60,53 @@ async fn a_build_stays_within_its_own_bound() {
     });
     s.solve(req).await.unwrap();
     assert_eq!(w.max_running.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_wait_in_their_own_slots_not_in_the_cpu_ones() {
+    // One CPU slot and a build bound of one: four RUN stages still run together,
+    // as they mostly wait, while CPU work stays within its bound.
+    let (s, w) = solver(1);
+    let mut b = DefBuilder::default();
+    let mut leaves: Vec<_> = (0..4)
+        .map(|i| b.exec(&format!("RUN sleep {i}"), &[("sleep_ms", "200")]))
+        .collect();
+    leaves.extend((0..3).map(|i| b.source(&format!("copy-{i}"), &[("sleep_ms", "50")])));
+    let root = b.merge("join", &leaves);
+    let mut req = request(&b.finish(root));
+    req.ctx = Arc::new(BuildCtx {
+        build_permits: Some(Arc::new(tokio::sync::Semaphore::new(1))),
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    s.solve(req).await.unwrap();
+    // 4 RUNs at once plus at most one CPU op beside them.
+    assert_eq!(w.max_running.load(Ordering::SeqCst), 5);
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_parallel_runs_bounds_runs() {
+    let worker = ScriptWorker::default();
+    let s = Solver::new(
+        worker.clone(),
+        Arc::new(MemoryIndex::default()),
+        SolverConfig {
+            max_parallelism: 64,
+            max_parallel_runs: 2,
+        },
+    );
+    let mut b = DefBuilder::default();
+    let leaves: Vec<_> = (0..6)
+        .map(|i| b.exec(&format!("RUN {i}"), &[("sleep_ms", "30")]))
+        .collect();
+    let root = b.merge("join", &leaves);
+    s.solve(request(&b.finish(root))).await.unwrap();
+    assert_eq!(worker.max_running.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,13 +31,18 @@ pub struct ServeArgs {
     /// CA (PEM) that client certificates must be signed by, for --tcp.
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
-    /// Ops executing at once across all builds (default: twice the cores).
+    /// CPU-bound ops (file ops, hashing) executing at once across all builds
+    /// (default: twice the cores).
     #[arg(long)]
     max_parallelism: Option<usize>,
-    /// Ops one build may execute at once (default: three quarters of
+    /// CPU-bound ops one build may execute at once (default: three quarters of
     /// --max-parallelism), so one huge build cannot take every slot.
     #[arg(long)]
     max_build_parallelism: Option<usize>,
+    /// RUN steps executing at once across builds. RUNs mostly wait on the
+    /// network, the disk or sleeps, so they are not held to the cores.
+    #[arg(long, default_value_t = buildd_engine::solver::SolverConfig::DEFAULT_MAX_PARALLEL_RUNS)]
+    max_parallel_runs: usize,
     /// Builds running at once; more wait for a turn.
     #[arg(long, default_value_t = 4)]
     max_concurrent_builds: usize,
@@ -146,6 +151,7 @@ pub fn run(
         },
         limits: Limits {
             max_parallelism,
+            max_parallel_runs: args.max_parallel_runs.max(1),
             max_build_parallelism: max_build_parallelism.min(max_parallelism),
             max_concurrent_builds: args.max_concurrent_builds,
             context: ContextLimits {
