@@ -33,6 +33,8 @@ ADDR=unix://$WORK/buildd.sock
 DAEMON_PID=$!
 for _ in $(seq 100); do [ -S "$WORK/buildd.sock" ] && break; sleep 0.05; done
 bctl() { "$BIN/bctl" --addr "$ADDR" "$@"; }
+sleep 1
+echo "idle daemon: $(awk '/VmRSS/ {printf "%.1f MB RSS", $2 / 1024}' "/proc/$DAEMON_PID/status")"
 
 # --- 20 steps, 1,000 files --------------------------------------------------------
 CTX=$WORK/ctx20
@@ -92,3 +94,4 @@ if m:
 else:
     print(f"cold upload: whole build {wall:.2f} s (transfer line not found)")
 EOF
+echo "daemon peak: $(awk '/VmHWM/ {printf "%.1f MB RSS", $2 / 1024}' "/proc/$DAEMON_PID/status")"

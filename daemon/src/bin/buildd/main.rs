@@ -56,6 +56,33 @@ enum Command {
     Debug(debug::DebugCommand),
 }
 
+unsafe extern "C" {
+    /// mimalloc's `mi_option_set` (linked in through the `mimalloc` crate).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_e`.
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// Eagerly committed arenas made calloc'ed memory resident: an idle daemon held
+/// 45 MiB instead of 9 (measured with MIMALLOC_SHOW_STATS). The option must be
+/// set before the first allocation reserves an arena, so before `main`: from the
+/// ELF constructors. An explicit MIMALLOC_ARENA_EAGER_COMMIT still wins, as
+/// mimalloc reads its environment only for options not set.
+extern "C" fn lazy_arena_commit() {
+    // SAFETY: getenv of a NUL-terminated name (no allocation), and a process-wide
+    // allocator option set before any thread exists.
+    unsafe {
+        if libc::getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()).is_null() {
+            mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        }
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static LAZY_ARENA_COMMIT: extern "C" fn() = lazy_arena_commit;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     serve::init_logging(cli.debug, cli.serve.log_format, cli.command.is_none());
