@@ -1,5 +1,5 @@
 //! A real `buildd` daemon on a temporary socket and root, driven with the real
-//! `bctl`; the daemon is killed when dropped.
+//! `bctl`; the daemon is stopped when dropped.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Run, Workspace, bctl_bin, buildd_bin};
 
-/// A `buildd` serving a temporary root on a temporary socket; killed on drop.
+/// A `buildd` serving a temporary root on a temporary socket; stopped on drop.
 pub struct Daemon {
     child: Child,
     addr: String,
@@ -75,8 +75,19 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM, so the daemon unmounts what it mounted under its root before the
+    /// temp dir goes; SIGKILL if it has not exited after 20 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.wait();
     }
 }
