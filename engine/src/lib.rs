@@ -8,6 +8,7 @@ pub mod engine;
 pub mod export;
 pub mod fsck;
 pub mod images;
+mod mounts;
 pub mod ops;
 pub mod progress;
 pub mod recovery;

@@ -12,6 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::mounts;
+
 /// Directories holding per-run or per-solve state, and the prefix of the entries
 /// buildd makes there; those entries are removed at open. Only buildd's own names
 /// go, so a root set to a directory with a `tmp/` of its own (`--root /var`) loses
@@ -135,8 +137,7 @@ fn reap_containers(state: &Path, runtimes: &[PathBuf]) -> usize {
 
 /// Mount points strictly under `root`, in the order they were mounted.
 pub fn mounts_under(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let info = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(parse_mount_points(&info)
+    Ok(mounts::mount_points()?
         .into_iter()
         .filter(|p| p.starts_with(root) && p != root)
         .collect())
@@ -153,49 +154,14 @@ fn unmount_under(root: &Path) -> io::Result<usize> {
             .any(|(d, _)| p.starts_with(root.join(d)))
     };
     for point in mounts_under(root)?.iter().rev().filter(|p| ours(p)) {
-        let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-            count += 1;
-        } else {
-            let e = io::Error::last_os_error();
+        match mounts::detach(point) {
+            Ok(()) => count += 1,
             // A mount under one just detached went with it.
-            if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
-                tracing::warn!(mount = %point.display(), "unmount: {e}");
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {}
+            Err(e) => tracing::warn!(mount = %point.display(), "unmount: {e}"),
         }
     }
     Ok(count)
-}
-
-/// The mount point field of each `/proc/self/mountinfo` line (octal escapes of
-/// space, tab, newline and backslash undone).
-fn parse_mount_points(info: &str) -> Vec<PathBuf> {
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .collect()
-}
-
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Keeps the newest `index.corrupt-*` (the last one moved aside) and removes
@@ -227,19 +193,6 @@ fn prune_moved_aside_indexes(root: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        let info = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n\
-                    37 35 0:5 / /var/lib/buildd/exec/x/rootfs rw - overlay overlay rw\n";
-        assert_eq!(
-            parse_mount_points(info),
-            [
-                PathBuf::from("/mnt/a b"),
-                PathBuf::from("/var/lib/buildd/exec/x/rootfs")
-            ]
-        );
-    }
 
     #[test]
     fn scratch_leftovers_and_old_indexes_go_and_the_newest_aside_index_stays() {

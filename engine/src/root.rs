@@ -155,7 +155,11 @@ impl Root {
         let runtimes: Vec<PathBuf> = runtime
             .map(Path::to_owned)
             .into_iter()
-            .chain(["runc", "crun"].iter().filter_map(|r| find_in_path(r)))
+            .chain(
+                ["runc", "crun"]
+                    .into_iter()
+                    .filter_map(buildd_executor::find_in_path),
+            )
             .collect();
         let reaped = crate::recovery::reap(path, &runtimes).map_err(io_err)?;
         if !reaped.is_empty() {
@@ -267,47 +271,21 @@ const DIRTY: &str = "dirty";
 /// The bundle tmpfs's mount point under the root.
 const BUNDLES: &str = "bundles";
 
+/// Room for bundles: each is a config.json and a runtime log.
+const BUNDLES_SIZE: usize = 64 << 20;
+
 fn mount_private_tmpfs(dir: &Path) -> io::Result<()> {
-    use std::ffi::CString;
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    let target = CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // Small: a bundle is a config.json and a runtime log.
-    let (src, fstype, data) = (c"tmpfs", c"tmpfs", c"mode=0700,size=64m");
-    // SAFETY: valid NUL-terminated strings; mount touches no memory of ours.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn unmount(dir: &Path) {
-    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
-        // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            tracing::warn!("unmount {}: {}", dir.display(), io::Error::last_os_error());
-        }
-    }
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    buildd_executor::find_in_path(name)
+    crate::mounts::tmpfs(dir, BUNDLES_SIZE)
 }
 
 impl Drop for Root {
     fn drop(&mut self) {
-        if let Some(Some(dir)) = self.bundles.get() {
-            unmount(dir);
+        if let Some(Some(dir)) = self.bundles.get()
+            && let Err(e) = crate::mounts::detach(dir)
+        {
+            tracing::warn!("unmount {}: {e}", dir.display());
         }
         match self.flush() {
             Ok(()) => {

@@ -2,10 +2,8 @@
 //! value never touches a disk, bind-mounted read-only at its target. The tmpfs
 //! is unmounted when the run ends.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -54,7 +52,8 @@ impl SecretFiles {
             .map(|(_, v, _)| v.len().div_ceil(4096) * 4096 + 4096)
             .sum::<usize>()
             .max(MAX_SECRET_SIZE * 2);
-        mount_tmpfs(&guard.dir, size).map_err(|e| fail("mount tmpfs at", &guard.dir, e))?;
+        crate::mounts::tmpfs(&guard.dir, size)
+            .map_err(|e| fail("mount tmpfs at", &guard.dir, e))?;
         guard.mounted = true;
 
         let mut paths = Vec::with_capacity(files.len());
@@ -70,7 +69,7 @@ impl SecretFiles {
 impl Drop for SecretFiles {
     fn drop(&mut self) {
         if self.mounted
-            && let Err(e) = unmount(&self.dir)
+            && let Err(e) = crate::mounts::detach(&self.dir)
         {
             // Never remove files under a tmpfs that may still be in use.
             tracing::warn!("unmount secrets at {}: {e}", self.dir.display());
@@ -96,44 +95,9 @@ fn write_secret(path: &Path, value: &[u8], opt: &SecretOpt) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(opt.mode & 0o7777))
 }
 
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-fn mount_tmpfs(dir: &Path, size: usize) -> io::Result<()> {
-    let target = cstring(dir)?;
-    let data = CString::new(format!("mode=0700,size={size}")).expect("no nul");
-    // SAFETY: valid nul-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NODEV | libc::MS_NOSUID | libc::MS_NOEXEC,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn unmount(dir: &Path) -> io::Result<()> {
-    let target = cstring(dir)?;
-    // Detached: a process that somehow still holds a file open cannot keep the
-    // run from ending; the memory goes when it lets go.
-    // SAFETY: valid nul-terminated string.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Unmounts and removes a tmpfs an earlier process left behind.
 fn remove_stale(path: &Path) {
-    let _ = unmount(path);
+    let _ = crate::mounts::detach(path);
     if let Err(err) = fs::remove_dir(path) {
         tracing::warn!("remove stale secrets {}: {err}", path.display());
     }
