@@ -36,9 +36,7 @@ use session::SessionMounts;
 #[derive(Default)]
 pub(crate) struct ExecState {
     config: RuntimeConfig,
-    executor: OnceLock<Arc<dyn Executor>>,
-    /// The same executor, typed, for what it reports.
-    runc: OnceLock<Arc<RuncExecutor>>,
+    executor: OnceLock<Arc<RuncExecutor>>,
     caches: Arc<CacheMounts>,
 }
 
@@ -89,7 +87,7 @@ impl ExecState {
         }
     }
 
-    fn executor(&self, root: &Root) -> Result<Arc<dyn Executor>, OpError> {
+    fn executor(&self, root: &Root) -> Result<Arc<RuncExecutor>, OpError> {
         if let Some(e) = self.executor.get() {
             return Ok(e.clone());
         }
@@ -105,18 +103,17 @@ impl ExecState {
                 .with_network_fallback_host(self.config.network_fallback_host)
                 .with_bundle_dir(root.bundles()),
         );
-        let _ = self.runc.set(made.clone());
         Ok(self.executor.get_or_init(|| made).clone())
     }
 
     /// The runtime, snapshotter and network RUN steps get (or will get).
     pub(crate) fn info(&self) -> RuntimeInfo {
-        let runtime = match (&self.runc.get(), &self.config.runtime) {
+        let runtime = match (&self.executor.get(), &self.config.runtime) {
             (Some(r), _) => Some(r.runtime().to_owned()),
             (None, Some(r)) => Some(r.clone()),
             (None, None) => RuncExecutor::find_runtime(),
         };
-        let snapshotter = match (self.runc.get(), self.config.snapshotter) {
+        let snapshotter = match (self.executor.get(), self.config.snapshotter) {
             (Some(r), _) => r.snapshotter_in_use(),
             (None, Snapshotter::Copy) => "copy",
             (None, _) => "overlayfs",
