@@ -44,17 +44,6 @@ impl CacheIndex for MemoryIndex {
             .count()
     }
 
-    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
-        Ok(self
-            .map
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((t, _), _)| *t == table)
-            .map(|(_, v)| v.clone())
-            .collect())
-    }
-
     fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
         let mut out: Vec<_> = self
             .map

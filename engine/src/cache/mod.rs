@@ -53,11 +53,14 @@ pub trait CacheIndex: Send + Sync {
     fn remove(&self, table: Table, key: &[u8]) -> Result<(), IndexError>;
     /// Number of records in a table.
     fn len(&self, table: Table) -> usize;
-    /// Every value of a table (for recovery scans; not for hot paths).
-    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError>;
     /// Every record of a table as (key, value), each key once (for checks that
     /// must name or remove records; not for hot paths).
     fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError>;
+    /// Every value of a table, each key's once (for recovery scans; not for hot
+    /// paths).
+    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
+        Ok(self.entries(table)?.into_iter().map(|(_, v)| v).collect())
+    }
     /// Makes every completed `put` durable.
     fn flush(&self) -> Result<(), IndexError>;
 }

@@ -147,14 +147,6 @@ impl CacheIndex for SledIndex {
         self.tree(table).len()
     }
 
-    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
-        self.tree(table)
-            .iter()
-            .values()
-            .map(|v| v.map(|v| v.to_vec()).map_err(storage))
-            .collect()
-    }
-
     fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
         self.tree(table)
             .iter()

@@ -61,23 +61,7 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
     }
 
     fn len(&self, table: Table) -> usize {
-        // Exact once flushed; while writes are pending it may count a key twice.
-        self.values(table).map_or(0, |v| v.len())
-    }
-
-    fn values(&self, table: Table) -> Result<Vec<Vec<u8>>, IndexError> {
-        // Recovery-time scans run right after open, when nothing is pending; while
-        // writes are pending a key may appear with both its old and new value.
-        let mut out: Vec<Vec<u8>> = self
-            .pending
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((t, _), _)| *t == table)
-            .filter_map(|(_, v)| v.clone())
-            .collect();
-        out.extend(self.inner.values(table)?);
-        Ok(out)
+        self.entries(table).map_or(0, |v| v.len())
     }
 
     fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
