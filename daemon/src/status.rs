@@ -46,6 +46,13 @@ struct History {
     finished: Option<Instant>,
 }
 
+impl History {
+    /// Whether a build of another caller than `caller` publishes this ref.
+    fn owned_by_other(&self, caller: &Peer) -> bool {
+        self.owner.as_ref().is_some_and(|o| o != caller)
+    }
+}
+
 impl RefStatus {
     fn new() -> Self {
         Self {
@@ -111,8 +118,7 @@ impl StatusBoard {
                 .or_insert_with(|| Arc::new(RefStatus::new()))
                 .clone()
         };
-        let forbidden = |h: &History| h.owner.as_ref().is_some_and(|o| o != caller);
-        if forbidden(&status.inner.lock().unwrap()) {
+        if status.inner.lock().unwrap().owned_by_other(caller) {
             return Err(StatusError::Forbidden(build_ref.to_owned()));
         }
         let rx = status.changed.subscribe();
@@ -130,7 +136,7 @@ impl StatusBoard {
                         rx.borrow_and_update();
                         {
                             let h = status.inner.lock().unwrap();
-                            if h.owner.as_ref().is_some_and(|o| *o != caller) {
+                            if h.owned_by_other(&caller) {
                                 drop(h);
                                 let err = StatusError::Forbidden(build_ref);
                                 return Some((Err(err), (status, rx, next, true)));
