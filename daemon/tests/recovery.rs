@@ -7,19 +7,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn process_running(marker: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(marker)
-            })
-        })
-}
-
 fn mounts_under(root: &std::path::Path) -> Vec<String> {
     let root = std::fs::canonicalize(root).unwrap();
     let prefix = format!("{}/", root.display());

@@ -7,17 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use buildd_proto::control::{InfoRequest, StatusRequest, StatusResponse};
+use buildd_proto::control::{StatusRequest, StatusResponse};
 use support::*;
 use tokio_stream::StreamExt;
 
 async fn executed(client: &Client) -> (u64, u32) {
-    let i = client
-        .clone()
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let i = info(client).await;
     (i.executed_ops, i.running_builds)
 }
 
@@ -87,19 +82,6 @@ async fn two_clients_building_the_same_dockerfile_execute_each_vertex_once() {
     assert_eq!(after - before, ea.len() as u64, "{ea:?}");
 }
 
-fn sleeping(marker: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(marker)
-            })
-        })
-}
-
 async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done().await {
@@ -119,7 +101,7 @@ async fn a_client_killed_mid_build_cancels_it_and_the_daemon_stays_healthy() {
     let c = client.clone();
     let req = dockerfile_solve("doomed", &session, "doomed-key");
     let build = tokio::spawn(async move { solve(&c, req).await });
-    wait_until("the RUN runs", async || sleeping("sleep 417")).await;
+    wait_until("the RUN runs", async || process_running("sleep 417")).await;
 
     // The client dies: its Solve call and its session go.
     build.abort();
@@ -128,7 +110,10 @@ async fn a_client_killed_mid_build_cancels_it_and_the_daemon_stays_healthy() {
         executed(&client).await.1 == 0
     })
     .await;
-    wait_until("the container is gone", async || !sleeping("sleep 417")).await;
+    wait_until("the container is gone", async || {
+        !process_running("sleep 417")
+    })
+    .await;
 
     // Another build goes through.
     let ok = context_at(

@@ -49,23 +49,12 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-async fn client(
+/// A client over TLS, presenting `identity` if given.
+async fn connect(
     port: u16,
     ca: &str,
-    identity: &(String, String),
-) -> ControlClient<tonic::transport::Channel> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(&identity.0, &identity.1));
-    let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap();
-    ControlClient::new(endpoint.connect().await.unwrap())
-}
-
-async fn info(port: u16, ca: &str, identity: Option<&(String, String)>) -> Result<(), String> {
+    identity: Option<&(String, String)>,
+) -> Result<ControlClient<tonic::transport::Channel>, String> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
@@ -77,21 +66,22 @@ async fn info(port: u16, ca: &str, identity: Option<&(String, String)>) -> Resul
         .tls_config(tls)
         .map_err(|e| e.to_string())?;
     let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
-    ControlClient::new(channel)
+    Ok(ControlClient::new(channel))
+}
+
+async fn info(port: u16, ca: &str, identity: Option<&(String, String)>) -> Result<(), String> {
+    connect(port, ca, identity)
+        .await?
         .info(InfoRequest {})
         .await
         .map(drop)
         .map_err(|e| format!("{e:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tcp_requires_a_client_certificate_from_the_client_ca() {
-    let certs = tempfile::tempdir().unwrap();
-    let ca = Ca::new("buildd test ca");
+/// A daemon serving TCP with a server certificate of `ca`, which also signs the
+/// client certificates it accepts; and its port.
+fn tls_daemon(certs: &Path, ca: &Ca) -> (Daemon, u16) {
     let (server_cert, server_key) = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    let good = ca.leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
-    let stranger = Ca::new("another ca").leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
-
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -100,12 +90,22 @@ async fn tcp_requires_a_client_certificate_from_the_client_ca() {
         "--tcp",
         &format!("127.0.0.1:{port}"),
         "--tls-cert",
-        &write(certs.path(), "server.pem", &server_cert),
+        &write(certs, "server.pem", &server_cert),
         "--tls-key",
-        &write(certs.path(), "server-key.pem", &server_key),
+        &write(certs, "server-key.pem", &server_key),
         "--tls-client-ca",
-        &write(certs.path(), "ca.pem", &ca.pem()),
+        &write(certs, "ca.pem", &ca.pem()),
     ]);
+    (d, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_requires_a_client_certificate_from_the_client_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("buildd test ca");
+    let good = ca.leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
+    let stranger = Ca::new("another ca").leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
+    let (d, port) = tls_daemon(certs.path(), &ca);
     // The TCP listener is bound before the unix one answers.
     info(port, &ca.pem(), Some(&good)).await.unwrap();
     assert!(
@@ -125,28 +125,14 @@ async fn tcp_requires_a_client_certificate_from_the_client_ca() {
 async fn over_tcp_a_session_belongs_to_the_certificate_that_opened_it() {
     let certs = tempfile::tempdir().unwrap();
     let ca = Ca::new("buildd test ca");
-    let (server_cert, server_key) = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
     let alice = ca.leaf("alice", ExtendedKeyUsagePurpose::ClientAuth);
     let mallory = ca.leaf("mallory", ExtendedKeyUsagePurpose::ClientAuth);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let _d = Daemon::start(&[
-        "--tcp",
-        &format!("127.0.0.1:{port}"),
-        "--tls-cert",
-        &write(certs.path(), "server.pem", &server_cert),
-        "--tls-key",
-        &write(certs.path(), "server-key.pem", &server_key),
-        "--tls-client-ca",
-        &write(certs.path(), "ca.pem", &ca.pem()),
-    ]);
+    let (_d, port) = tls_daemon(certs.path(), &ca);
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
     std::fs::write(ctx.path().join("f"), "f").unwrap();
-    let a = client(port, &ca.pem(), &alice).await;
-    let m = client(port, &ca.pem(), &mallory).await;
+    let a = connect(port, &ca.pem(), Some(&alice)).await.unwrap();
+    let m = connect(port, &ca.pem(), Some(&mallory)).await.unwrap();
     let session = TestSession::open(&a, &"9".repeat(32), served(ctx.path())).await;
     let err = solve(&m, dockerfile_solve("stolen", &session, "k"))
         .await

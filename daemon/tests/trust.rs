@@ -35,13 +35,7 @@ async fn entitlements_need_the_daemons_consent_also_for_cached_results() {
     };
     let mut d = Daemon::start(&["--allow-insecure-entitlement", "network.host"]);
     let client = d.client().await;
-    let info = client
-        .clone()
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(info.allowed_entitlements, ["network.host"]);
+    assert_eq!(info(&client).await.allowed_entitlements, ["network.host"]);
     let session = TestSession::open(&client, "consented", served(ctx.path())).await;
     let mut req = dockerfile_solve("consented", &session, "k");
     req.entitlements = vec!["network.host".into()];
@@ -75,13 +69,7 @@ async fn entitlements_need_the_daemons_consent_also_for_cached_results() {
     let err = solve(&client, req).await.unwrap_err();
     assert!(err.message().contains("network.host"), "{}", err.message());
     // Nothing ran in this daemon.
-    let info = client
-        .clone()
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(info.executed_ops, 0);
+    assert_eq!(info(&client).await.executed_ops, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -333,20 +321,6 @@ async fn an_env_secret_is_never_written_to_a_disk() {
     assert!(!d.log().contains(VALUE));
 }
 
-/// Whether a process whose command line contains `marker` runs.
-pub fn process_running(marker: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(marker)
-            })
-        })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn without_slirp4netns_a_run_fails_unless_the_operator_chose_the_host_network() {
     let Some(ctx) = context("FROM scratch\nCOPY rootfs/ /\nRUN echo ran > /ran\n", true) else {
@@ -360,13 +334,8 @@ async fn without_slirp4netns_a_run_fails_unless_the_operator_chose_the_host_netw
         d.log()
     );
     let client = d.client().await;
-    let info = client
-        .clone()
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let w = &info.workers[0];
+    let about = info(&client).await;
+    let w = &about.workers[0];
     assert!(w.network.starts_with("unavailable"), "{w:?}");
     assert!(
         w.warnings.iter().any(|m| m.contains("slirp4netns")),
@@ -394,13 +363,8 @@ async fn without_slirp4netns_a_run_fails_unless_the_operator_chose_the_host_netw
     args.extend(["--network-fallback", "host"]);
     d.restart(&args);
     let client = d.client().await;
-    let info = client
-        .clone()
-        .info(InfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(info.workers[0].network.starts_with("host"), "{info:?}");
+    let about = info(&client).await;
+    assert!(about.workers[0].network.starts_with("host"), "{about:?}");
     let session = TestSession::open(&client, &"f".repeat(32), served(ctx.path())).await;
     solve(&client, dockerfile_solve("host-net", &session, "k"))
         .await

@@ -17,6 +17,10 @@
 //! The only exception is a skip whose tag is listed in `BUILDD_TEST_ALLOW_SKIP`
 //! (comma-separated), which `.ci/run` sets only for the skips it reports itself
 //! (`ci: skipped: ...`), such as the conformance data a clone may lack.
+//!
+//! [`process`] holds what tests need of the processes they start.
+
+pub mod process;
 
 use std::fmt::Display;
 use std::io::Write;

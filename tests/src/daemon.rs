@@ -78,16 +78,6 @@ impl Drop for Daemon {
     /// SIGTERM, so the daemon unmounts what it mounted under its root before the
     /// temp dir goes; SIGKILL if it has not exited after 20 s.
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while matches!(self.child.try_wait(), Ok(None)) {
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
+        buildd_testkit::process::stop(&mut self.child, std::time::Duration::from_secs(20));
     }
 }

@@ -63,20 +63,9 @@ impl Daemon {
 
     /// SIGTERM, and waits for the daemon to exit (SIGKILL after 20 s).
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while c.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut c) = self.child.take() {
+            buildd_testkit::process::stop(&mut c, Duration::from_secs(20));
         }
-        let _ = c.wait();
     }
 
     fn spawn(&mut self, extra: &[&str]) {
@@ -467,7 +456,19 @@ pub fn served(ctx: &Path) -> Served {
     }
 }
 
+#[allow(unused_imports)] // not every test file looks for processes
+pub use buildd_testkit::process::running as process_running;
 pub use buildd_testkit::require_tool;
+
+/// What the daemon says about itself.
+pub async fn info(client: &Client) -> buildd_proto::control::InfoResponse {
+    client
+        .clone()
+        .info(buildd_proto::control::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 /// A busybox root filesystem under `<ctx>/rootfs`, or None (said why through
 /// `buildd_testkit`) when this machine cannot run RUN (no runc or no /bin/busybox).
