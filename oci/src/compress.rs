@@ -11,6 +11,20 @@ use crate::spec::{MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD
 
 /// zstd level: BuildKit's default, a good speed/ratio balance.
 pub(crate) const ZSTD_LEVEL: i32 = 3;
+/// gzip level: zlib's and Go's default, which BuildKit uses.
+pub(crate) const GZIP_LEVEL: u32 = 6;
+
+/// A zstd encoder using every core. Always in multithreaded mode, even with one
+/// worker: zstd's output then does not depend on the worker count, so a layer's
+/// digest is the same on every machine (single-threaded mode would differ).
+pub(crate) fn zstd_encoder<W: Write>(
+    out: W,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    enc.multithread(u32::try_from(workers).unwrap_or(1))?;
+    Ok(enc)
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Compression {

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use buildd_proto::Digest;
 
-use crate::compress::{Compression, HashWriter, ZSTD_LEVEL};
+use crate::compress::{Compression, GZIP_LEVEL, HashWriter, zstd_encoder};
+use crate::pgzip::GzipWriter;
 use crate::tarfmt::{self, EntryHeader, Kind};
 use buildd_fsutil::dirfd::lget_xattr;
 
@@ -72,9 +73,7 @@ pub fn write_layer(
             None
         }
         Compression::Gzip => {
-            let enc = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(&mut outer, flate2::Compression::default());
+            let enc = GzipWriter::new(&mut outer, GZIP_LEVEL);
             let mut inner = HashWriter::new(enc);
             write_tar(diff_dir, opts, &mut inner)?;
             let (enc, diff_id, _) = inner.finish();
@@ -82,8 +81,7 @@ pub fn write_layer(
             Some(diff_id)
         }
         Compression::Zstd => {
-            let enc = zstd::stream::write::Encoder::new(&mut outer, ZSTD_LEVEL)
-                .map_err(LayerError::Write)?;
+            let enc = zstd_encoder(&mut outer).map_err(LayerError::Write)?;
             let mut inner = HashWriter::new(enc);
             write_tar(diff_dir, opts, &mut inner)?;
             let (enc, diff_id, _) = inner.finish();

@@ -10,6 +10,7 @@ mod compress;
 mod dirfd;
 pub mod layer;
 pub mod layout;
+mod pgzip;
 mod tarfmt;
 mod time;
 pub mod unpack;
