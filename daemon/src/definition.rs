@@ -43,6 +43,8 @@ pub async fn solve_definition(
             .iter()
             .map(|(name, m)| (name.clone(), m.dir.clone()))
             .collect(),
+        // Mirrors replace files by rename and never change one a layer links.
+        immutable_locals: true,
         no_cache: req.no_cache,
         allow_network_host: req.entitlements.iter().any(|e| e == "network.host"),
         allow_insecure: req.entitlements.iter().any(|e| e == "security.insecure"),

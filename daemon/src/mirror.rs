@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use buildd_fsutil::dirfd::{DirFd, timespec};
@@ -63,8 +63,14 @@ pub struct Listing {
 
 impl Listing {
     /// Checks every path (see [`paths::validate`]), refuses duplicates and entries
-    /// whose parent is not listed as a directory.
-    pub fn new(stats: Vec<Stat>) -> Result<Self, MirrorError> {
+    /// whose parent is not listed as a directory. Owners become root, as BuildKit
+    /// resets them on transfer: builds never see the client's uids, and mirror files
+    /// then already have the owner a COPY gives, so COPY can link them.
+    pub fn new(mut stats: Vec<Stat>) -> Result<Self, MirrorError> {
+        for s in &mut stats {
+            s.uid = 0;
+            s.gid = 0;
+        }
         let mut by_path: BTreeMap<Vec<&str>, usize> = BTreeMap::new();
         for (i, s) in stats.iter().enumerate() {
             paths::validate(&s.path)?;
@@ -280,9 +286,26 @@ impl Mirror {
                     CString::new(s.linkname.as_str()).map_err(|e| self.err(rel, e.into()))?;
                 fd.symlink(&target, &name).map_err(|e| self.err(rel, e))?;
             }
+            // A layer links this file (COPY shares mirror files): the metadata
+            // change goes to a copy of its own, the layer's stays as committed.
+            Kind::File
+                if held.is_some_and(|st| st.st_nlink > 1 && kind(st.st_mode) == Kind::File) =>
+            {
+                self.unshare(&fd, &name).map_err(|e| self.err(rel, e))?;
+            }
             _ => {}
         }
         set_meta(&fd, &name, s).map_err(|e| self.err(rel, e))
+    }
+
+    /// Replaces file `name` in `fd` by a copy of itself, under the same name.
+    fn unshare(&self, fd: &DirFd, name: &CStr) -> io::Result<()> {
+        let temp = c".buildd-sync-unshare";
+        fd.remove_all(temp)?;
+        let mut from = fd.open_file_beneath(std::ffi::OsStr::from_bytes(name.to_bytes()))?;
+        let mut to = fd.create_file(temp)?;
+        io::copy(&mut from, &mut to)?;
+        fd.rename(temp, name)
     }
 
     /// Starts writing file `s`'s new content next to where it goes.
@@ -306,18 +329,7 @@ impl Mirror {
     pub fn commit_file(&self, pending: PendingFile, s: &Stat) -> Result<u64, MirrorError> {
         let rel = s.path.as_str();
         let (dir, temp, name) = (&pending.dir, &pending.temp, &pending.name);
-        // SAFETY: both names are NUL-terminated and the descriptor is open.
-        let r = unsafe {
-            libc::renameat(
-                dir.as_fd().as_raw_fd(),
-                temp.as_ptr(),
-                dir.as_fd().as_raw_fd(),
-                name.as_ptr(),
-            )
-        };
-        if r != 0 {
-            return Err(self.err(rel, io::Error::last_os_error()));
-        }
+        dir.rename(temp, name).map_err(|e| self.err(rel, e))?;
         let mut meta = s.clone();
         if pending.written != s.size {
             meta.mtime_ns = 0;

@@ -223,6 +223,8 @@ async fn solve(
     })?;
     let ctx = Arc::new(BuildCtx {
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
+        // The user's own directory: it may change under a layer at any time.
+        immutable_locals: false,
         no_cache: req.no_cache,
         allow_network_host: req.allow.iter().any(|a| a == "network.host"),
         allow_insecure: req.allow.iter().any(|a| a == "security.insecure"),

@@ -114,6 +114,12 @@ impl DirFd {
         .map(drop)
     }
 
+    /// Renames `from` to `to`, both in this directory, replacing what `to` names.
+    pub fn rename(&self, from: &CStr, to: &CStr) -> io::Result<()> {
+        // SAFETY: both names are NUL-terminated and the descriptor is open.
+        cvt(unsafe { libc::renameat(self.raw(), from.as_ptr(), self.raw(), to.as_ptr()) }).map(drop)
+    }
+
     /// `lstat` of `name`; `None` when it does not exist.
     pub fn lstat(&self, name: &CStr) -> io::Result<Option<libc::stat>> {
         let mut st = MaybeUninit::<libc::stat>::uninit();

@@ -16,6 +16,6 @@ mod view;
 
 pub use error::{FileOpError, FileOpErrorKind, SnapshotError};
 pub use export::export_tree;
-pub use fileop::{CopySource, apply_file_op};
+pub use fileop::{CopySource, apply_file_op, apply_file_op_shared};
 pub use store::{LayerId, LayerStore, PendingLayer, Snapshot};
 pub use view::{LayeredView, ViewEntry};

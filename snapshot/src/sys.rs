@@ -112,6 +112,43 @@ pub fn set_meta(p: &Path, uid: u32, gid: u32, mode: u32, mtime_ns: i64) -> io::R
     set_times(p, mtime_ns)
 }
 
+/// Links the open file `f` at `to` (linkat with AT_EMPTY_PATH: exactly the file
+/// that was opened and checked, whatever its path holds by now).
+pub fn link_fd(f: &File, to: &Path) -> io::Result<()> {
+    let to = cpath(to)?;
+    // SAFETY: `f` is open, both strings are NUL-terminated and outlive the call.
+    check(unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })
+}
+
+/// Whether `f` has extended attributes other than file capabilities, which a copy
+/// would not carry and a link would.
+pub fn has_other_xattrs(f: &File) -> io::Result<bool> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `f` is open and `buf` is valid for writes of its length.
+    let n = unsafe { libc::flistxattr(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTSUP) => Ok(false),
+            // More names than fit: certainly more than the capability.
+            Some(libc::ERANGE) => Ok(true),
+            _ => Err(e),
+        };
+    }
+    let names = &buf[..n as usize];
+    Ok(names
+        .split(|&b| b == 0)
+        .any(|name| !name.is_empty() && name != b"security.capability"))
+}
+
 /// Flushes the filesystem holding `p` to stable storage.
 pub fn syncfs(p: &Path) -> io::Result<()> {
     let f = File::open(p)?;

@@ -103,6 +103,7 @@ fn run(
         root: ctx,
         excludes: None,
         selections: &sel,
+        immutable: false,
     }];
     let actions = actions.into_iter().map(Action::Copy).collect();
     let r = apply(&store, base, "02", actions, &src);
@@ -148,6 +149,7 @@ fn zstd_archives_merge_into_an_existing_directory() {
         root: ctx.path(),
         excludes: None,
         selections: &sel,
+        immutable: false,
     }];
     let s = apply(
         &store,
@@ -211,6 +213,7 @@ fn absolute_names_and_symlinked_parents_stay_in_the_destination() {
         root: ctx.path(),
         excludes: None,
         selections: &sel,
+        immutable: false,
     }];
     let s = apply(
         &store,
@@ -246,6 +249,7 @@ fn extract_err(entries: &[E<'_>]) -> String {
         root: ctx.path(),
         excludes: None,
         selections: &sel,
+        immutable: false,
     }];
     let action = vec![Action::Copy(add("x.tar", "/d/"))];
     apply(&store, &base, "02", action, &src)

@@ -60,6 +60,7 @@ fn run(
         root: ctx,
         excludes: None,
         selections,
+        immutable: false,
     }];
     apply(&store, &Snapshot::scratch(), "01", actions, &src)
         .map(|s| top(&store, &s))
@@ -188,6 +189,7 @@ fn file_capabilities_survive_copies_copy_up_and_export() {
         root: ctx.path(),
         excludes: None,
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let s = apply(
         &store,

@@ -58,6 +58,7 @@ fn copying_a_context_directory_with_dockerignore() {
         root: ctx.path(),
         excludes: Some(&ignore),
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let s = apply(
         &store,
@@ -94,6 +95,7 @@ fn wildcards_files_and_directories_land_where_docker_puts_them() {
         root: ctx.path(),
         excludes: None,
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let base = apply(
         &store,
@@ -139,6 +141,7 @@ fn copy_errors_name_the_action_and_path() {
         root: ctx.path(),
         excludes: None,
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let run = |actions| {
         apply(&store, &Snapshot::scratch(), "01", actions, &src)
@@ -213,6 +216,7 @@ fn chmod_chown_by_name_and_timestamp() {
         root: ctx.path(),
         excludes: None,
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let mut c = copy(0, "src/lib", "/opt/lib/");
     c.owner = Some(ChownOpt {
@@ -304,6 +308,7 @@ fn copies_cannot_escape_through_base_symlinks() {
         root: ctx.path(),
         excludes: None,
         selections: &BTreeMap::new(),
+        immutable: false,
     }];
     let s = apply(
         &store,
@@ -342,6 +347,7 @@ fn the_same_op_twice_gives_byte_identical_layers() {
             root: ctx.path(),
             excludes: None,
             selections: &BTreeMap::new(),
+            immutable: false,
         }];
         let actions = vec![
             mkdir("/work/a/b", 0o750, true),

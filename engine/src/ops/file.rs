@@ -51,10 +51,11 @@ pub(crate) fn run(
                 excludes: dir.excludes.as_ref(),
                 // The very files the cache key hashed; the copy checks each is unchanged.
                 selections,
+                immutable: dir.immutable,
             },
         })
         .collect();
-    let pending = buildd_snapshot::apply_file_op(&root.layers, &base, file, &sources)
+    let pending = buildd_snapshot::apply_file_op_shared(&root.layers, &base, file, &sources)
         .map_err(|e| OpError::new(e.to_string()))?;
     if cancelled.is_set() {
         // Nobody waits for this layer; dropping `pending` removes it.

@@ -40,6 +40,7 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
         return Ok(Ref::Local(Arc::new(LocalDir {
             root: root.clone(),
             excludes,
+            immutable: ctx.immutable_locals,
         })));
     }
     let scheme = id.split_once("://").map_or(id, |(s, _)| s);

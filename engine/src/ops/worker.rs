@@ -29,6 +29,9 @@ pub enum Ref {
 pub struct LocalDir {
     pub root: PathBuf,
     pub excludes: Option<PatternMatcher>,
+    /// Files are replaced by rename, never changed in place (see
+    /// [`crate::solver::BuildCtx::immutable_locals`]).
+    pub immutable: bool,
 }
 
 impl Ref {

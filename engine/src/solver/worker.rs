@@ -17,6 +17,11 @@ use crate::session::{SecretStore, SshStore};
 pub struct BuildCtx {
     /// Local sources by name (`local://NAME`) → directory.
     pub locals: BTreeMap<String, PathBuf>,
+    /// The local directories are immutable per file: a file is replaced by
+    /// rename, its content and metadata never change in place (the daemon's context
+    /// mirrors). COPY then links instead of copying. A user's own directory (the
+    /// one-shot build) is not.
+    pub immutable_locals: bool,
     pub no_cache: bool,
     /// `--allow network.host`: RUN --network=host may use the host's network.
     pub allow_network_host: bool,

@@ -224,9 +224,15 @@ fn copy_entries(
                 let src_err = at("copy", &a.src);
                 let mut f = cx.listing.open(e).map_err(&src_err)?;
                 // File capabilities are part of what an image's binaries can do.
-                let caps = fget_xattr(&f, CAPABILITY_XATTR).map_err(|k| src_err(k.into()))?;
-                w.create_file(&dest, &mut f, attrs, caps.as_deref(), cx.now)
-                    .map_err(&err)?;
+                let linked = w.share
+                    && cx.listing.immutable
+                    && shareable(&f, &attrs).map_err(|k| src_err(k.into()))?
+                    && w.link_file(&dest, &f, cx.now).map_err(&err)?;
+                if !linked {
+                    let caps = fget_xattr(&f, CAPABILITY_XATTR).map_err(|k| src_err(k.into()))?;
+                    w.create_file(&dest, &mut f, attrs, caps.as_deref(), cx.now)
+                        .map_err(&err)?;
+                }
                 if e.nlink > 1 {
                     cx.links.insert(key, dest);
                 }
@@ -240,6 +246,19 @@ fn copy_entries(
         }
     }
     Ok(())
+}
+
+/// Whether the immutable file `f` already is what a copy with `attrs` would make:
+/// same owner, permission bits and mtime, and no xattrs beyond the capabilities a
+/// copy keeps. Then a hard link is that copy.
+fn shareable(f: &std::fs::File, attrs: &Attrs) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    Ok(m.uid() == attrs.uid
+        && m.gid() == attrs.gid
+        && m.mode() & 0o7777 == attrs.mode & 0o7777
+        && crate::sys::mtime_ns(&m) == attrs.mtime_ns
+        && !crate::sys::has_other_xattrs(f)?)
 }
 
 /// The owner, mode and mtime the copy of `e` gets.

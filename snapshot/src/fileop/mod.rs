@@ -32,18 +32,45 @@ pub enum CopySource<'a> {
         /// entry here copies exactly that selection and fails if a file in it changed
         /// since; one without selects afresh.
         selections: &'a BTreeMap<usize, Selection>,
+        /// Files here are replaced by rename and never changed in place (the
+        /// daemon's context mirror), so a copy may share their storage.
+        immutable: bool,
     },
     /// The output of another vertex.
     Snapshot(&'a Snapshot),
 }
 
 /// Applies the actions of `op`, in order, as one new layer over `base`. `sources[i]`
-/// is `Op.inputs[i]`. The returned layer is complete but not committed.
+/// is `Op.inputs[i]`. The returned layer is complete but not committed. Every file
+/// is a copy of its own, so the result may be written to (a read-write mount).
 pub fn apply_file_op(
     store: &LayerStore,
     base: &Snapshot,
     op: &FileOp,
     sources: &[CopySource<'_>],
+) -> Result<PendingLayer, FileOpError> {
+    apply(store, base, op, sources, false)
+}
+
+/// [`apply_file_op`] for a layer that is committed and never written again: a
+/// copied regular file whose owner, mode and mtime stay as they are becomes a hard
+/// link to its source when that source is immutable too (a committed layer, an
+/// immutable context directory), so COPY costs a link, not a copy of the bytes.
+pub fn apply_file_op_shared(
+    store: &LayerStore,
+    base: &Snapshot,
+    op: &FileOp,
+    sources: &[CopySource<'_>],
+) -> Result<PendingLayer, FileOpError> {
+    apply(store, base, op, sources, true)
+}
+
+fn apply(
+    store: &LayerStore,
+    base: &Snapshot,
+    op: &FileOp,
+    sources: &[CopySource<'_>],
+    share: bool,
 ) -> Result<PendingLayer, FileOpError> {
     let whole = |kind: FileOpErrorKind| FileOpError {
         action: "fileop",
@@ -55,6 +82,7 @@ pub fn apply_file_op(
         .map_err(|e| whole(FileOpErrorKind::Store(e)))?;
     let mut w =
         Writer::new(store, base, pending.path()).map_err(|e| whole(FileOpErrorKind::Store(e)))?;
+    w.share = share;
     for (index, action) in op.actions.iter().enumerate() {
         match &action.action {
             Some(Action::Mkdir(a)) => actions::mkdir(&mut w, a)?,

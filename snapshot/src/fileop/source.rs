@@ -81,6 +81,8 @@ pub(crate) struct Listing {
     pub keep_owner: bool,
     /// The context directory, for a copy from one.
     pub context: Option<DirFd>,
+    /// Whether the source's files never change in place (see [`CopySource::Dir`]).
+    pub immutable: bool,
 }
 
 impl Listing {
@@ -123,6 +125,7 @@ pub(crate) fn list(
             root,
             excludes,
             selections,
+            immutable,
         } => {
             let fresh;
             let sel = match selections.get(&index) {
@@ -149,6 +152,7 @@ pub(crate) fn list(
                 items,
                 keep_owner: false,
                 context: Some(DirFd::open(root)?),
+                immutable: *immutable,
             })
         }
         CopySource::Snapshot(snap) => {
@@ -157,6 +161,8 @@ pub(crate) fn list(
                 items,
                 keep_owner: true,
                 context: None,
+                // Committed layers are never written again.
+                immutable: true,
             })
         }
     }

@@ -44,6 +44,9 @@ pub(crate) struct Writer<'a> {
     /// The final mtime of every directory in the diff. Adding a child changes a
     /// directory's mtime on disk, so all of them are set once, at the end.
     dir_times: BTreeMap<PathBuf, i64>,
+    /// Whether files may be hard links to immutable sources (see
+    /// [`crate::apply_file_op_shared`]).
+    pub share: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -66,6 +69,7 @@ impl<'a> Writer<'a> {
             view,
             diff,
             dir_times,
+            share: false,
         })
     }
 
@@ -236,6 +240,30 @@ impl<'a> Writer<'a> {
         }
         self.touch_parent(rel, now);
         Ok(())
+    }
+
+    /// Makes `rel` another name of `src`, an open immutable file that already has
+    /// the owner, mode, mtime and capabilities the copy needs. False, with nothing
+    /// changed, when the filesystem cannot link it (another filesystem, the link
+    /// limit): the caller copies instead.
+    pub fn link_file(&mut self, rel: &Path, src: &fs::File, now: i64) -> Result<bool> {
+        check_name(rel)?;
+        self.clear(rel)?;
+        match sys::link_fd(src, &self.host(rel)) {
+            Ok(()) => {
+                self.touch_parent(rel, now);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::EMLINK | libc::EPERM)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn create_symlink(&mut self, rel: &Path, target: &Path, a: Attrs, now: i64) -> Result<()> {

@@ -228,6 +228,7 @@ fn copy_of(
             root: &dir.root,
             excludes: dir.excludes.as_ref(),
             selections: &selections,
+            immutable: dir.immutable,
         },
     };
     let layer = apply_file_op(&root.layers, &Snapshot::scratch(), &file, &[source])
