@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use buildd_proto::control::{FileRequest, Stat, SyncRequest, TransferStats, server_message::Msg};
@@ -22,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 use tokio::task::block_in_place;
 
+use crate::durability::Durability;
 use crate::mirror::{Changes, Kind, Listing, Mirror, MirrorError, PendingFile, kind};
 use crate::session::{Answer, Session, SessionError};
 
@@ -124,6 +126,35 @@ pub struct MirrorLock {
     rw: Arc<RwLock<()>>,
     /// Held by the one sync deciding to change the mirror.
     change: tokio::sync::Mutex<()>,
+    /// The last change is complete but maybe not on disk yet: the marker is
+    /// still there, and means "not durable", not "cut short" (see
+    /// [`Durability`](crate::durability::Durability)).
+    unsynced: AtomicBool,
+}
+
+impl MirrorLock {
+    /// Syncs the filesystem holding the mirror at `dir` and removes its marker,
+    /// unless the mirror is durable already.
+    pub(crate) async fn make_durable(&self, dir: &Path) -> std::io::Result<()> {
+        // No sync changes the mirror between the flush and the unmarking.
+        let _changing = self.change.lock().await;
+        if !self.unsynced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (dir, marker) = (dir.to_owned(), syncing_marker(dir));
+        tokio::task::spawn_blocking(move || {
+            // The parent: a pruned mirror is gone, its directory of mirrors is not.
+            syncfs(dir.parent().unwrap_or(&dir))?;
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.unsynced.store(false, Ordering::Release);
+        Ok(())
+    }
 }
 
 /// One lock per mirror directory.
@@ -206,6 +237,7 @@ pub async fn list(
 pub async fn sync(
     session: &Session,
     locks: &MirrorLocks,
+    durability: &Durability,
     dir: &Path,
     sel: &Selection,
     limits: &ContextLimits,
@@ -238,7 +270,7 @@ pub async fn sync(
             // An empty listing diffs clean against no directory at all, but the
             // build still needs the (empty) mirror to exist.
             && dir.is_dir()
-            && !syncing_marker(dir).exists();
+            && (lock.unsynced.load(Ordering::Acquire) || !syncing_marker(dir).exists());
         Ok(same.then_some(read))
     };
     let done = |guard| {
@@ -263,8 +295,9 @@ pub async fn sync(
     let write = lock.rw.clone().write_owned().await;
     let marker = syncing_marker(dir);
     // A sync cut short (crash) may have left files whose metadata says more than
-    // their data: start that mirror over.
-    if marker.exists() {
+    // their data: start that mirror over. A marker of a complete change that is
+    // not durable yet is not that.
+    if marker.exists() && !lock.unsynced.load(Ordering::Acquire) {
         let _ = block_in_place(|| std::fs::remove_dir_all(dir));
     }
     let changes = block_in_place(|| crate::mirror::diff(dir, &listing)).map_err(mirror_err)?;
@@ -305,19 +338,12 @@ pub async fn sync(
         &|done| progress(done, total),
     )
     .await?;
-    block_in_place(|| {
-        mirror.finish_dirs(&listing)?;
-        // Durable before the marker goes, so a crash cannot leave a mirror that
-        // looks complete and is not.
-        syncfs(dir)
-            .and_then(|()| std::fs::remove_file(&marker))
-            .map_err(|source| MirrorError::Io {
-                dir: dir.to_owned(),
-                path: String::new(),
-                source,
-            })
-    })
-    .map_err(mirror_err)?;
+    block_in_place(|| mirror.finish_dirs(&listing)).map_err(mirror_err)?;
+    // The marker goes once the files are on disk, in the background: a crash
+    // before that starts the mirror over, it can never leave one that looks
+    // complete and is not.
+    lock.unsynced.store(true, Ordering::Release);
+    durability.mirror_changed(dir, lock.clone());
     Ok((
         SyncedMirror {
             dir: dir.to_owned(),

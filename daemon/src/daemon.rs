@@ -10,6 +10,7 @@ use buildd_engine::Engine;
 use tokio::sync::{RwLock, Semaphore, watch};
 
 use crate::context_sync::MirrorLocks;
+use crate::durability::Durability;
 use crate::session::SessionRegistry;
 use crate::status::StatusBoard;
 
@@ -66,6 +67,8 @@ pub struct Daemon {
     pub sessions: Arc<SessionRegistry>,
     pub status: StatusBoard,
     pub mirrors: MirrorLocks,
+    /// Makes what builds wrote durable in the background.
+    pub durability: Arc<Durability>,
     /// Builds beyond the limit wait here.
     pub builds: Semaphore,
     pub running: AtomicU32,
@@ -92,6 +95,7 @@ impl Daemon {
             sessions: Arc::default(),
             status: StatusBoard::default(),
             mirrors: MirrorLocks::default(),
+            durability: Arc::default(),
             running: AtomicU32::new(0),
             storage: RwLock::new(()),
             shutdown,

@@ -66,7 +66,7 @@ pub async fn solve_definition(
             progress: Some(progress.clone()),
         })
         .await;
-    engine.flush_async().await.map_err(BuildError::from)?;
+    daemon.durability.request();
     let snapshot = match &result.map_err(BuildError::from)?.output {
         Ref::Snapshot(s) => s.clone(),
         Ref::Local(_) => return Err(BuildError::LocalResult.into()),
@@ -91,6 +91,6 @@ pub async fn solve_definition(
         Some(&progress),
     )
     .await?;
-    engine.flush_async().await.map_err(BuildError::from)?;
+    daemon.durability.request();
     Ok(manifests)
 }

@@ -14,6 +14,7 @@ pub mod control_server;
 pub mod credentials;
 pub mod daemon;
 pub mod definition;
+pub mod durability;
 pub mod exporters;
 pub mod info;
 pub mod mirror;

@@ -141,6 +141,11 @@ pub async fn serve_until(
         config.policy.clone(),
         shutdown.clone(),
     ));
+    let durability = daemon.durability.clone();
+    let flusher = {
+        let (durability, engine) = (durability.clone(), engine.clone());
+        tokio::spawn(async move { durability.run(&engine).await })
+    };
     tracing::info!(
         socket = %config.socket.display(),
         root = %config.root.display(),
@@ -198,9 +203,9 @@ pub async fn serve_until(
     drop(served);
     let _ = std::fs::remove_file(&config.socket);
     drop(daemon);
-    if let Err(e) = tokio::task::block_in_place(|| engine.flush()) {
-        tracing::error!("flushing the engine: {e}");
-    }
+    // What the last builds wrote: mirrors, layers, then the records.
+    flusher.abort();
+    durability.flush(&engine).await;
     result.map_err(ServeError::from)
 }
 

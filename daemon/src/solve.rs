@@ -341,6 +341,7 @@ async fn sync_local(
     let result = context_sync::sync(
         session,
         &daemon.mirrors,
+        &daemon.durability,
         &dir,
         sel,
         limits,

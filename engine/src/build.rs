@@ -176,14 +176,19 @@ pub async fn build(
         // A target of only scratch and config instructions: an empty filesystem.
         Snapshot::scratch()
     } else {
-        solve(
+        let solved = solve(
             engine,
             &compiled.definition,
             req,
             registry.clone(),
             progress.clone(),
         )
-        .await?
+        .await;
+        if solved.is_err() {
+            // Whatever happened, what was recorded must survive the process.
+            engine.flush_async().await?;
+        }
+        solved?
     };
 
     let manifests = export_result(
@@ -198,8 +203,10 @@ pub async fn build(
         },
         progress.as_ref(),
     )
-    .await?;
+    .await;
+    // One sync for the solve and the export (the process ends after this build).
     engine.flush_async().await?;
+    let manifests = manifests?;
     Ok(BuildOutcome {
         image: compiled.image,
         snapshot,
@@ -243,8 +250,6 @@ async fn solve(
             progress,
         })
         .await;
-    // Whatever happened, what was recorded must survive the process.
-    engine.flush_async().await?;
     match &result?.output {
         Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
         Ref::Local(_) => Err(BuildError::LocalResult),
