@@ -201,7 +201,12 @@ async fn run(
         .await?;
         let build = buildd_engine::build::build(&daemon.engine, &build_req, Some(tx));
         let outcome = forward(
-            async { build.await.map_err(SolveError::from) },
+            async {
+                let built = build.await;
+                // Whatever happened, what was recorded becomes durable, later.
+                daemon.durability.request();
+                built.map_err(SolveError::from)
+            },
             rx,
             publisher,
         )
@@ -531,6 +536,9 @@ async fn prepare_dockerfile(
         registry,
         max_parallelism: Some(daemon.limits.max_build_parallelism),
         resolver: Some(resolver),
+        // A mirror, or the empty context.
+        immutable_context: true,
+        defer_flush: true,
     };
     Ok((build_req, mirror, filename.to_owned()))
 }

@@ -131,3 +131,77 @@ fn context_at(ctx: &Path, dockerfile: &str) -> std::path::PathBuf {
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     ctx.to_owned()
 }
+
+/// Every `<root>/layers/*/<rel>`, with content and permission bits.
+fn layer_files(root: &Path, rel: &str) -> Vec<(std::path::PathBuf, String, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root.join("layers")).unwrap() {
+        let p = e.unwrap().path().join(rel);
+        if let Ok(md) = std::fs::symlink_metadata(&p) {
+            out.push((
+                p.clone(),
+                std::fs::read_to_string(&p).unwrap(),
+                md.mode() & 0o7777,
+            ));
+        }
+    }
+    out
+}
+
+/// COPY from the context links the mirror's file into the layer. Neither a RUN
+/// writing to the copy nor the client changing the file's mode may reach the
+/// mirror's file or the committed layer.
+#[tokio::test(flavor = "multi_thread")]
+async fn linked_copies_stay_as_committed_when_a_run_or_the_client_changes_the_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(ctx) = context(
+        "FROM scratch\nCOPY rootfs/ /\nCOPY data.txt /data.txt\n\
+         RUN echo changed >> /data.txt && chmod 600 /data.txt\n",
+    ) else {
+        return;
+    };
+    let data = ctx.path().join("data.txt");
+    std::fs::write(&data, "original\n").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Daemon::start(&[]);
+    let client = d.client().await;
+    let s = TestSession::open(&client, "linker", served(ctx.path())).await;
+    solve(&client, dockerfile_solve("r1", &s, "linked"))
+        .await
+        .unwrap();
+
+    let mirror = buildd_daemon::context_sync::mirror_dir(&d.root(), "linked").join("data.txt");
+    let mirror_ino = std::fs::metadata(&mirror).unwrap().ino();
+    let copies = layer_files(&d.root(), "data.txt");
+    let copied: Vec<_> = copies
+        .iter()
+        .filter(|(_, c, _)| c == "original\n")
+        .collect();
+    assert_eq!(copied.len(), 1, "{copies:?}");
+    let (copy_path, _, copy_mode) = copied[0].clone();
+    assert_eq!(copy_mode, 0o644);
+    // Shared storage, not a copy of the bytes.
+    assert_eq!(std::fs::metadata(&copy_path).unwrap().ino(), mirror_ino);
+    // The RUN wrote to its own copy (overlayfs copy-up).
+    assert!(
+        copies
+            .iter()
+            .any(|(_, c, m)| c == "original\nchanged\n" && *m == 0o600),
+        "{copies:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&mirror).unwrap(), "original\n");
+
+    // A mode change on the client only changes metadata: the mirror's file gets
+    // a copy of its own, the committed layer keeps what it had.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o640)).unwrap();
+    solve(&client, dockerfile_solve("r2", &s, "linked"))
+        .await
+        .unwrap();
+    let md = std::fs::metadata(&copy_path).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.ino()), (0o644, mirror_ino));
+    assert_eq!(std::fs::read_to_string(&copy_path).unwrap(), "original\n");
+    let mirror_md = std::fs::metadata(&mirror).unwrap();
+    assert_eq!(mirror_md.mode() & 0o7777, 0o640);
+    assert_ne!(mirror_md.ino(), mirror_ino);
+}

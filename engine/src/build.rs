@@ -51,6 +51,12 @@ pub struct BuildRequest {
     /// The resolver for `FROM`, when the caller already resolved with it (its
     /// answers are kept, so both see the same digests); `None` makes one.
     pub resolver: Option<Arc<BuildResolver>>,
+    /// The context is immutable per file (a daemon's mirror: files are replaced
+    /// by rename, never changed in place), so COPY may link its files.
+    pub immutable_context: bool,
+    /// The caller makes the build's records durable later ([`Engine::flush`], a
+    /// daemon's background flusher); by default the build does before returning.
+    pub defer_flush: bool,
 }
 
 #[derive(Debug)]
@@ -184,7 +190,7 @@ pub async fn build(
             progress.clone(),
         )
         .await;
-        if solved.is_err() {
+        if solved.is_err() && !req.defer_flush {
             // Whatever happened, what was recorded must survive the process.
             engine.flush_async().await?;
         }
@@ -204,8 +210,10 @@ pub async fn build(
         progress.as_ref(),
     )
     .await;
-    // One sync for the solve and the export (the process ends after this build).
-    engine.flush_async().await?;
+    // One sync for the solve and the export.
+    if !req.defer_flush {
+        engine.flush_async().await?;
+    }
     let manifests = manifests?;
     Ok(BuildOutcome {
         image: compiled.image,
@@ -230,8 +238,7 @@ async fn solve(
     })?;
     let ctx = Arc::new(BuildCtx {
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
-        // The user's own directory: it may change under a layer at any time.
-        immutable_locals: false,
+        immutable_locals: req.immutable_context,
         no_cache: req.no_cache,
         allow_network_host: req.allow.iter().any(|a| a == "network.host"),
         allow_insecure: req.allow.iter().any(|a| a == "security.insecure"),

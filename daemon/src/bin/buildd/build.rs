@@ -87,6 +87,10 @@ pub fn run(
         // One build in this process: the engine's bound is the build's.
         max_parallelism: None,
         resolver: None,
+        // The user's own directory: it may change under a layer at any time.
+        immutable_context: false,
+        // The process ends after this build: durable before it says done.
+        defer_flush: false,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());
