@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use buildd_engine::export::OutputSpec;
+use buildd_engine::export::{OutputSpec, StreamSink};
 use buildd_proto::control::{ExportData, Exporter, server_message::Msg};
 use tokio::sync::mpsc;
 
-use crate::session::{Answer, Session, SessionError};
+use crate::session::{Answer, Answers, Session, SessionError};
 
 /// Bytes per ExportData message.
 const CHUNK: usize = 256 << 10;
@@ -46,6 +47,12 @@ pub enum Plan {
         spec: OutputSpec,
         path: PathBuf,
         directory: bool,
+    },
+    /// An engine output (an OCI tar) going to the client as the engine writes it.
+    Live {
+        index: usize,
+        spec: OutputSpec,
+        chunks: LiveChunks,
     },
     /// Names for the daemon's image store, and pushed to their registries when
     /// `push` is set.
@@ -86,16 +93,29 @@ fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, Exporter
                 .remove("name")
                 .filter(|n| !n.is_empty())
                 .map(str::to_owned);
-            Plan::Stream {
-                index,
-                spec: OutputSpec::Oci {
-                    dest: path.clone(),
-                    tar,
-                    name,
-                    compression,
-                },
-                path,
-                directory: !tar,
+            if tar {
+                let (sink, chunks) = LiveChunks::new();
+                Plan::Live {
+                    index,
+                    spec: OutputSpec::OciStream {
+                        sink,
+                        name,
+                        compression,
+                    },
+                    chunks,
+                }
+            } else {
+                Plan::Stream {
+                    index,
+                    spec: OutputSpec::Oci {
+                        dest: path.clone(),
+                        tar: false,
+                        name,
+                        compression,
+                    },
+                    path,
+                    directory: true,
+                }
             }
         }
         "local" => Plan::Stream {
@@ -187,16 +207,147 @@ pub async fn discard(path: PathBuf, directory: bool) {
     .await;
 }
 
-/// Streams the output at `path` to the client as exporter `index`'s data and waits
-/// for the client's acknowledgement.
+type Chunks = mpsc::Receiver<std::io::Result<Vec<u8>>>;
+
+/// The receiving end of a live output: what the engine's export writes into the
+/// [`StreamSink`] arrives here, to go to the client as it is produced.
+#[derive(Clone)]
+pub struct LiveChunks(Arc<Mutex<Option<Chunks>>>);
+
+impl LiveChunks {
+    /// A sink for the engine and where its chunks arrive.
+    fn new() -> (StreamSink, Self) {
+        let (tx, rx) = mpsc::channel(4);
+        let sink = StreamSink::new(ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        });
+        (sink, Self(Arc::new(Mutex::new(Some(rx)))))
+    }
+
+    fn take(&self) -> Option<Chunks> {
+        self.0.lock().unwrap().take()
+    }
+}
+
+impl std::fmt::Debug for LiveChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveChunks")
+    }
+}
+
+/// An output whose bytes went to the client, not yet ended: the client keeps it
+/// only after [`Forwarded::finish`] (a build that fails after exporting must not
+/// leave a complete-looking file).
+pub struct Forwarded<'s> {
+    session: &'s Session,
+    index: usize,
+    id: u64,
+    directory: bool,
+    answers: Option<Answers<'s>>,
+}
+
+/// Sends every chunk of `chunks` to the client as exporter `index`'s data, as it
+/// comes, until its writer is gone.
+pub async fn forward<'s>(
+    session: &'s Session,
+    index: usize,
+    directory: bool,
+    mut chunks: Chunks,
+    what: &Path,
+) -> Result<Forwarded<'s>, ExporterError> {
+    let mut out = Forwarded {
+        session,
+        index,
+        id: session.next_id(),
+        directory,
+        answers: None,
+    };
+    while let Some(chunk) = chunks.recv().await {
+        let data = chunk.map_err(|source| ExporterError::Io {
+            index,
+            path: what.to_owned(),
+            source,
+        })?;
+        out.send(data, false).await?;
+    }
+    Ok(out)
+}
+
+/// Forwards the live outputs among `plans`, in order (the engine exports them
+/// in that order), while the build that writes them runs.
+pub async fn forward_live<'s>(
+    session: &'s Session,
+    plans: &[Plan],
+) -> Result<Vec<Forwarded<'s>>, ExporterError> {
+    let mut out = Vec::new();
+    for plan in plans {
+        if let Plan::Live { index, chunks, .. } = plan
+            && let Some(rx) = chunks.take()
+        {
+            out.push(forward(session, *index, false, rx, Path::new("the output stream")).await?);
+        }
+    }
+    Ok(out)
+}
+
+impl Forwarded<'_> {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    async fn send(&mut self, data: Vec<u8>, eof: bool) -> Result<(), ExporterError> {
+        let msg = Msg::Export(ExportData {
+            id: self.id,
+            exporter: self.index as u32,
+            data,
+            eof,
+            directory: self.directory,
+        });
+        let session_err = |source| ExporterError::Session {
+            index: self.index,
+            source,
+        };
+        if self.answers.is_none() {
+            // The first message opens the request the client acknowledges.
+            self.answers = Some(
+                self.session
+                    .request(self.id, msg)
+                    .await
+                    .map_err(session_err)?,
+            );
+        } else {
+            self.session.send(msg).await.map_err(session_err)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the output and waits for the client's acknowledgement.
+    pub async fn finish(mut self) -> Result<(), ExporterError> {
+        self.send(Vec::new(), true).await?;
+        let index = self.index;
+        let session_err = |source| ExporterError::Session { index, source };
+        let mut answers = self.answers.take().expect("the eof chunk was sent");
+        match answers.next().await.map_err(session_err)? {
+            Answer::ExportAck(ack) if ack.error.is_empty() => Ok(()),
+            Answer::ExportAck(ack) => Err(ExporterError::Client {
+                index,
+                message: ack.error,
+            }),
+            _ => Err(session_err(answers.unexpected())),
+        }
+    }
+}
+
+/// Streams the output at `path` (a file, or a directory as a tar stream) to the
+/// client as exporter `index`'s data and waits for the client's acknowledgement.
 pub async fn send(
     session: &Session,
     index: usize,
     path: &Path,
     directory: bool,
 ) -> Result<(), ExporterError> {
-    let session_err = |source| ExporterError::Session { index, source };
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     let (src, dir) = (path.to_owned(), directory);
     // Reading and tarring are blocking; chunks come back over a small channel.
     let reader = tokio::task::spawn_blocking(move || {
@@ -214,49 +365,9 @@ pub async fn send(
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let id = session.next_id();
-    let mut first = true;
-    let mut answers = None;
-    loop {
-        let chunk = match rx.recv().await {
-            Some(Ok(data)) => Some(data),
-            Some(Err(source)) => {
-                return Err(ExporterError::Io {
-                    index,
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-            None => None,
-        };
-        let eof = chunk.is_none();
-        let msg = Msg::Export(ExportData {
-            id,
-            exporter: index as u32,
-            data: chunk.unwrap_or_default(),
-            eof,
-            directory,
-        });
-        if first {
-            answers = Some(session.request(id, msg).await.map_err(session_err)?);
-            first = false;
-        } else {
-            session.send(msg).await.map_err(session_err)?;
-        }
-        if eof {
-            break;
-        }
-    }
+    let forwarded = forward(session, index, directory, rx, path).await;
     let _ = reader.await;
-    let mut answers = answers.expect("at least the eof chunk was sent");
-    match answers.next().await.map_err(session_err)? {
-        Answer::ExportAck(ack) if ack.error.is_empty() => Ok(()),
-        Answer::ExportAck(ack) => Err(ExporterError::Client {
-            index,
-            message: ack.error,
-        }),
-        _ => Err(session_err(answers.unexpected())),
-    }
+    forwarded?.finish().await
 }
 
 fn copy(r: &mut impl Read, w: &mut impl Write) -> std::io::Result<()> {

@@ -161,7 +161,7 @@ async fn run(
     let mut outputs = Vec::new();
     for plan in plans {
         match plan {
-            Plan::Stream { spec, .. } => outputs.push(spec.clone()),
+            Plan::Stream { spec, .. } | Plan::Live { spec, .. } => outputs.push(spec.clone()),
             Plan::Image { names, push: false } => tags.extend(names.iter().cloned()),
             Plan::Image { names, push: true } => {
                 outputs.extend(names.iter().map(|name| OutputSpec::Image {
@@ -173,7 +173,7 @@ async fn run(
         }
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let (manifests, warnings, _mirrors) = if req.frontend.is_empty() {
+    let (manifests, warnings, live, _mirrors) = if req.frontend.is_empty() {
         let def = Definition::decode(req.definition.as_slice())
             .map_err(|e| SolveError::Definition(e.to_string()))?;
         let graph = Graph::load(&def).map_err(|e| SolveError::Definition(e.to_string()))?;
@@ -185,8 +185,8 @@ async fn run(
         let build = crate::definition::solve_definition(
             daemon, session, graph, &mirrors, req, &outputs, &tags, tx,
         );
-        let manifests = forward(build, rx, publisher).await?;
-        (manifests, Vec::new(), mirrors.into_values().collect())
+        let (manifests, live) = forward(build, rx, publisher, session, plans).await?;
+        (manifests, Vec::new(), live, mirrors.into_values().collect())
     } else {
         let (build_req, mirror, file) = prepare_dockerfile(
             daemon,
@@ -200,7 +200,7 @@ async fn run(
         )
         .await?;
         let build = buildd_engine::build::build(&daemon.engine, &build_req, Some(tx));
-        let outcome = forward(
+        let (outcome, live) = forward(
             async {
                 let built = build.await;
                 // Whatever happened, what was recorded becomes durable, later.
@@ -209,6 +209,8 @@ async fn run(
             },
             rx,
             publisher,
+            session,
+            plans,
         )
         .await?;
         let warnings: Vec<Warning> = outcome
@@ -226,12 +228,14 @@ async fn run(
         (
             outcome.manifests,
             warnings,
+            live,
             mirror.into_iter().collect::<Vec<_>>(),
         )
     };
 
     let mut responses = Vec::new();
     let mut oci = manifests.iter();
+    let mut live = live.into_iter();
     for plan in plans {
         let mut values = BTreeMap::new();
         match plan {
@@ -249,6 +253,22 @@ async fn run(
                 exporters::send(session, *index, path, *directory).await?;
                 // The client has it: the daemon's copy goes now, not with the build.
                 exporters::discard(path.clone(), *directory).await;
+            }
+            Plan::Live { index, .. } => {
+                if let Some(m) = oci.next() {
+                    values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+                }
+                // The bytes went while the build ran; now the output ends.
+                match live.next() {
+                    Some(f) if f.index() == *index => f.finish().await?,
+                    _ => {
+                        return Err(ExporterError::Invalid {
+                            index: *index,
+                            message: "its stream was not forwarded".to_owned(),
+                        }
+                        .into());
+                    }
+                }
             }
             Plan::Image { names, push } => {
                 values.insert("image.name".to_owned(), names.join(","));
@@ -271,24 +291,43 @@ async fn run(
     })
 }
 
-/// Runs `build` while passing its progress events to the publisher.
-async fn forward<T>(
+/// Runs `build` while passing its progress events to the publisher and the live
+/// outputs' bytes to the client as the build exports them.
+async fn forward<'s, T>(
     build: impl std::future::Future<Output = Result<T, SolveError>>,
     mut rx: mpsc::UnboundedReceiver<ProgressEvent>,
     publisher: &Mutex<Publisher>,
-) -> Result<T, SolveError> {
+    session: &'s Session,
+    plans: &[Plan],
+) -> Result<(T, Vec<exporters::Forwarded<'s>>), SolveError> {
+    let live = exporters::forward_live(session, plans);
     tokio::pin!(build);
+    tokio::pin!(live);
+    let mut streamed = None;
     loop {
         tokio::select! {
             biased;
             Some(ev) = rx.recv() => publisher.lock().unwrap().event(ev),
+            s = &mut live, if streamed.is_none() => streamed = Some(s),
             r = &mut build => {
                 // Jobs shared with other builds may keep the sender alive: take
                 // what is there and stop.
                 while let Ok(ev) = rx.try_recv() {
                     publisher.lock().unwrap().event(ev);
                 }
-                return r;
+                let r = r?;
+                // Every live output is exported by now; a writer the engine did
+                // not take goes too, so forwarding ends.
+                for plan in plans {
+                    if let Plan::Live { spec: OutputSpec::OciStream { sink, .. }, .. } = plan {
+                        drop(sink.take());
+                    }
+                }
+                let streamed = match streamed {
+                    Some(s) => s,
+                    None => live.await,
+                };
+                return Ok((r, streamed?));
             }
         }
     }

@@ -12,7 +12,8 @@ use buildd_snapshot::Snapshot;
 
 use crate::engine::Engine;
 use crate::export::{
-    ExportError, OciExport, OutputSpec, build_image, export_local, export_oci, push_image,
+    ExportError, OciExport, OutputSpec, build_image, export_local, export_oci, export_oci_stream,
+    push_image,
 };
 use crate::images::{ImageRecord, normalize_name, now_rfc3339};
 use crate::ops::Ref;
@@ -408,6 +409,31 @@ fn export(
             },
         )
         .map(Some),
+        OutputSpec::OciStream {
+            sink,
+            name,
+            compression,
+        } => {
+            let dest = Path::new("the output stream");
+            let mut out = sink.take().ok_or_else(|| ExportError::Io {
+                path: dest.to_owned(),
+                source: std::io::Error::other("the stream was already written"),
+            })?;
+            export_oci_stream(
+                root,
+                snap,
+                image,
+                &OciExport {
+                    dest,
+                    tar: true,
+                    name: name.as_deref(),
+                    compression: *compression,
+                    source_date_epoch,
+                },
+                &mut out,
+            )
+            .map(Some)
+        }
         OutputSpec::Local { dest } => export_local(&root.layers, snap, dest).map(|()| None),
         OutputSpec::Image { .. } => unreachable!("images are exported by export_output"),
     }
@@ -425,6 +451,10 @@ impl ExportStep {
     fn start(tx: Option<&ProgressSender>, spec: &OutputSpec) -> Self {
         let (name, dest) = match spec {
             OutputSpec::Oci { dest, .. } => ("exporting to oci image format".to_owned(), dest),
+            OutputSpec::OciStream { .. } => (
+                "exporting to oci image format".to_owned(),
+                &PathBuf::from("the output stream"),
+            ),
             OutputSpec::Local { dest } => ("exporting to client directory".to_owned(), dest),
             OutputSpec::Image { name, push, .. } => {
                 let what = if *push { "pushing" } else { "naming" };

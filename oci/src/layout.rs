@@ -25,6 +25,9 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 pub enum LayoutTarget {
     Dir(PathBuf),
     Tar(PathBuf),
+    /// A tar archive written to a stream by [`LayoutWriter::finish_stream`], as it
+    /// is produced (to a daemon's client), never staged in a file.
+    TarStream,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +77,8 @@ enum State {
     Dir(PathBuf),
     /// Blobs are kept (by path, or in memory for small JSON) until `finish` writes them sorted.
     Tar {
-        dest: PathBuf,
+        /// None for [`LayoutTarget::TarStream`].
+        dest: Option<PathBuf>,
         blobs: BTreeMap<Digest, TarBlob>,
     },
 }
@@ -104,10 +108,14 @@ impl LayoutWriter {
                     })
                     .map_err(io_err(parent))?;
                 State::Tar {
-                    dest,
+                    dest: Some(dest),
                     blobs: BTreeMap::new(),
                 }
             }
+            LayoutTarget::TarStream => State::Tar {
+                dest: None,
+                blobs: BTreeMap::new(),
+            },
         };
         Ok(Self { state })
     }
@@ -192,21 +200,44 @@ impl LayoutWriter {
                 sync_dir(&root)
             }
             State::Tar { dest, blobs } => {
-                for m in &index.manifests {
-                    if !m
-                        .digest
-                        .parse::<Digest>()
-                        .is_ok_and(|d| blobs.contains_key(&d))
-                    {
-                        return Err(LayoutError::MissingBlob {
-                            digest: m.digest.clone(),
-                        });
-                    }
-                }
+                check_tar_index(&blobs, index)?;
+                let dest = dest.ok_or_else(|| LayoutError::Io {
+                    path: PathBuf::new(),
+                    source: io::Error::other("a streamed layout ends with finish_stream"),
+                })?;
                 write_tar(&dest, &blobs, &index_json)
             }
         }
     }
+
+    /// Writes the archive of a [`LayoutTarget::TarStream`] layout to `out`.
+    pub fn finish_stream(self, index: &Index, out: &mut dyn Write) -> Result<(), LayoutError> {
+        let State::Tar { dest: None, blobs } = self.state else {
+            return Err(LayoutError::Io {
+                path: PathBuf::new(),
+                source: io::Error::other("finish_stream is for a TarStream layout"),
+            });
+        };
+        check_tar_index(&blobs, index)?;
+        let mut w = BufWriter::with_capacity(1 << 20, out);
+        write_tar_entries(&mut w, &blobs, &json_blob(index), Path::new("<stream>"))?;
+        w.flush().map_err(io_err(Path::new("<stream>")))
+    }
+}
+
+fn check_tar_index(blobs: &BTreeMap<Digest, TarBlob>, index: &Index) -> Result<(), LayoutError> {
+    for m in &index.manifests {
+        if !m
+            .digest
+            .parse::<Digest>()
+            .is_ok_and(|d| blobs.contains_key(&d))
+        {
+            return Err(LayoutError::MissingBlob {
+                digest: m.digest.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -326,30 +357,12 @@ fn write_tar(
         .tempfile_in(parent)
         .map_err(io_err(parent))?;
     let tmp_path = tmp.path().to_owned();
-    let mut w = BufWriter::new(tmp.as_file());
     let werr = |e| LayoutError::Io {
         path: tmp_path.clone(),
         source: e,
     };
-    for dir in [&b"blobs/"[..], b"blobs/sha256/"] {
-        let mut h = EntryHeader::new(dir, Kind::Dir);
-        h.mode = 0o755;
-        tarfmt::write_header(&mut w, &h).map_err(werr)?;
-    }
-    for (digest, blob) in blobs {
-        let name = format!("blobs/sha256/{}", digest.hex());
-        match blob {
-            TarBlob::File { path, size } => {
-                tar_file_header(&mut w, name.as_bytes(), *size).map_err(werr)?;
-                copy_verified(*digest, *size, path, &mut w)?;
-                tarfmt::write_padding(&mut w, *size).map_err(werr)?;
-            }
-            TarBlob::Bytes(bytes) => tar_file(&mut w, name.as_bytes(), bytes).map_err(werr)?,
-        }
-    }
-    tar_file(&mut w, b"index.json", index_json).map_err(werr)?;
-    tar_file(&mut w, b"oci-layout", OCI_LAYOUT).map_err(werr)?;
-    tarfmt::write_end(&mut w).map_err(werr)?;
+    let mut w = BufWriter::new(tmp.as_file());
+    write_tar_entries(&mut w, blobs, index_json, &tmp_path)?;
     w.flush().map_err(werr)?;
     drop(w);
     // tempfile creates 0600; an exported image is an ordinary readable file.
@@ -362,6 +375,38 @@ fn write_tar(
         source: e.error,
     })?;
     sync_dir(parent)
+}
+
+/// The layout's entries, blobs sorted by digest, then index.json and oci-layout.
+fn write_tar_entries(
+    w: &mut impl Write,
+    blobs: &BTreeMap<Digest, TarBlob>,
+    index_json: &[u8],
+    what: &Path,
+) -> Result<(), LayoutError> {
+    let werr = |e| LayoutError::Io {
+        path: what.to_owned(),
+        source: e,
+    };
+    for dir in [&b"blobs/"[..], b"blobs/sha256/"] {
+        let mut h = EntryHeader::new(dir, Kind::Dir);
+        h.mode = 0o755;
+        tarfmt::write_header(w, &h).map_err(werr)?;
+    }
+    for (digest, blob) in blobs {
+        let name = format!("blobs/sha256/{}", digest.hex());
+        match blob {
+            TarBlob::File { path, size } => {
+                tar_file_header(w, name.as_bytes(), *size).map_err(werr)?;
+                copy_verified(*digest, *size, path, w)?;
+                tarfmt::write_padding(w, *size).map_err(werr)?;
+            }
+            TarBlob::Bytes(bytes) => tar_file(w, name.as_bytes(), bytes).map_err(werr)?,
+        }
+    }
+    tar_file(w, b"index.json", index_json).map_err(werr)?;
+    tar_file(w, b"oci-layout", OCI_LAYOUT).map_err(werr)?;
+    tarfmt::write_end(w).map_err(werr)
 }
 
 fn tar_file_header(w: &mut impl Write, name: &[u8], size: u64) -> io::Result<()> {

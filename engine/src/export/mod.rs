@@ -14,9 +14,9 @@ mod spec;
 pub(crate) use layers::{BlobRecord, blob_key_layer};
 pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
-pub use oci::{BuiltImage, OciExport, build_image, export_oci};
+pub use oci::{BuiltImage, OciExport, build_image, export_oci, export_oci_stream};
 pub use push::push_image;
-pub use spec::{OutputSpec, OutputSpecError};
+pub use spec::{OutputSpec, OutputSpecError, StreamSink};
 
 use std::path::PathBuf;
 

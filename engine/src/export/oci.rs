@@ -101,6 +101,45 @@ pub fn export_oci(
     image: &ImageConfig,
     opts: &OciExport<'_>,
 ) -> Result<Descriptor, ExportError> {
+    let target = if opts.tar {
+        LayoutTarget::Tar(opts.dest.to_owned())
+    } else {
+        LayoutTarget::Dir(opts.dest.to_owned())
+    };
+    let (w, index, desc) = layout(root, snap, image, opts, target)?;
+    w.finish(&index).map_err(|source| ExportError::Layout {
+        dest: opts.dest.to_owned(),
+        source,
+    })?;
+    Ok(desc)
+}
+
+/// Writes the image as an OCI layout tar to `out` as it goes (`opts.dest` only
+/// names it in errors) and returns the manifest's descriptor.
+pub fn export_oci_stream(
+    root: &Root,
+    snap: &Snapshot,
+    image: &ImageConfig,
+    opts: &OciExport<'_>,
+    out: &mut dyn std::io::Write,
+) -> Result<Descriptor, ExportError> {
+    let (w, index, desc) = layout(root, snap, image, opts, LayoutTarget::TarStream)?;
+    w.finish_stream(&index, out)
+        .map_err(|source| ExportError::Layout {
+            dest: opts.dest.to_owned(),
+            source,
+        })?;
+    Ok(desc)
+}
+
+/// The image's blobs in a layout writer, and the index that finishes it.
+fn layout(
+    root: &Root,
+    snap: &Snapshot,
+    image: &ImageConfig,
+    opts: &OciExport<'_>,
+    target: LayoutTarget,
+) -> Result<(LayoutWriter, Index, Descriptor), ExportError> {
     let BuiltImage {
         layers,
         config,
@@ -112,11 +151,6 @@ pub fn export_oci(
     let layout_err = |source| ExportError::Layout {
         dest: opts.dest.to_owned(),
         source,
-    };
-    let target = if opts.tar {
-        LayoutTarget::Tar(opts.dest.to_owned())
-    } else {
-        LayoutTarget::Dir(opts.dest.to_owned())
     };
     let mut w = LayoutWriter::new(target).map_err(layout_err)?;
     let blobs = layers
@@ -142,8 +176,7 @@ pub fn export_oci(
         manifests: vec![index_desc],
         annotations: BTreeMap::new(),
     };
-    w.finish(&index).map_err(layout_err)?;
-    Ok(desc)
+    Ok((w, index, desc))
 }
 
 fn add_blob(

@@ -2,7 +2,10 @@
 //! --output` take it.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use buildd_oci::Compression;
 
@@ -17,6 +20,13 @@ pub enum OutputSpec {
     Local {
         dest: PathBuf,
     },
+    /// An OCI layout tar written to `sink` as it is produced (a daemon streams it to
+    /// its client), never staged in a file.
+    OciStream {
+        sink: StreamSink,
+        name: Option<String>,
+        compression: Compression,
+    },
     /// `type=image,name=N[,push=true]`: stored in the local image store under `name`,
     /// and pushed to its registry when `push` is set.
     Image {
@@ -25,6 +35,37 @@ pub enum OutputSpec {
         compression: Compression,
     },
 }
+
+/// The writer a streamed output goes to. The export takes it, writes the whole
+/// archive and drops it; a sink is used once.
+#[derive(Clone)]
+pub struct StreamSink(Arc<Mutex<Option<Box<dyn Write + Send>>>>);
+
+impl StreamSink {
+    pub fn new(w: impl Write + Send + 'static) -> Self {
+        Self(Arc::new(Mutex::new(Some(Box::new(w)))))
+    }
+
+    /// The writer, the first time.
+    pub fn take(&self) -> Option<Box<dyn Write + Send>> {
+        self.0.lock().unwrap().take()
+    }
+}
+
+impl fmt::Debug for StreamSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamSink")
+    }
+}
+
+/// Sinks are equal when they are the same one.
+impl PartialEq for StreamSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StreamSink {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputSpecError {
