@@ -328,10 +328,17 @@ async fn store_image(
         config,
         created,
     };
-    let images = engine.root.images.clone();
-    tokio::task::spawn_blocking(move || images.put(&record))
-        .await
-        .map_err(|e| BuildError::Internal(format!("image store task: {e}")))??;
+    let (images, layers) = (engine.root.images.clone(), engine.root.layers.clone());
+    tokio::task::spawn_blocking(move || {
+        // The record names layers, and is durable at once: they must be first
+        // (the cache index waits for its flush, image records do not).
+        layers
+            .sync()
+            .map_err(|e| BuildError::Internal(format!("syncing layers: {e}")))?;
+        images.put(&record).map_err(BuildError::from)
+    })
+    .await
+    .map_err(|e| BuildError::Internal(format!("image store task: {e}")))??;
     Ok(())
 }
 

@@ -175,17 +175,24 @@ impl Root {
         let layers = Arc::new(buildd_snapshot::LayerStore::open(path)?);
         // Records reach the durable index only after the layers they name are synced.
         let synced = layers.clone();
+        let content = ContentStore::open(path)?;
+        let blobs = content.clone();
         let index = Arc::new(WriteBehind::new(
             SledIndex::open(&path.join("index"))?,
             Box::new(move || {
                 synced
                     .sync()
-                    .map_err(|e| IndexError::Storage(format!("syncing layers: {e}")))
+                    .map_err(|e| IndexError::Storage(format!("syncing layers: {e}")))?;
+                // Exported blobs are written without an fsync of their own (one
+                // filesystem sync, usually a no-op after the layers').
+                blobs
+                    .sync()
+                    .map_err(|e| IndexError::Storage(format!("syncing blobs: {e}")))
             }),
         ));
         let root = Self {
             path: path.to_owned(),
-            content: ContentStore::open(path)?,
+            content,
             index,
             layers,
             images: Arc::new(ImageStore::open(path)?),
@@ -238,6 +245,20 @@ impl Root {
     /// have reached the disk whole; a later commit of the same id would trust them,
     /// so they go.
     fn recover(&self) -> Result<(), RootError> {
+        // Exported layer blobs are written without an fsync of their own: those the
+        // crashed process wrote may be torn under their real names.
+        if let Ok(since) = fs::metadata(self.path.join(DIRTY)).and_then(|m| m.modified()) {
+            let torn = self
+                .content
+                .drop_torn_since(since)
+                .map_err(|source| RootError::Io {
+                    path: self.content.dir().to_owned(),
+                    source,
+                })?;
+            if torn > 0 {
+                tracing::warn!(root = %self.path.display(), torn, "removed blobs a crash left torn");
+            }
+        }
         let mut named = HashSet::new();
         for record in self.index.values(Table::Results)? {
             if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&record) {

@@ -119,9 +119,11 @@ fn write_file(dest: &Path, rx: mpsc::Receiver<Chunk>) -> Result<(), ExportError>
         std::process::id()
     ));
     let result = (|| {
-        let mut file = File::create(&tmp).map_err(write_err)?;
-        copy(rx, &mut file, &dest.display().to_string())?;
-        file.sync_all().map_err(write_err)?;
+        let file = File::create(&tmp).map_err(write_err)?;
+        let mut out = Writeback::new(file);
+        copy(rx, &mut out, &dest.display().to_string())?;
+        // Most of it is on the disk already: this waits for the tail.
+        out.file.sync_all().map_err(write_err)?;
         fs::rename(&tmp, dest).map_err(write_err)?;
         // The rename itself must survive a crash too.
         File::open(&dir)
@@ -132,6 +134,62 @@ fn write_file(dest: &Path, rx: mpsc::Receiver<Chunk>) -> Result<(), ExportError>
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Starts writing each 8 MiB to the disk as soon as it is written, so the sync
+/// at the end overlaps the transfer instead of following it (and dirty pages
+/// stay bounded).
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+const WRITEBACK_WINDOW: u64 = 8 << 20;
+
+impl Writeback {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    fn range(&self, from: u64, len: u64, flags: libc::c_uint) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a descriptor we own. Only a hint: an error
+        // (e.g. a filesystem without it) leaves the final fsync to do the work.
+        unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), from as i64, len as i64, flags);
+        }
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        while self.written - self.started >= WRITEBACK_WINDOW {
+            self.range(self.started, WRITEBACK_WINDOW, libc::SYNC_FILE_RANGE_WRITE);
+            // Wait for the window before the last one, so at most two are in flight.
+            if self.started >= WRITEBACK_WINDOW {
+                self.range(
+                    self.started - WRITEBACK_WINDOW,
+                    WRITEBACK_WINDOW,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+            self.started += WRITEBACK_WINDOW;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 fn copy(

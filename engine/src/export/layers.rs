@@ -83,7 +83,9 @@ fn layer_blob(
             media_type: compression.media_type(),
         });
     }
-    let mut w = content.writer()?;
+    // write_layer hashes what it writes; the index record that names the blob is
+    // durable only after the next flush syncs it.
+    let mut w = content.writer_deferred()?;
     let opts = LayerOptions {
         compression,
         source_date_epoch,

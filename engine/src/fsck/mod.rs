@@ -8,13 +8,12 @@ mod report;
 mod tests;
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use buildd_proto::Digest;
 use buildd_snapshot::LayerId;
-use sha2::{Digest as _, Sha256};
 
 use crate::cache::{IndexError, Table};
 use crate::export::{BlobRecord, blob_key_layer};
@@ -120,7 +119,7 @@ fn check_blobs(
             continue;
         };
         report.blobs += 1;
-        match digest_of(&path) {
+        match crate::store::digest_of(&path) {
             Ok(actual) if actual == digest => {}
             Ok(actual) => {
                 corrupt.insert(digest);
@@ -143,20 +142,6 @@ fn check_blobs(
 }
 
 /// sha256 of a file, streamed.
-fn digest_of(path: &Path) -> io::Result<Digest> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(hasher.into()),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// `Results`: cache key → JSON list of layer ids, every one of which must exist.
 fn check_results(
     root: &Root,

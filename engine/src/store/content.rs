@@ -1,6 +1,8 @@
 //! `blobs/sha256/<hex>`: every blob is written to `ingest/`, fsynced, checked against
 //! its digest and only then renamed into place, so a crash never leaves a partial blob
-//! under a real name.
+//! under a real name. Exported layers skip the fsync ([`ContentStore::writer_deferred`]):
+//! the record naming one is written only after a filesystem sync, and recovery
+//! drops blobs no durable record names.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -32,7 +34,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ContentStore {
     blobs: PathBuf,
     ingest: PathBuf,
@@ -120,9 +122,58 @@ impl ContentStore {
             blobs: self.blobs.clone(),
             file: Some(file),
             tmp,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             size: 0,
         })
+    }
+
+    /// A writer for a blob whose digest the caller computes over the very bytes it
+    /// writes (an exported layer), and whose record goes through the write-behind
+    /// index, which syncs the filesystem before it writes records: no second hash
+    /// and no fsync on the build's path. [`BlobWriter::commit`] then takes the
+    /// caller's digest as the name.
+    pub fn writer_deferred(&self) -> Result<BlobWriter, StoreError> {
+        let mut w = self.writer()?;
+        w.hasher = None;
+        Ok(w)
+    }
+
+    /// Removes blobs changed since `since` whose content is not their name: after
+    /// a crash, blobs of [`Self::writer_deferred`] that never reached the disk
+    /// whole. Returns how many went.
+    pub fn drop_torn_since(&self, since: std::time::SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.blobs)? {
+            let entry = entry?;
+            let md = entry.metadata()?;
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            else {
+                continue;
+            };
+            if md.is_file()
+                && md.modified()? >= since
+                && digest_of(&entry.path()).map_or(true, |d| d != digest)
+            {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Makes blobs committed through [`Self::writer_deferred`] durable: a sync of
+    /// the filesystem holding the store.
+    pub fn sync(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let dir = File::open(&self.blobs)?;
+        // SAFETY: syncfs on a descriptor we own; no memory is involved.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
@@ -147,6 +198,21 @@ impl ContentStore {
     }
 }
 
+/// The sha256 of the file at `path`.
+pub(crate) fn digest_of(path: &Path) -> io::Result<Digest> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hasher.into()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A blob being written; dropped without `commit` it leaves nothing behind. It
 /// owns what it needs, so an async caller can move it to a blocking thread for
 /// the `commit` (which fsyncs).
@@ -155,7 +221,9 @@ pub struct BlobWriter {
     blobs: PathBuf,
     file: Option<File>,
     tmp: PathBuf,
-    hasher: Sha256,
+    /// None for a deferred writer: the caller names the digest, the next flush
+    /// makes it durable.
+    hasher: Option<Sha256>,
     size: u64,
 }
 
@@ -171,9 +239,19 @@ impl BlobWriter {
 
     fn finish(&mut self, expected: Option<Digest>) -> Result<(Digest, u64), StoreError> {
         let file = self.file.take().expect("file present until commit");
+        let Some(hasher) = self.hasher.take() else {
+            let digest = expected.ok_or_else(|| StoreError::Io {
+                path: self.tmp.clone(),
+                source: io::Error::other("a deferred blob needs the digest it is written as"),
+            })?;
+            drop(file);
+            let dest = self.blobs.join(digest.hex());
+            fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
+            return Ok((digest, self.size));
+        };
         file.sync_all().map_err(io_err(&self.tmp))?;
         drop(file);
-        let actual: Digest = std::mem::take(&mut self.hasher).into();
+        let actual: Digest = hasher.into();
         if let Some(expected) = expected
             && expected != actual
         {
@@ -192,7 +270,9 @@ impl BlobWriter {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.as_mut().expect("open").write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.size += n as u64;
         Ok(n)
     }
@@ -213,6 +293,26 @@ impl Drop for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deferred_blobs_are_named_by_the_caller_and_torn_ones_go_at_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let since = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        let write = |bytes: &[u8]| {
+            let mut w = store.writer_deferred().unwrap();
+            w.write_all(bytes).unwrap();
+            w.commit(Some(Digest::of(bytes))).unwrap().0
+        };
+        let (whole, torn) = (write(b"whole"), write(b"torn"));
+        // What a crash before the flush may leave: the name, not the bytes.
+        fs::write(store.path(&torn), b"\0\0\0\0").unwrap();
+        // Without the digest a deferred blob has no name.
+        assert!(store.writer_deferred().unwrap().commit(None).is_err());
+        assert_eq!(store.drop_torn_since(since).unwrap(), 1);
+        assert_eq!(store.size(&whole), Some(5));
+        assert_eq!(store.size(&torn), None);
+    }
 
     #[test]
     fn put_and_read_back() {

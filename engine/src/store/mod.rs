@@ -2,4 +2,5 @@
 
 mod content;
 
+pub(crate) use content::digest_of;
 pub use content::{BlobWriter, ContentStore, StoreError};
