@@ -1,6 +1,6 @@
 //! The copy action, with Docker's rules for where a source lands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,9 @@ struct Ctx<'c> {
     /// Directories the copy created and the mtimes they end with, applied after all
     /// their children are in.
     dir_times: Vec<(PathBuf, i64)>,
+    /// Directories the current item's copy created: nothing is below them but
+    /// what the item puts there, each path once.
+    fresh: HashSet<PathBuf>,
 }
 
 pub(super) fn copy(
@@ -89,6 +92,7 @@ fn copy_listing(
         now,
         links: HashMap::new(),
         dir_times: Vec::new(),
+        fresh: HashSet::new(),
     };
     let (uid, gid) = owner.unwrap_or((0, 0));
     // Directories the copy has to make on the way to its destination.
@@ -186,6 +190,7 @@ fn copy_entries(
         base.parent().unwrap_or(Path::new(""))
     };
     w.ensure_dir(holder).map_err(at("copy", &shown))?;
+    cx.fresh.clear();
     for e in &item.entries {
         if contents_only && e.rel.as_os_str().is_empty() {
             continue;
@@ -199,7 +204,12 @@ fn copy_entries(
         let shown = show(&dest).display().to_string();
         let err = at("copy", &shown);
         let attrs = entry_attrs(cx, e);
-        let existing = w.view.lookup_rel(&dest).map_err(|k| err(k.into()))?;
+        let existing = if dest.parent().is_some_and(|p| cx.fresh.contains(p)) {
+            w.known_absent(&dest);
+            None
+        } else {
+            w.view.lookup_rel(&dest).map_err(|k| err(k.into()))?
+        };
         let existing_dir = existing.as_ref().map(|n| n.is_dir());
         let replace = a.always_replace_existing_dest_paths;
         match &e.kind {
@@ -209,6 +219,7 @@ fn copy_entries(
                 Some(false) if !replace => return Err(err(FileOpErrorKind::NotADirectory)),
                 _ => {
                     w.create_dir(&dest, attrs, cx.now).map_err(&err)?;
+                    cx.fresh.insert(dest.clone());
                     cx.dir_times.push((dest, attrs.mtime_ns));
                 }
             },

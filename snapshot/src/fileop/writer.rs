@@ -47,6 +47,8 @@ pub(crate) struct Writer<'a> {
     /// Whether files may be hard links to immutable sources (see
     /// [`crate::apply_file_op_shared`]).
     pub share: bool,
+    /// A path the caller knows is empty in the view (see [`Self::known_absent`]).
+    absent: Option<PathBuf>,
 }
 
 impl<'a> Writer<'a> {
@@ -70,6 +72,7 @@ impl<'a> Writer<'a> {
             diff,
             dir_times,
             share: false,
+            absent: None,
         })
     }
 
@@ -137,8 +140,19 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Tells the next create at `rel` that nothing is there, in the diff or below:
+    /// its parent is a directory this copy just created (new, or opaque over
+    /// what was below). Saves the lookups that would find that out.
+    pub fn known_absent(&mut self, rel: &Path) {
+        self.absent = Some(rel.to_owned());
+    }
+
     /// Empties `rel` in the diff and returns what the lower layers still show there.
     fn clear(&mut self, rel: &Path) -> Result<Option<Node>> {
+        if self.absent.as_deref() == Some(rel) {
+            self.absent = None;
+            return Ok(None);
+        }
         let host = self.host(rel);
         match fs::symlink_metadata(&host) {
             Ok(m) if m.is_dir() => {
