@@ -34,6 +34,8 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 const MAX_OPEN_FILES: usize = 128;
 /// Indexes per file request, so one message stays small.
 const FILES_PER_REQUEST: usize = 4096;
+/// File chunks written in one trip to a blocking thread, at most.
+const ANSWERS_PER_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -423,49 +425,61 @@ where
         let mut open: HashMap<u32, P> = HashMap::new();
         let mut left: std::collections::HashSet<u32> = indexes.into_iter().collect();
         while !left.is_empty() {
-            let Answer::File(chunk) = answers.next().await? else {
-                return Err(answers.unexpected().into());
-            };
-            let index = chunk.index;
-            if !left.contains(&index) {
-                return Err(protocol(format!("file {index} was not requested")));
+            // What has arrived goes to the disk in one trip to a blocking thread.
+            let mut batch = vec![answers.next().await?];
+            while batch.len() < ANSWERS_PER_BATCH
+                && let Some(answer) = answers.try_next()
+            {
+                batch.push(answer?);
             }
-            let stat = &listing.stats[index as usize];
-            if !open.contains_key(&index) {
-                if open.len() >= MAX_OPEN_FILES {
-                    return Err(protocol(format!(
-                        "more than {MAX_OPEN_FILES} files sent at once"
-                    )));
+            block_in_place(|| -> Result<(), SyncError> {
+                for answer in batch {
+                    let Answer::File(chunk) = answer else {
+                        return Err(answers.unexpected().into());
+                    };
+                    let index = chunk.index;
+                    if !left.contains(&index) {
+                        return Err(protocol(format!("file {index} was not requested")));
+                    }
+                    let stat = &listing.stats[index as usize];
+                    if !open.contains_key(&index) {
+                        if open.len() >= MAX_OPEN_FILES {
+                            return Err(protocol(format!(
+                                "more than {MAX_OPEN_FILES} files sent at once"
+                            )));
+                        }
+                        let sink = begin(index as usize, stat).map_err(mirror_err)?;
+                        open.insert(index, sink);
+                    }
+                    let sink = open.get_mut(&index).expect("just inserted");
+                    // What is received is bounded by what was listed (whose total the
+                    // caller checked against the build's cap), checked before writing:
+                    // a file that grew since its listing is sent as listed.
+                    if sink.written() + chunk.data.len() as u64 > stat.size {
+                        return Err(SyncError::LongerThanListed {
+                            name: sel.name.clone(),
+                            path: stat.path.clone(),
+                            listed: stat.size,
+                        });
+                    }
+                    sink.write(&chunk.data).map_err(|source| {
+                        mirror_err(MirrorError::Io {
+                            dir: PathBuf::new(),
+                            path: stat.path.clone(),
+                            source,
+                        })
+                    })?;
+                    stats.bytes_sent += chunk.data.len() as u64;
+                    if chunk.eof {
+                        let sink = open.remove(&index).expect("just used");
+                        commit(sink, stat).map_err(mirror_err)?;
+                        left.remove(&index);
+                        stats.files_sent += 1;
+                    }
                 }
-                let sink = block_in_place(|| begin(index as usize, stat)).map_err(mirror_err)?;
-                open.insert(index, sink);
-            }
-            let sink = open.get_mut(&index).expect("just inserted");
-            // What is received is bounded by what was listed (whose total the
-            // caller checked against the build's cap), checked before writing:
-            // a file that grew since its listing is sent as listed.
-            if sink.written() + chunk.data.len() as u64 > stat.size {
-                return Err(SyncError::LongerThanListed {
-                    name: sel.name.clone(),
-                    path: stat.path.clone(),
-                    listed: stat.size,
-                });
-            }
-            block_in_place(|| sink.write(&chunk.data)).map_err(|source| {
-                mirror_err(MirrorError::Io {
-                    dir: PathBuf::new(),
-                    path: stat.path.clone(),
-                    source,
-                })
+                Ok(())
             })?;
-            stats.bytes_sent += chunk.data.len() as u64;
-            if chunk.eof {
-                let sink = open.remove(&index).expect("just used");
-                block_in_place(|| commit(sink, stat)).map_err(mirror_err)?;
-                left.remove(&index);
-                stats.files_sent += 1;
-                progress(stats.bytes_sent);
-            }
+            progress(stats.bytes_sent);
         }
     }
     Ok(())

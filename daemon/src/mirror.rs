@@ -7,6 +7,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use buildd_fsutil::dirfd::{DirFd, timespec};
 use buildd_proto::control::Stat;
@@ -237,6 +238,9 @@ fn scan(dir: &Path) -> Result<HashMap<String, Held>, MirrorError> {
 pub struct Mirror {
     dir: PathBuf,
     root: DirFd,
+    /// The directory the last received file went to: files arrive grouped by
+    /// directory, so most need no walk from the root.
+    last_parent: std::sync::Mutex<Option<(String, Arc<DirFd>)>>,
 }
 
 impl Mirror {
@@ -246,7 +250,28 @@ impl Mirror {
         Ok(Self {
             dir: dir.to_owned(),
             root,
+            last_parent: std::sync::Mutex::new(None),
         })
+    }
+
+    /// [`Self::parent`], reusing the last one when it is the same directory. The
+    /// tree's directories do not change while files are received.
+    fn file_parent(&self, rel: &str) -> Result<(Arc<DirFd>, CString), MirrorError> {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let name = CString::new(name).map_err(|e| self.err(rel, e.into()))?;
+        let mut last = self.last_parent.lock().unwrap();
+        if let Some((p, fd)) = &*last
+            && p == parent
+        {
+            return Ok((fd.clone(), name));
+        }
+        let fd = Arc::new(
+            self.root
+                .open_dir_beneath(parent)
+                .map_err(|e| self.err(rel, e))?,
+        );
+        *last = Some((parent.to_owned(), fd.clone()));
+        Ok((fd, name))
     }
 
     /// The directory holding `rel`'s entry, and the entry's name in it.
@@ -308,15 +333,30 @@ impl Mirror {
         fd.rename(temp, name)
     }
 
-    /// Starts writing file `s`'s new content next to where it goes.
+    /// Starts writing file `s`'s new content: in place for a file the mirror does
+    /// not have (nothing can link it yet), else next to where it goes, to replace
+    /// it by rename (a layer may link the old one).
     pub fn begin_file(&self, index: usize, s: &Stat) -> Result<PendingFile, MirrorError> {
-        let (fd, name) = self.parent(&s.path)?;
+        let (fd, name) = self.file_parent(&s.path)?;
+        match fd.create_file(&name) {
+            Ok(file) => {
+                return Ok(PendingFile {
+                    dir: fd,
+                    temp: None,
+                    name,
+                    file,
+                    written: 0,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.err(&s.path, e)),
+        }
         let temp = CString::new(format!(".buildd-sync-{index}")).expect("no NUL");
         fd.remove_all(&temp).map_err(|e| self.err(&s.path, e))?;
         let file = fd.create_file(&temp).map_err(|e| self.err(&s.path, e))?;
         Ok(PendingFile {
             dir: fd,
-            temp,
+            temp: Some(temp),
             name,
             file,
             written: 0,
@@ -328,13 +368,26 @@ impl Mirror {
     /// mtime 0 so the next sync fetches it again.
     pub fn commit_file(&self, pending: PendingFile, s: &Stat) -> Result<u64, MirrorError> {
         let rel = s.path.as_str();
-        let (dir, temp, name) = (&pending.dir, &pending.temp, &pending.name);
-        dir.rename(temp, name).map_err(|e| self.err(rel, e))?;
-        let mut meta = s.clone();
-        if pending.written != s.size {
-            meta.mtime_ns = 0;
+        // Through the open file: no path lookups, and the name shows the new
+        // content only with its final metadata.
+        let mtime = if pending.written == s.size {
+            s.mtime_ns
+        } else {
+            0
+        };
+        buildd_fsutil::dirfd::set_meta(
+            &pending.file,
+            Some((s.uid, s.gid)),
+            s.mode,
+            timespec(mtime),
+        )
+        .map_err(|e| self.err(rel, e))?;
+        if let Some(temp) = &pending.temp {
+            pending
+                .dir
+                .rename(temp, &pending.name)
+                .map_err(|e| self.err(rel, e))?;
         }
-        set_meta(dir, name, &meta).map_err(|e| self.err(rel, e))?;
         Ok(pending.written)
     }
 
@@ -355,8 +408,9 @@ impl Mirror {
 
 /// A file being received, written under a temporary name in its directory.
 pub struct PendingFile {
-    dir: DirFd,
-    temp: CString,
+    dir: Arc<DirFd>,
+    /// The temporary name, when the file replaces one the mirror has.
+    temp: Option<CString>,
     name: CString,
     file: std::fs::File,
     written: u64,
@@ -378,7 +432,9 @@ impl PendingFile {
 impl Drop for PendingFile {
     fn drop(&mut self) {
         // After a commit the temporary name is gone and this fails harmlessly.
-        let _ = self.dir.unlink(&self.temp, false);
+        if let Some(temp) = &self.temp {
+            let _ = self.dir.unlink(temp, false);
+        }
     }
 }
 

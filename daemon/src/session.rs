@@ -307,6 +307,11 @@ impl Answers<'_> {
         }
     }
 
+    /// The next answer if one has arrived already.
+    pub fn try_next(&mut self) -> Option<Result<Answer, SessionError>> {
+        self.rx.try_recv().ok()
+    }
+
     pub fn unexpected(&self) -> SessionError {
         SessionError::Unexpected {
             session: self.session.id.clone(),
