@@ -60,8 +60,16 @@ fn damaged(path: &Path) -> Damaged {
     let image = image(&root, "app:latest", &["aa", "cc"]);
     let blob = root.content.path(&digest);
     drop(root);
-    // Same size, other content: only hashing notices.
+    // Same size, other content: only hashing notices. Written by an earlier
+    // process (older than the crashed one's marker), so recovery, which checks
+    // only what the crashed process wrote, leaves it to fsck.
     fs::write(&blob, b"jello").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
     fs::write(path.join("ingest/77-0"), b"half a blob").unwrap();
     fs::create_dir(path.join("layers/.tmp-77-0")).unwrap();
     fs::write(path.join("dirty"), b"").unwrap();
