@@ -37,11 +37,17 @@ const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
 type BlockResult = io::Result<(Vec<u8>, crc32fast::Hasher)>;
 
+/// A compressed block, and the buffers it used, to be used again: the same few
+/// megabytes go round instead of being allocated on one thread and freed on
+/// another for every block (which an allocator holds on to for a while).
+type JobResult = (BlockResult, Vec<u8>);
+
 struct Job {
     dict: Vec<u8>,
     data: Vec<u8>,
+    out: Vec<u8>,
     level: u32,
-    reply: SyncSender<BlockResult>,
+    reply: SyncSender<JobResult>,
 }
 
 struct Pool {
@@ -64,8 +70,16 @@ impl Pool {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        let out = compress_block(&job.dict, &job.data, job.level);
-                        let _ = job.reply.send(out);
+                        let Job {
+                            dict,
+                            data,
+                            mut out,
+                            level,
+                            reply,
+                        } = job;
+                        out.clear();
+                        let result = compress_block_into(&dict, &data, level, out);
+                        let _ = reply.send((result, data));
                     }
                 })
             })
@@ -98,7 +112,9 @@ pub(crate) struct GzipWriter<W: Write> {
     size: u64,
     header_written: bool,
     pool: Option<Pool>,
-    inflight: VecDeque<Receiver<BlockResult>>,
+    inflight: VecDeque<Receiver<JobResult>>,
+    /// Emptied input and output buffers, for the next blocks.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<W: Write> GzipWriter<W> {
@@ -119,6 +135,7 @@ impl<W: Write> GzipWriter<W> {
             header_written: false,
             pool: None,
             inflight: VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -164,17 +181,20 @@ impl<W: Write> GzipWriter<W> {
     }
 
     fn dispatch(&mut self) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        let next = self.spare_buffer();
+        let data = std::mem::replace(&mut self.block, next);
         let dict = std::mem::replace(
             &mut self.dict,
             data[data.len().saturating_sub(WINDOW)..].to_vec(),
         );
+        let out = self.spare_buffer();
         let threads = self.threads;
         let pool = self.pool.get_or_insert_with(|| Pool::new(threads));
         let (reply, result) = mpsc::sync_channel(1);
         let job = Job {
             dict,
             data,
+            out,
             level: self.level,
             reply,
         };
@@ -195,10 +215,24 @@ impl<W: Write> GzipWriter<W> {
         let Some(rx) = self.inflight.pop_front() else {
             return Ok(());
         };
-        let (bytes, crc) = rx
+        let (result, data) = rx
             .recv()
-            .map_err(|_| io::Error::other("a gzip worker stopped"))??;
-        self.emit(&bytes, &crc)
+            .map_err(|_| io::Error::other("a gzip worker stopped"))?;
+        let (bytes, crc) = result?;
+        self.emit(&bytes, &crc)?;
+        // As many as can be in flight; more would only hold memory.
+        if self.spare.len() < 4 * self.threads + 2 {
+            self.spare.push(data);
+            self.spare.push(bytes);
+        }
+        Ok(())
+    }
+
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(BLOCK);
+        b
     }
 }
 
@@ -220,9 +254,14 @@ impl<W: Write> Write for GzipWriter<W> {
 
 /// One block: deflate fragments and stored blocks, ending byte aligned; and its CRC.
 fn compress_block(dict: &[u8], data: &[u8], level: u32) -> BlockResult {
+    compress_block_into(dict, data, level, Vec::new())
+}
+
+/// [`compress_block`] into `out`'s allocation.
+fn compress_block_into(dict: &[u8], data: &[u8], level: u32, mut out: Vec<u8>) -> BlockResult {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
-    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
+    out.reserve(data.len() + data.len() / 64 + 64);
     let mut start = 0;
     while start < data.len() {
         let stored = incompressible(&data[start..(start + PIECE).min(data.len())]);
