@@ -132,6 +132,10 @@ pub struct MirrorLock {
     /// still there, and means "not durable", not "cut short" (see
     /// [`Durability`](crate::durability::Durability)).
     unsynced: AtomicBool,
+    /// The digest of the listing the mirror matched when last synced by this
+    /// process; a sync with the same listing needs no look at the mirror (only
+    /// syncs change it, and each clears this first).
+    matched: Mutex<Option<[u8; 32]>>,
 }
 
 impl MirrorLock {
@@ -168,14 +172,23 @@ pub struct MirrorLocks {
 impl MirrorLocks {
     pub fn get(&self, dir: &Path) -> Arc<MirrorLock> {
         let mut locks = self.locks.lock().unwrap();
-        // Forget locks nobody holds, so the map does not grow forever.
-        locks.retain(|_, l| Arc::strong_count(l) > 1 || Arc::strong_count(&l.rw) > 1);
+        // Forget locks nobody holds and nothing is known of (one per mirror on
+        // disk at most), so the map does not grow forever.
+        locks.retain(|_, l| {
+            Arc::strong_count(l) > 1
+                || Arc::strong_count(&l.rw) > 1
+                || l.matched.lock().unwrap().is_some()
+        });
         locks.entry(dir.to_owned()).or_default().clone()
     }
 
-    /// Takes `dir`'s lock exclusively if nobody holds it (for prune).
+    /// Takes `dir`'s lock exclusively if nobody holds it (for prune, which may
+    /// remove the mirror: what was known of it goes).
     pub fn try_exclusive(&self, dir: &Path) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
-        self.get(dir).rw.clone().try_write_owned().ok()
+        let lock = self.get(dir);
+        let guard = lock.rw.clone().try_write_owned().ok()?;
+        *lock.matched.lock().unwrap() = None;
+        Some(guard)
     }
 }
 
@@ -262,10 +275,16 @@ pub async fn sync(
         ..Default::default()
     };
     let lock = locks.get(dir);
+    let listed = listing.digest();
     // Most syncs change nothing: check that under the shared lock, so builds of
     // the same directory run side by side.
     let unchanged = async || -> Result<Option<OwnedRwLockReadGuard<()>>, SyncError> {
         let read = lock.rw.clone().read_owned().await;
+        // The listing this process last matched: nothing to look at but that
+        // the mirror is still there (prune removes unused ones).
+        if *lock.matched.lock().unwrap() == Some(listed) && dir.is_dir() {
+            return Ok(Some(read));
+        }
         let same = block_in_place(|| crate::mirror::diff(dir, &listing))
             .map_err(mirror_err)?
             .is_empty()
@@ -273,6 +292,9 @@ pub async fn sync(
             // build still needs the (empty) mirror to exist.
             && dir.is_dir()
             && (lock.unsynced.load(Ordering::Acquire) || !syncing_marker(dir).exists());
+        if same {
+            *lock.matched.lock().unwrap() = Some(listed);
+        }
         Ok(same.then_some(read))
     };
     let done = |guard| {
@@ -295,6 +317,7 @@ pub async fn sync(
         return done(read);
     }
     let write = lock.rw.clone().write_owned().await;
+    *lock.matched.lock().unwrap() = None;
     let marker = syncing_marker(dir);
     // A sync cut short (crash) may have left files whose metadata says more than
     // their data: start that mirror over. A marker of a complete change that is
@@ -346,6 +369,7 @@ pub async fn sync(
     // complete and is not.
     lock.unsynced.store(true, Ordering::Release);
     durability.mirror_changed(dir, lock.clone());
+    *lock.matched.lock().unwrap() = Some(listed);
     Ok((
         SyncedMirror {
             dir: dir.to_owned(),

@@ -95,6 +95,24 @@ impl Listing {
         let order = by_path.into_values().collect();
         Ok(Self { stats, order })
     }
+
+    /// A digest of everything the mirror must match: each entry's path, type,
+    /// mode, size, mtime and link target, in order.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for &i in &self.order {
+            let s = &self.stats[i];
+            h.update((s.path.len() as u64).to_le_bytes());
+            h.update(s.path.as_bytes());
+            h.update(s.mode.to_le_bytes());
+            h.update(s.size.to_le_bytes());
+            h.update(s.mtime_ns.to_le_bytes());
+            h.update((s.linkname.len() as u64).to_le_bytes());
+            h.update(s.linkname.as_bytes());
+        }
+        h.finalize().into()
+    }
 }
 
 /// What the mirror holds at a path.

@@ -334,6 +334,8 @@ pub fn default_root() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use buildd_proto::Digest;
+
     use super::*;
 
     #[test]
@@ -369,5 +371,28 @@ mod tests {
         assert!(!root.layers.exists(&orphan));
         drop(root);
         assert!(!dir.path().join(DIRTY).exists());
+    }
+
+    #[test]
+    fn after_a_crash_torn_blobs_of_that_process_are_removed() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (old, torn) = (Digest::of(b"old"), Digest::of(b"torn"));
+        {
+            let root = Root::open(dir.path()).unwrap();
+            root.content.put_bytes(b"old").unwrap();
+        }
+        // The crashed process: its marker, then an exported blob (no fsync of its
+        // own) whose bytes never reached the disk.
+        File::create(dir.path().join(DIRTY)).unwrap();
+        let content = ContentStore::open(dir.path()).unwrap();
+        let mut w = content.writer_deferred().unwrap();
+        w.write_all(b"torn").unwrap();
+        w.commit(Some(torn)).unwrap();
+        fs::write(content.path(&torn), b"\0\0\0\0").unwrap();
+
+        let root = Root::open(dir.path()).unwrap();
+        assert_eq!(root.content.size(&old), Some(3));
+        assert_eq!(root.content.size(&torn), None);
     }
 }
