@@ -39,19 +39,11 @@ def run(cmd, **kw):
     return p
 
 
-def hwm_mb(pid):
-    """Peak RSS of a live process (VmHWM), in MB."""
+def status_mb(pid, field):
+    """A memory field of a live process's /proc status (VmHWM: peak RSS), in MB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -110,7 +102,7 @@ class Daemon:
     def build(self, ctx, out):
         run([f"{BIN}/bctl", "--addr", f"unix://{self.sock}", "build", "--progress", "quiet",
              "-o", f"type=oci,dest={out},compression={COMPRESSION}", ctx])
-        return hwm_mb(self.proc.pid)
+        return status_mb(self.proc.pid, "VmHWM")
 
 
 class OneShot:
@@ -165,7 +157,7 @@ class BuildKit:
         run([f"{BK_DIR}/bin/buildctl", "--addr", f"unix://{BK_DIR}/buildkitd.sock", "build",
              "--frontend", "dockerfile.v0", "--local", f"context={ctx}",
              "--local", f"dockerfile={ctx}", "--output", opt])
-        return hwm_mb(self.pid())
+        return status_mb(self.pid(), "VmHWM")
 
 
 class Buildah:
@@ -390,10 +382,10 @@ def main():
 
         idle = {}
         for tool in tools:
-            if tool.pid is not None and isinstance(tool, (Daemon, BuildKit)):
+            if isinstance(tool, (Daemon, BuildKit)):
                 tool.fresh()
                 time.sleep(2)
-                idle[tool.name] = rss_mb(tool.pid())
+                idle[tool.name] = status_mb(tool.pid(), "VmRSS")
 
         results, peaks = {}, {}
         for key, (title, ctx, change, modes) in contexts.items():

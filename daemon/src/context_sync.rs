@@ -150,7 +150,7 @@ impl MirrorLock {
         let (dir, marker) = (dir.to_owned(), syncing_marker(dir));
         tokio::task::spawn_blocking(move || {
             // The parent: a pruned mirror is gone, its directory of mirrors is not.
-            syncfs(dir.parent().unwrap_or(&dir))?;
+            buildd_fsutil::dirfd::syncfs(dir.parent().unwrap_or(&dir))?;
             match std::fs::remove_file(&marker) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -377,17 +377,6 @@ pub async fn sync(
         },
         stats,
     ))
-}
-
-/// Flushes the filesystem holding `dir` (one call instead of an fsync per file).
-fn syncfs(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
-    // SAFETY: syncfs on a descriptor we own; no memory is involved.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn syncing_marker(dir: &Path) -> PathBuf {

@@ -151,9 +151,7 @@ pub fn has_other_xattrs(f: &File) -> io::Result<bool> {
 
 /// Flushes the filesystem holding `p` to stable storage.
 pub fn syncfs(p: &Path) -> io::Result<()> {
-    let f = File::open(p)?;
-    // SAFETY: `f` is an open descriptor for the duration of the call.
-    check(unsafe { libc::syncfs(f.as_raw_fd()) })
+    dirfd::syncfs(p)
 }
 
 /// Nanoseconds since the epoch, saturated beyond what an i64 holds (year 2262).

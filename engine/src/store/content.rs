@@ -167,13 +167,7 @@ impl ContentStore {
     /// Makes blobs committed through [`Self::writer_deferred`] durable: a sync of
     /// the filesystem holding the store.
     pub fn sync(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let dir = File::open(&self.blobs)?;
-        // SAFETY: syncfs on a descriptor we own; no memory is involved.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        buildd_fsutil::dirfd::syncfs(&self.blobs)
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
