@@ -77,6 +77,10 @@ pub struct Daemon {
     pub storage: RwLock<()>,
     /// Becomes true when the daemon is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// COPY may hard-link mirror files into layers: the filesystem holding the
+    /// mirrors records birth times, which tell a file's versions apart when the
+    /// links move its ctime (see `buildd_fsutil::select::Stamp`).
+    pub link_mirrors: bool,
 }
 
 impl Daemon {
@@ -86,6 +90,7 @@ impl Daemon {
         policy: Policy,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let engine_root_contexts = engine.root.path.join("contexts");
         Self {
             policy,
             root: engine.root.path.clone(),
@@ -99,6 +104,27 @@ impl Daemon {
             running: AtomicU32::new(0),
             storage: RwLock::new(()),
             shutdown,
+            link_mirrors: records_birth_times(&engine_root_contexts),
+        }
+    }
+}
+
+/// Whether the filesystem at `dir` (created if missing) records birth times.
+fn records_birth_times(dir: &std::path::Path) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        std::fs::create_dir_all(dir)?;
+        let fd = buildd_fsutil::dirfd::DirFd::open(dir)?;
+        Ok(fd.lstat_born(c".")?.is_some_and(|(_, born)| born.is_some()))
+    };
+    match probe() {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(dir = %dir.display(), "no birth times here: COPY copies context files instead of linking them");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "checking for birth times: {e}; COPY copies context files");
+            false
         }
     }
 }

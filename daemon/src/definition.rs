@@ -44,7 +44,7 @@ pub async fn solve_definition(
             .map(|(name, m)| (name.clone(), m.dir.clone()))
             .collect(),
         // Mirrors replace files by rename and never change one a layer links.
-        immutable_locals: true,
+        immutable_locals: daemon.link_mirrors,
         no_cache: req.no_cache,
         allow_network_host: req.entitlements.iter().any(|e| e == "network.host"),
         allow_insecure: req.entitlements.iter().any(|e| e == "security.insecure"),

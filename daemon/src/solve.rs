@@ -576,7 +576,7 @@ async fn prepare_dockerfile(
         max_parallelism: Some(daemon.limits.max_build_parallelism),
         resolver: Some(resolver),
         // A mirror, or the empty context.
-        immutable_context: true,
+        immutable_context: daemon.link_mirrors,
         defer_flush: true,
     };
     Ok((build_req, mirror, filename.to_owned()))

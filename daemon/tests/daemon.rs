@@ -160,6 +160,37 @@ async fn copy_build_streams_an_oci_archive_and_tags_an_image() {
     );
 }
 
+/// COPY links mirror files into layers, which moves their ctime: stages that
+/// copy the same files side by side must still see them as the versions their
+/// cache keys hashed (BuildKit builds this; buildd once failed it with "changed
+/// during the build").
+#[tokio::test(flavor = "multi_thread")]
+async fn stages_copying_the_same_context_files_build_side_by_side() {
+    let d = Daemon::start(&[]);
+    let client = d.client().await;
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch AS a\nCOPY . /a\nFROM scratch AS b\nCOPY . /b\n\
+         FROM scratch AS c\nCOPY d1 /c\nFROM scratch\nCOPY --from=a /a /a\n\
+         COPY --from=b /b /b\nCOPY --from=c /c /c\n",
+    );
+    for i in 0..300 {
+        write(ctx.path(), &format!("d{}/f{i}", i % 3), &format!("{i}\n"));
+    }
+    let session = TestSession::open(&client, "side", served(ctx.path())).await;
+    for round in 0..3 {
+        write(ctx.path(), "d1/f1", &format!("edit {round}\n"));
+        solve(
+            &client,
+            dockerfile_solve(&format!("s{round}"), &session, "side-key"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_after_editing_one_file_sends_one_file() {
     let d = Daemon::start(&[]);

@@ -140,6 +140,50 @@ impl DirFd {
         }
     }
 
+    /// `lstat` of `name` through `statx`, with the birth time when the filesystem
+    /// records one (ns since the epoch); `None` when `name` does not exist.
+    // `stat` field types differ between targets; the casts are no-ops on some.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn lstat_born(&self, name: &CStr) -> io::Result<Option<(libc::stat, Option<i64>)>> {
+        let mut stx = MaybeUninit::<libc::statx>::uninit();
+        // SAFETY: name is NUL-terminated and stx is valid for writes of a statx.
+        let r = unsafe {
+            libc::statx(
+                self.raw(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+                stx.as_mut_ptr(),
+            )
+        };
+        let stx = match cvt(r) {
+            // SAFETY: statx succeeded, so it filled stx.
+            Ok(_) => unsafe { stx.assume_init() },
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: an all-zero stat is valid; the fields read later are set here.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor) as _;
+        st.st_ino = stx.stx_ino as _;
+        st.st_nlink = stx.stx_nlink as _;
+        st.st_mode = stx.stx_mode as _;
+        st.st_uid = stx.stx_uid;
+        st.st_gid = stx.stx_gid;
+        st.st_rdev = libc::makedev(stx.stx_rdev_major, stx.stx_rdev_minor) as _;
+        st.st_size = stx.stx_size as _;
+        st.st_blocks = stx.stx_blocks as _;
+        st.st_mtime = stx.stx_mtime.tv_sec as _;
+        st.st_mtime_nsec = stx.stx_mtime.tv_nsec as _;
+        st.st_ctime = stx.stx_ctime.tv_sec as _;
+        st.st_ctime_nsec = stx.stx_ctime.tv_nsec as _;
+        st.st_atime = stx.stx_atime.tv_sec as _;
+        st.st_atime_nsec = stx.stx_atime.tv_nsec as _;
+        let born = (stx.stx_mask & libc::STATX_BTIME != 0)
+            .then(|| time_ns(stx.stx_btime.tv_sec, i64::from(stx.stx_btime.tv_nsec)));
+        Ok(Some((st, born)))
+    }
+
     /// `fstat` of the directory itself.
     pub fn stat(&self) -> io::Result<libc::stat> {
         let mut st = MaybeUninit::<libc::stat>::uninit();

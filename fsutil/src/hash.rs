@@ -19,10 +19,11 @@ use buildd_proto::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::dirfd::{self, DirFd};
-use crate::select::{Entry, EntryKind, Selection};
+use crate::select::{Entry, EntryKind, Selection, Stamp};
 
 /// Identifies one version of a file for a per-file hash cache: any write changes
-/// the mtime, size or ctime, so a changed file is simply re-hashed.
+/// the mtime, size or stamp (ctime, or the inode's birth time where files are
+/// only replaced), so a changed file is simply re-hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StatKey {
     pub path: PathBuf,
@@ -30,7 +31,7 @@ pub struct StatKey {
     pub ino: u64,
     pub size: u64,
     pub mtime_ns: i64,
-    pub ctime_ns: i64,
+    pub stamp: Stamp,
 }
 
 /// A store of file content digests, e.g. persisted by the engine across builds.
@@ -210,7 +211,7 @@ fn hash_file(
         ino: e.ino,
         size: e.size,
         mtime_ns: e.mtime_ns,
-        ctime_ns: e.ctime_ns,
+        stamp: e.stamp,
     };
     if let Some(d) = cache.and_then(|c| c.get(&key)) {
         return Ok(d);

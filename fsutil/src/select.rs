@@ -14,7 +14,7 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-pub use entry::{Entry, EntryKind, path_order};
+pub use entry::{Entry, EntryKind, Stamp, path_order};
 
 use crate::cleanpath::{clean_rel, join};
 use crate::confine::{self, ConfineError, is_missing};
@@ -37,6 +37,11 @@ pub struct SelectOptions<'a> {
     /// directory. With include patterns, only paths matching one are kept.
     pub include_patterns: &'a [String],
     pub exclude_patterns: &'a [String],
+    /// Files under the root are replaced (by rename), never written or re-stamped
+    /// in place, as in the daemon's context mirror: entries carry birth times
+    /// ([`Stamp::Born`]) where the filesystem has them, since the hard links a
+    /// copy makes to such files move their ctime.
+    pub replaced_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +107,7 @@ pub fn select(root: &Path, src: &str, opts: &SelectOptions<'_>) -> Result<Select
         context: opts.context_excludes.filter(|m| !m.is_empty()),
         include: include.as_ref(),
         exclude: exclude.as_ref(),
+        replaced_only: opts.replaced_only,
     };
     let named = clean_rel(src);
     let wildcard = opts.allow_wildcard && glob::has_meta(&named);
@@ -267,14 +273,14 @@ fn select_one(
             Err(e) => return Err(io_err(e)),
         }
     };
-    let st = match dir.lstat(&name) {
+    let (st, born) = match walk::lstat(&dir, &name, filters.replaced_only) {
         Ok(Some(st)) => st,
         Ok(None) => return Ok(None),
         Err(e) if is_missing(&e) => return Ok(None),
         Err(e) => return Err(io_err(e)),
     };
     let only_if_contents = vis.contains(&Visibility::IfContentsVisible);
-    let mut entries = vec![Entry::from_stat(&dir, &name, real.clone(), &st)?];
+    let mut entries = vec![Entry::from_stat(&dir, &name, real.clone(), &st, born)?];
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         let below = walk::walk(root_fd, &real, filters)?;
         if only_if_contents && below.is_empty() {

@@ -492,3 +492,38 @@ fn far_future_times_do_not_overflow() {
     let s = sel(t.path(), "f", &SelectOptions::default());
     assert_eq!(s.roots[0].entries[0].mtime_ns, i64::MAX);
 }
+
+/// Where files are only replaced (the daemon's mirror), a hard link to a file,
+/// which moves its ctime, leaves the entry's version as it was; a replacement
+/// by rename does not. Elsewhere the ctime counts.
+#[test]
+fn replaced_only_roots_are_versioned_by_birth_time() {
+    use buildd_fsutil::select::Stamp;
+    let t = tree(&["d/f"]);
+    let links = tempfile::tempdir_in(t.path()).unwrap();
+    let entry = |replaced_only: bool| {
+        let opts = SelectOptions {
+            replaced_only,
+            ..Default::default()
+        };
+        let s = sel(t.path(), "d/f", &opts);
+        s.roots[0].entries[0].clone()
+    };
+    let born = entry(true);
+    if !matches!(born.stamp, Stamp::Born(_)) {
+        eprintln!("skipped: this filesystem records no birth times");
+        return;
+    }
+    let by_ctime = entry(false);
+    assert!(matches!(by_ctime.stamp, Stamp::Ctime(_)));
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    fs::hard_link(t.path().join("d/f"), links.path().join("f")).unwrap();
+    let md = fs::metadata(t.path().join("d/f")).unwrap();
+    assert!(born.same_file(&md));
+    assert!(!by_ctime.same_file(&md));
+    assert_eq!(entry(true).stamp, born.stamp);
+
+    fs::write(t.path().join("d/new"), "d/f").unwrap();
+    fs::rename(t.path().join("d/new"), t.path().join("d/f")).unwrap();
+    assert!(!born.same_file(&fs::metadata(t.path().join("d/f")).unwrap()));
+}

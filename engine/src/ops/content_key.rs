@@ -87,6 +87,7 @@ pub(crate) fn file_op(
             context_excludes: dir.excludes.as_ref(),
             include_patterns: &copy.include_patterns,
             exclude_patterns: &copy.exclude_patterns,
+            replaced_only: dir.immutable,
         };
         reads.add(i, dir, &copy.src, &opts).map_err(OpError::new)?;
     }

@@ -2,6 +2,7 @@
 //! files whose stat changed.
 
 use buildd_fsutil::hash::{HashCache, StatKey};
+use buildd_fsutil::select::Stamp;
 use buildd_proto::Digest;
 use sha2::{Digest as _, Sha256};
 
@@ -17,9 +18,16 @@ fn key(k: &StatKey) -> [u8; 32] {
     for n in [k.dev, k.ino, k.size] {
         h.update(n.to_le_bytes());
     }
-    for n in [k.mtime_ns, k.ctime_ns] {
+    // The stamp's kind is part of the key: a ctime and a birth time are never
+    // compared with each other.
+    let (kind, stamp) = match k.stamp {
+        Stamp::Ctime(ns) => (0u8, ns),
+        Stamp::Born(ns) => (1u8, ns),
+    };
+    for n in [k.mtime_ns, stamp] {
         h.update(n.to_le_bytes());
     }
+    h.update([kind]);
     h.finalize().into()
 }
 

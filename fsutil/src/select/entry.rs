@@ -36,9 +36,36 @@ pub struct Entry {
     pub nlink: u64,
     /// Nanoseconds since the epoch, saturated outside 1678 to 2262.
     pub mtime_ns: i64,
-    /// Status change time; part of a per-file hash cache key since an mtime can be
-    /// set back by hand but a ctime cannot.
-    pub ctime_ns: i64,
+    /// What tells this version of the file from another at the same inode; part
+    /// of a per-file hash cache key.
+    pub stamp: Stamp,
+}
+
+/// What changes when a file at an inode is no longer the version an entry saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stamp {
+    /// The status change time (ns): an mtime can be set back by hand, a ctime
+    /// cannot.
+    Ctime(i64),
+    /// The birth time (ns), for a root whose files are replaced, never changed in
+    /// place (see [`SelectOptions::replaced_only`](super::SelectOptions)): a new
+    /// version is a new inode, and a hard link to the file, which moves its ctime,
+    /// does not change it.
+    Born(i64),
+}
+
+impl Stamp {
+    /// The stamp of `md` of the same kind as this one.
+    fn of(self, md: &Metadata) -> Option<Self> {
+        Some(match self {
+            Stamp::Ctime(_) => Stamp::Ctime(time_ns(md.ctime(), md.ctime_nsec())),
+            Stamp::Born(_) => {
+                let born = md.created().ok()?;
+                let since = born.duration_since(std::time::UNIX_EPOCH).ok()?;
+                Stamp::Born(i64::try_from(since.as_nanos()).ok()?)
+            }
+        })
+    }
 }
 
 impl Entry {
@@ -51,6 +78,7 @@ impl Entry {
         name: &CStr,
         rel: String,
         st: &libc::stat,
+        born: Option<i64>,
     ) -> Result<Self, SelectError> {
         let kind = match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => EntryKind::File,
@@ -85,13 +113,17 @@ impl Entry {
             ino: st.st_ino as u64,
             nlink: st.st_nlink as u64,
             mtime_ns: time_ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime_ns: time_ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            stamp: match born {
+                Some(ns) => Stamp::Born(ns),
+                None => Stamp::Ctime(time_ns(st.st_ctime as i64, st.st_ctime_nsec as i64)),
+            },
         })
     }
 
     /// Whether `md` (an `fstat` of a file opened at `rel`) is the very version of the
-    /// regular file this entry describes: same inode, size, mtime and ctime. Any
-    /// write or metadata change since the entry was taken moves the ctime.
+    /// regular file this entry describes: same inode, size, mtime and stamp. Any
+    /// write or metadata change since the entry was taken moves the ctime; where
+    /// files are only ever replaced, a new version has a new birth time.
     pub fn same_file(&self, md: &Metadata) -> bool {
         self.kind == EntryKind::File
             && md.is_file()
@@ -99,7 +131,7 @@ impl Entry {
             && md.ino() == self.ino
             && md.size() == self.size
             && time_ns(md.mtime(), md.mtime_nsec()) == self.mtime_ns
-            && time_ns(md.ctime(), md.ctime_nsec()) == self.ctime_ns
+            && self.stamp.of(md) == Some(self.stamp)
     }
 
     pub fn is_dir(&self) -> bool {

@@ -5,7 +5,7 @@
 //! symlink swapped in for a directory during the walk is never followed.
 
 use std::collections::HashSet;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -23,6 +23,22 @@ pub(super) struct Filters<'a> {
     pub context: Option<&'a PatternMatcher>,
     pub include: Option<&'a PatternMatcher>,
     pub exclude: Option<&'a PatternMatcher>,
+    /// See [`SelectOptions::replaced_only`](super::SelectOptions).
+    pub replaced_only: bool,
+}
+
+/// `lstat` of `name` in `dir`, with its birth time when `born` asks for it and
+/// the filesystem has one.
+pub(super) fn lstat(
+    dir: &DirFd,
+    name: &CStr,
+    born: bool,
+) -> std::io::Result<Option<(libc::stat, Option<i64>)>> {
+    if born {
+        dir.lstat_born(name)
+    } else {
+        Ok(dir.lstat(name)?.map(|st| (st, None)))
+    }
 }
 
 struct DirTask {
@@ -195,7 +211,7 @@ fn list_dir(
         };
         let rel = join(&task.rel, &name);
         let sub = join(&task.sub, &name);
-        let st = match dir.lstat(&cname) {
+        let (st, born) = match lstat(&dir, &cname, filters.replaced_only) {
             Ok(Some(st)) => st,
             Ok(None) => continue,
             Err(e) if is_missing(&e) => continue,
@@ -219,7 +235,7 @@ fn list_dir(
                 dir: holder.clone(),
             });
         }
-        let entry = Entry::from_stat(&dir, &cname, rel.clone(), &st)?;
+        let entry = Entry::from_stat(&dir, &cname, rel.clone(), &st, born)?;
         if kept {
             found.kept.push(entry);
         } else {

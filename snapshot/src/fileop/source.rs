@@ -138,6 +138,7 @@ pub(crate) fn list(
                         context_excludes: *excludes,
                         include_patterns: &a.include_patterns,
                         exclude_patterns: &a.exclude_patterns,
+                        replaced_only: *immutable,
                     };
                     fresh = select::select(root, &a.src, &opts).map_err(|e| match e {
                         SelectError::NotFound { .. } => FileOpErrorKind::NotFound,

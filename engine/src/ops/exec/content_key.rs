@@ -34,6 +34,7 @@ pub(crate) fn exec_op(
         let opts = SelectOptions {
             follow_symlink: true,
             context_excludes: dir.excludes.as_ref(),
+            replaced_only: dir.immutable,
             ..Default::default()
         };
         reads
