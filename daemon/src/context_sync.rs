@@ -132,10 +132,10 @@ pub struct MirrorLock {
     /// still there, and means "not durable", not "cut short" (see
     /// [`Durability`](crate::durability::Durability)).
     unsynced: AtomicBool,
-    /// The digest of the listing the mirror matched when last synced by this
-    /// process; a sync with the same listing needs no look at the mirror (only
-    /// syncs change it, and each clears this first).
-    matched: Mutex<Option<[u8; 32]>>,
+    /// The listing (and its digest) the mirror matched when last synced by this
+    /// process. Only syncs change a mirror, and each clears this first, so a sync
+    /// compares the client's listing with this one instead of scanning the disk.
+    matched: Mutex<Option<Matched>>,
 }
 
 impl MirrorLock {
@@ -163,6 +163,23 @@ impl MirrorLock {
     }
 }
 
+/// What a mirror is known to hold: the listing of its last sync.
+struct Matched {
+    digest: [u8; 32],
+    listing: Arc<Listing>,
+}
+
+impl MirrorLock {
+    fn matched(&self) -> Option<([u8; 32], Arc<Listing>)> {
+        let m = self.matched.lock().unwrap();
+        m.as_ref().map(|m| (m.digest, m.listing.clone()))
+    }
+
+    fn set_matched(&self, matched: Option<Matched>) {
+        *self.matched.lock().unwrap() = matched;
+    }
+}
+
 /// One lock per mirror directory.
 #[derive(Default)]
 pub struct MirrorLocks {
@@ -187,7 +204,7 @@ impl MirrorLocks {
     pub fn try_exclusive(&self, dir: &Path) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
         let lock = self.get(dir);
         let guard = lock.rw.clone().try_write_owned().ok()?;
-        *lock.matched.lock().unwrap() = None;
+        lock.set_matched(None);
         Some(guard)
     }
 }
@@ -275,25 +292,52 @@ pub async fn sync(
         ..Default::default()
     };
     let lock = locks.get(dir);
+    let listing = Arc::new(listing);
     let listed = listing.digest();
+    // What makes the mirror match: from the listing this process last synced it
+    // to when there is one (nothing to read but that the mirror is still there:
+    // prune removes unused ones), else from a scan of the disk.
+    // The last answer, with the listing it compared against: the check after
+    // taking the change lock reuses it when no sync came in between.
+    let last: Mutex<Option<(Arc<Listing>, Arc<Changes>)>> = Mutex::new(None);
+    let changes_needed = || -> Result<Arc<Changes>, SyncError> {
+        let (digest, held) = match lock.matched() {
+            Some(matched) if dir.is_dir() => matched,
+            _ => {
+                *last.lock().unwrap() = None;
+                let changes = block_in_place(|| crate::mirror::diff(dir, &listing));
+                return changes.map(Arc::new).map_err(mirror_err);
+            }
+        };
+        if digest == listed {
+            return Ok(Arc::default());
+        }
+        let mut last = last.lock().unwrap();
+        if let Some((basis, changes)) = &*last
+            && Arc::ptr_eq(basis, &held)
+        {
+            return Ok(changes.clone());
+        }
+        let changes = Arc::new(block_in_place(|| {
+            crate::mirror::diff_listings(&held, &listing)
+        }));
+        *last = Some((held, changes.clone()));
+        Ok(changes)
+    };
     // Most syncs change nothing: check that under the shared lock, so builds of
     // the same directory run side by side.
     let unchanged = async || -> Result<Option<OwnedRwLockReadGuard<()>>, SyncError> {
         let read = lock.rw.clone().read_owned().await;
-        // The listing this process last matched: nothing to look at but that
-        // the mirror is still there (prune removes unused ones).
-        if *lock.matched.lock().unwrap() == Some(listed) && dir.is_dir() {
-            return Ok(Some(read));
-        }
-        let same = block_in_place(|| crate::mirror::diff(dir, &listing))
-            .map_err(mirror_err)?
-            .is_empty()
+        let same = changes_needed()?.is_empty()
             // An empty listing diffs clean against no directory at all, but the
             // build still needs the (empty) mirror to exist.
             && dir.is_dir()
             && (lock.unsynced.load(Ordering::Acquire) || !syncing_marker(dir).exists());
         if same {
-            *lock.matched.lock().unwrap() = Some(listed);
+            lock.set_matched(Some(Matched {
+                digest: listed,
+                listing: listing.clone(),
+            }));
         }
         Ok(same.then_some(read))
     };
@@ -317,15 +361,17 @@ pub async fn sync(
         return done(read);
     }
     let write = lock.rw.clone().write_owned().await;
-    *lock.matched.lock().unwrap() = None;
     let marker = syncing_marker(dir);
     // A sync cut short (crash) may have left files whose metadata says more than
     // their data: start that mirror over. A marker of a complete change that is
     // not durable yet is not that.
     if marker.exists() && !lock.unsynced.load(Ordering::Acquire) {
+        lock.set_matched(None);
         let _ = block_in_place(|| std::fs::remove_dir_all(dir));
     }
-    let changes = block_in_place(|| crate::mirror::diff(dir, &listing)).map_err(mirror_err)?;
+    let changes = changes_needed()?;
+    // From here until the sync completes, the mirror is not what any listing says.
+    lock.set_matched(None);
     let total: u64 = changes
         .fetch
         .iter()
@@ -369,7 +415,10 @@ pub async fn sync(
     // complete and is not.
     lock.unsynced.store(true, Ordering::Release);
     durability.mirror_changed(dir, lock.clone());
-    *lock.matched.lock().unwrap() = Some(listed);
+    lock.set_matched(Some(Matched {
+        digest: listed,
+        listing: listing.clone(),
+    }));
     Ok((
         SyncedMirror {
             dir: dir.to_owned(),

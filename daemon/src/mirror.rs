@@ -145,7 +145,50 @@ impl Changes {
 
 /// Compares the mirror at `dir` with `listing`. Reads only.
 pub fn diff(dir: &Path, listing: &Listing) -> Result<Changes, MirrorError> {
-    let held = scan(dir)?;
+    Ok(compare(&scan(dir)?, listing))
+}
+
+/// Compares a mirror known to equal `held` (the listing of its last sync) with
+/// `listing`, without looking at the disk: what [`diff`] would find there.
+pub fn diff_listings(held: &Listing, listing: &Listing) -> Changes {
+    let kept = |s: &&Stat| kind(s.mode) != Kind::Other;
+    let before = held.order.iter().map(|&i| &held.stats[i]).filter(kept);
+    let after = listing.order.iter().map(|&i| (i, &listing.stats[i]));
+    let after = after.filter(|(_, s)| kept(s));
+    // The common case, the same paths of the same kinds (files edited in place):
+    // entry by entry, nothing to remove.
+    if before.clone().count() == after.clone().count()
+        && before
+            .clone()
+            .zip(after.clone())
+            .all(|(h, (_, s))| h.path == s.path && kind(h.mode) == kind(s.mode))
+    {
+        let mut changes = Changes::default();
+        for (h, (i, s)) in before.zip(after) {
+            decide(Some(&Held::of(h)), i, s, &mut changes);
+        }
+        return changes;
+    }
+    let held = before.map(|s| (s.path.clone(), Held::of(s))).collect();
+    compare(&held, listing)
+}
+
+impl Held {
+    /// What a sync leaves for a listed entry: the listed size, mtime, owner (root)
+    /// and link target (a directory's size and mtime are never compared).
+    fn of(s: &Stat) -> Self {
+        Self {
+            mode: s.mode,
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            uid: s.uid,
+            gid: s.gid,
+            link: s.linkname.clone(),
+        }
+    }
+}
+
+fn compare(held: &HashMap<String, Held>, listing: &Listing) -> Changes {
     let listed: HashMap<&str, usize> = listing
         .order
         .iter()
@@ -174,30 +217,35 @@ pub fn diff(dir: &Path, listing: &Listing) -> Result<Changes, MirrorError> {
     }
     for &i in &listing.order {
         let s = &listing.stats[i];
-        let k = kind(s.mode);
-        if k == Kind::Other {
-            continue;
-        }
-        let have = held.get(&s.path).filter(|h| kind(h.mode) == k);
-        let same_meta = |h: &Held| {
-            h.mode & 0o7777 == s.mode & 0o7777
-                && h.uid == s.uid
-                && h.gid == s.gid
-                && (k == Kind::Dir || h.mtime_ns == s.mtime_ns)
-        };
-        match (k, have) {
-            (Kind::File, Some(h)) if h.size == s.size && h.mtime_ns == s.mtime_ns => {
-                if !same_meta(h) {
-                    changes.make.push(i);
-                }
-            }
-            (Kind::File, _) => changes.fetch.push(i),
-            (Kind::Symlink, Some(h)) if h.link == s.linkname && same_meta(h) => {}
-            (Kind::Dir, Some(h)) if same_meta(h) => {}
-            _ => changes.make.push(i),
+        if kind(s.mode) != Kind::Other {
+            decide(held.get(&s.path), i, s, &mut changes);
         }
     }
-    Ok(changes)
+    changes
+}
+
+/// What listing entry `i` (`s`, not [`Kind::Other`]) needs given what the mirror
+/// holds at its path.
+fn decide(held: Option<&Held>, i: usize, s: &Stat, changes: &mut Changes) {
+    let k = kind(s.mode);
+    let have = held.filter(|h| kind(h.mode) == k);
+    let same_meta = |h: &Held| {
+        h.mode & 0o7777 == s.mode & 0o7777
+            && h.uid == s.uid
+            && h.gid == s.gid
+            && (k == Kind::Dir || h.mtime_ns == s.mtime_ns)
+    };
+    match (k, have) {
+        (Kind::File, Some(h)) if h.size == s.size && h.mtime_ns == s.mtime_ns => {
+            if !same_meta(h) {
+                changes.make.push(i);
+            }
+        }
+        (Kind::File, _) => changes.fetch.push(i),
+        (Kind::Symlink, Some(h)) if h.link == s.linkname && same_meta(h) => {}
+        (Kind::Dir, Some(h)) if same_meta(h) => {}
+        _ => changes.make.push(i),
+    }
 }
 
 /// Every entry below `dir`, by relative path.
@@ -545,5 +593,95 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(m.join("d")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o750);
+    }
+
+    fn sync_to(mirror: &Mirror, m: &Path, listing: &Listing) {
+        let changes = diff(m, listing).unwrap();
+        for path in &changes.remove {
+            mirror.remove(path).unwrap();
+        }
+        for &i in &changes.make {
+            mirror.make(&listing.stats[i]).unwrap();
+        }
+        for &i in &changes.fetch {
+            let s = &listing.stats[i];
+            let mut p = mirror.begin_file(i, s).unwrap();
+            p.write(&vec![b'x'; s.size as usize]).unwrap();
+            mirror.commit_file(p, s).unwrap();
+        }
+        mirror.finish_dirs(listing).unwrap();
+        assert!(diff(m, listing).unwrap().is_empty());
+    }
+
+    fn summary(c: &Changes, l: &Listing) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let paths = |v: &[usize]| v.iter().map(|&i| l.stats[i].path.clone()).collect();
+        (c.remove.clone(), paths(&c.make), paths(&c.fetch))
+    }
+
+    #[test]
+    fn the_last_listing_answers_as_the_disk_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m");
+        let file = |path: &str, size: u64, mtime_ns: i64| Stat {
+            size,
+            mtime_ns,
+            ..stat(path, S_IFREG | 0o644)
+        };
+        let before = Listing::new(vec![
+            stat("d", S_IFDIR | 0o755),
+            file("d/a", 3, 1_000),
+            file("d/b", 4, 2_000),
+            stat("d/l", S_IFLNK | 0o777),
+            stat("e", S_IFDIR | 0o755),
+            file("e/c", 1, 3_000),
+            file("f", 2, 4_000),
+        ])
+        .unwrap();
+        let mirror = Mirror::open(&m).unwrap();
+        sync_to(&mirror, &m, &before);
+        let edits: Vec<Vec<Stat>> = vec![
+            // Same paths: a new mtime, a new size, a new mode, a new link target.
+            vec![
+                stat("d", S_IFDIR | 0o700),
+                file("d/a", 3, 1_001),
+                file("d/b", 5, 2_000),
+                Stat {
+                    linkname: "/usr".into(),
+                    ..stat("d/l", S_IFLNK | 0o777)
+                },
+                stat("e", S_IFDIR | 0o755),
+                Stat {
+                    mode: S_IFREG | 0o600,
+                    ..file("e/c", 1, 3_000)
+                },
+                file("f", 2, 4_000),
+            ],
+            // Removed and added entries, a file that became a directory.
+            vec![
+                stat("d", S_IFDIR | 0o755),
+                file("d/a", 3, 1_000),
+                file("d/new", 9, 9_000),
+                stat("f", S_IFDIR | 0o755),
+                file("f/g", 1, 1),
+            ],
+            // Same paths, one of another kind.
+            vec![
+                stat("d", S_IFDIR | 0o755),
+                file("d/a", 3, 1_000),
+                file("d/b", 4, 2_000),
+                file("d/l", 1, 1),
+                stat("e", S_IFDIR | 0o755),
+                file("e/c", 1, 3_000),
+                file("f", 2, 4_000),
+            ],
+            vec![],
+        ];
+        for edit in edits {
+            let after = Listing::new(edit).unwrap();
+            let on_disk = diff(&m, &after).unwrap();
+            let remembered = diff_listings(&before, &after);
+            assert_eq!(summary(&remembered, &after), summary(&on_disk, &after));
+        }
+        assert!(diff_listings(&before, &before).is_empty());
     }
 }
