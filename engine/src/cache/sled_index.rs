@@ -60,6 +60,9 @@ impl SledIndex {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            // sled's default (1 GiB) lets a daemon's RSS grow with its index; the
+            // hot part of an index is far smaller, and the OS caches the rest.
+            .cache_capacity(64 << 20)
             // Records become durable only on `flush`, which the engine calls after
             // the layers they name are synced: never a record without its content.
             .flush_every_ms(None)

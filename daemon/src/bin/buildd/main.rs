@@ -63,6 +63,13 @@ unsafe extern "C" {
 
 /// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_e`.
 const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e`.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+/// Milliseconds before freed memory goes back to the system. mimalloc 3's
+/// default (1 s) kept what one build freed while the next allocated: a daemon
+/// rebuilding a 20,000-file context peaked at 111 MB RSS instead of 71, at no
+/// measurable cost in time; 0 (purge at once) cost seconds on a cold build.
+const PURGE_DELAY_MS: std::ffi::c_long = 50;
 
 /// Eagerly committed arenas made calloc'ed memory resident: an idle daemon held
 /// 45 MiB instead of 9 (measured with MIMALLOC_SHOW_STATS). The option must be
@@ -75,6 +82,9 @@ extern "C" fn lazy_arena_commit() {
     unsafe {
         if libc::getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()).is_null() {
             mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        }
+        if libc::getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
+            mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
         }
     }
 }
