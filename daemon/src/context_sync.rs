@@ -167,7 +167,13 @@ impl MirrorLock {
 struct Matched {
     digest: [u8; 32],
     listing: Arc<Listing>,
+    /// Names the mirror's content in this process: it changes whenever the
+    /// mirror does (see `BuildCtx::local_versions`).
+    version: u64,
 }
+
+/// Mirror versions, unique in this process.
+static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl MirrorLock {
     fn matched(&self) -> Option<([u8; 32], Arc<Listing>)> {
@@ -175,8 +181,25 @@ impl MirrorLock {
         m.as_ref().map(|m| (m.digest, m.listing.clone()))
     }
 
-    fn set_matched(&self, matched: Option<Matched>) {
-        *self.matched.lock().unwrap() = matched;
+    /// Records that the mirror matches `listing`, and returns its version: the
+    /// one it had if it was known to match a listing already (nothing changed it
+    /// since: every change clears this first), else a new one.
+    fn set_matched(&self, digest: [u8; 32], listing: Arc<Listing>) -> u64 {
+        let mut matched = self.matched.lock().unwrap();
+        let version = match &*matched {
+            Some(m) => m.version,
+            None => NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
+        };
+        *matched = Some(Matched {
+            digest,
+            listing,
+            version,
+        });
+        version
+    }
+
+    fn clear_matched(&self) {
+        *self.matched.lock().unwrap() = None;
     }
 }
 
@@ -204,7 +227,7 @@ impl MirrorLocks {
     pub fn try_exclusive(&self, dir: &Path) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
         let lock = self.get(dir);
         let guard = lock.rw.clone().try_write_owned().ok()?;
-        lock.set_matched(None);
+        lock.clear_matched();
         Some(guard)
     }
 }
@@ -212,6 +235,8 @@ impl MirrorLocks {
 /// A mirror in use: it does not change while this lives.
 pub struct SyncedMirror {
     pub dir: PathBuf,
+    /// Names the mirror's content in this process, while this lives.
+    pub version: u64,
     _guard: OwnedRwLockReadGuard<()>,
 }
 
@@ -326,25 +351,20 @@ pub async fn sync(
     };
     // Most syncs change nothing: check that under the shared lock, so builds of
     // the same directory run side by side.
-    let unchanged = async || -> Result<Option<OwnedRwLockReadGuard<()>>, SyncError> {
+    let unchanged = async || -> Result<Option<(OwnedRwLockReadGuard<()>, u64)>, SyncError> {
         let read = lock.rw.clone().read_owned().await;
         let same = changes_needed()?.is_empty()
             // An empty listing diffs clean against no directory at all, but the
             // build still needs the (empty) mirror to exist.
             && dir.is_dir()
             && (lock.unsynced.load(Ordering::Acquire) || !syncing_marker(dir).exists());
-        if same {
-            lock.set_matched(Some(Matched {
-                digest: listed,
-                listing: listing.clone(),
-            }));
-        }
-        Ok(same.then_some(read))
+        Ok(same.then(|| (read, lock.set_matched(listed, listing.clone()))))
     };
-    let done = |guard| {
+    let done = |(guard, version)| {
         Ok((
             SyncedMirror {
                 dir: dir.to_owned(),
+                version,
                 _guard: guard,
             },
             stats,
@@ -366,12 +386,12 @@ pub async fn sync(
     // their data: start that mirror over. A marker of a complete change that is
     // not durable yet is not that.
     if marker.exists() && !lock.unsynced.load(Ordering::Acquire) {
-        lock.set_matched(None);
+        lock.clear_matched();
         let _ = block_in_place(|| std::fs::remove_dir_all(dir));
     }
     let changes = changes_needed()?;
     // From here until the sync completes, the mirror is not what any listing says.
-    lock.set_matched(None);
+    lock.clear_matched();
     let total: u64 = changes
         .fetch
         .iter()
@@ -415,13 +435,11 @@ pub async fn sync(
     // complete and is not.
     lock.unsynced.store(true, Ordering::Release);
     durability.mirror_changed(dir, lock.clone());
-    lock.set_matched(Some(Matched {
-        digest: listed,
-        listing: listing.clone(),
-    }));
+    let version = lock.set_matched(listed, listing.clone());
     Ok((
         SyncedMirror {
             dir: dir.to_owned(),
+            version,
             _guard: write.downgrade(),
         },
         stats,

@@ -45,6 +45,10 @@ pub async fn solve_definition(
             .collect(),
         // Mirrors replace files by rename and never change one a layer links.
         immutable_locals: daemon.link_mirrors,
+        local_versions: mirrors
+            .iter()
+            .map(|(name, m)| (name.clone(), m.version))
+            .collect(),
         no_cache: req.no_cache,
         allow_network_host: req.entitlements.iter().any(|e| e == "network.host"),
         allow_insecure: req.entitlements.iter().any(|e| e == "security.insecure"),

@@ -577,6 +577,7 @@ async fn prepare_dockerfile(
         resolver: Some(resolver),
         // A mirror, or the empty context.
         immutable_context: daemon.link_mirrors,
+        context_version: mirror.as_ref().map(|m| m.version),
         defer_flush: true,
     };
     Ok((build_req, mirror, filename.to_owned()))

@@ -163,7 +163,8 @@ async fn copy_build_streams_an_oci_archive_and_tags_an_image() {
 /// COPY links mirror files into layers, which moves their ctime: stages that
 /// copy the same files side by side must still see them as the versions their
 /// cache keys hashed (BuildKit builds this; buildd once failed it with "changed
-/// during the build").
+/// during the build"). Each edit reaches the image (content keys are remembered
+/// per mirror version).
 #[tokio::test(flavor = "multi_thread")]
 async fn stages_copying_the_same_context_files_build_side_by_side() {
     let d = Daemon::start(&[]);
@@ -188,6 +189,13 @@ async fn stages_copying_the_same_context_files_build_side_by_side() {
         )
         .await
         .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // Each edit reached a layer: no content key remembered from an earlier
+        // version of the mirror answered for this one.
+        let copied = std::fs::read_dir(d.root().join("layers"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("c/f1")).ok())
+            .any(|text| text == format!("edit {round}\n"));
+        assert!(copied, "round {round}: no layer holds the edit");
     }
 }
 

@@ -55,6 +55,9 @@ pub struct BuildRequest {
     /// The context is immutable per file (a daemon's mirror: files are replaced
     /// by rename, never changed in place), so COPY may link its files.
     pub immutable_context: bool,
+    /// Names the context's content in this process (see
+    /// [`BuildCtx::local_versions`]).
+    pub context_version: Option<u64>,
     /// The caller makes the build's records durable later ([`Engine::flush`], a
     /// daemon's background flusher); by default the build does before returning.
     pub defer_flush: bool,
@@ -240,6 +243,11 @@ async fn solve(
     let ctx = Arc::new(BuildCtx {
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
         immutable_locals: req.immutable_context,
+        local_versions: req
+            .context_version
+            .map(|v| (CONTEXT_NAME.to_owned(), v))
+            .into_iter()
+            .collect(),
         no_cache: req.no_cache,
         allow_network_host: req.allow.iter().any(|a| a == "network.host"),
         allow_insecure: req.allow.iter().any(|a| a == "security.insecure"),

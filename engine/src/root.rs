@@ -49,6 +49,8 @@ pub struct Root {
     pub index: Arc<dyn CacheIndex>,
     pub layers: Arc<buildd_snapshot::LayerStore>,
     pub images: Arc<ImageStore>,
+    /// Content digests of versioned local directories' selections.
+    pub local_keys: crate::ops::LocalKeys,
     /// The private tmpfs for runtime bundles, mounted on first use; `None` inside
     /// when it could not be mounted.
     bundles: std::sync::OnceLock<Option<PathBuf>>,
@@ -196,6 +198,7 @@ impl Root {
             index,
             layers,
             images: Arc::new(ImageStore::open(path)?),
+            local_keys: crate::ops::LocalKeys::default(),
             bundles: std::sync::OnceLock::new(),
             _lock: lock.file,
         };

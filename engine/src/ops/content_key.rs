@@ -9,6 +9,7 @@ use buildd_proto::llb::{file_action, op};
 use sha2::{Digest as _, Sha256};
 
 use super::hash_cache::IndexHashCache;
+use super::local_keys::{self, LocalKeys};
 use super::worker::{LocalDir, Ref, Selections};
 use crate::root::Root;
 use crate::solver::{OpError, Resolved, Vertex};
@@ -18,16 +19,21 @@ use crate::solver::{OpError, Resolved, Vertex};
 /// selections themselves for execution to reuse.
 pub(crate) struct LocalReads<'a> {
     cache: IndexHashCache<'a>,
+    memo: &'a LocalKeys,
     hasher: Sha256,
     selections: Selections,
+    /// Something local was read (its selection may have come from the memo).
+    read: bool,
 }
 
 impl<'a> LocalReads<'a> {
     pub(crate) fn new(root: &'a Root) -> Self {
         Self {
             cache: IndexHashCache(root.index.as_ref()),
+            memo: &root.local_keys,
             hasher: Sha256::new(),
             selections: Selections::new(),
+            read: false,
         }
     }
 
@@ -39,7 +45,9 @@ impl<'a> LocalReads<'a> {
         }
     }
 
-    /// Selects `src` in `dir` and hashes exactly what was selected.
+    /// Selects `src` in `dir` and hashes exactly what was selected. A directory
+    /// with a version answers from the memo when it can; execution then selects
+    /// again (the same files: the version has not changed).
     pub(crate) fn add(
         &mut self,
         index: usize,
@@ -47,18 +55,30 @@ impl<'a> LocalReads<'a> {
         src: &str,
         opts: &SelectOptions<'_>,
     ) -> Result<(), String> {
-        let selection = select(&dir.root, src, opts).map_err(|e| e.to_string())?;
-        let digest = selection_digest(&dir.root, &selection, Some(&self.cache))
-            .map_err(|e| e.to_string())?;
+        let memo_key = dir.content_id.map(|id| local_keys::key(&id, src, opts));
+        let remembered = memo_key.as_ref().and_then(|k| self.memo.get(k));
+        let digest = match remembered {
+            Some(digest) => digest,
+            None => {
+                let selection = select(&dir.root, src, opts).map_err(|e| e.to_string())?;
+                let digest = selection_digest(&dir.root, &selection, Some(&self.cache))
+                    .map_err(|e| e.to_string())?;
+                if let Some(k) = memo_key {
+                    self.memo.put(k, digest);
+                }
+                self.selections.insert(index, selection);
+                digest
+            }
+        };
         self.hasher.update((index as u64).to_le_bytes());
         self.hasher.update(digest.as_bytes());
-        self.selections.insert(index, selection);
+        self.read = true;
         Ok(())
     }
 
     /// `None` when nothing local was read: the inputs' keys then say it all.
     pub(crate) fn finish(self) -> (Option<Digest>, Selections) {
-        let key = (!self.selections.is_empty()).then(|| self.hasher.into());
+        let key = self.read.then(|| self.hasher.into());
         (key, self.selections)
     }
 }

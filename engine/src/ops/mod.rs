@@ -5,6 +5,7 @@ mod content_key;
 mod exec;
 mod file;
 mod hash_cache;
+mod local_keys;
 mod merge;
 mod pull;
 mod source;
@@ -12,4 +13,5 @@ mod worker;
 
 pub use exec::{RuntimeConfig, RuntimeInfo};
 pub(crate) use file::fresh_layer_id;
+pub use local_keys::LocalKeys;
 pub use worker::{BuildWorker, Ref};

@@ -37,10 +37,24 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
                     .map_err(|e| OpError::new(format!("local source {name:?}: {e}")))?,
             )
         };
+        let content_id = ctx.local_versions.get(name).map(|version| {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            let path = root.as_os_str().as_encoded_bytes();
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path);
+            h.update(version.to_le_bytes());
+            for p in &src.exclude_patterns {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+            h.finalize().into()
+        });
         return Ok(Ref::Local(Arc::new(LocalDir {
             root: root.clone(),
             excludes,
             immutable: ctx.immutable_locals,
+            content_id,
         })));
     }
     let scheme = id.split_once("://").map_or(id, |(s, _)| s);

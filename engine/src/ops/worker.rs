@@ -32,6 +32,10 @@ pub struct LocalDir {
     /// Files are replaced by rename, never changed in place (see
     /// [`crate::solver::BuildCtx::immutable_locals`]).
     pub immutable: bool,
+    /// Names the directory's content in this process (its path, version and
+    /// exclude patterns), when it has a version (see
+    /// [`crate::solver::BuildCtx::local_versions`]).
+    pub content_id: Option<[u8; 32]>,
 }
 
 impl Ref {

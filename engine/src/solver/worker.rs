@@ -22,6 +22,10 @@ pub struct BuildCtx {
     /// mirrors). COPY then links instead of copying. A user's own directory (the
     /// one-shot build) is not.
     pub immutable_locals: bool,
+    /// Local sources whose content a number names in this process: the same name
+    /// and number, the same files (the daemon's mirror between two syncs that
+    /// change it). Their content keys are remembered instead of recomputed.
+    pub local_versions: BTreeMap<String, u64>,
     pub no_cache: bool,
     /// `--allow network.host`: RUN --network=host may use the host's network.
     pub allow_network_host: bool,

@@ -89,6 +89,7 @@ pub fn run(
         resolver: None,
         // The user's own directory: it may change under a layer at any time.
         immutable_context: false,
+        context_version: None,
         // The process ends after this build: durable before it says done.
         defer_flush: false,
     };
