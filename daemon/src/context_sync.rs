@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use buildd_proto::control::{FileRequest, Stat, SyncRequest, TransferStats, server_message::Msg};
@@ -136,7 +136,13 @@ pub struct MirrorLock {
     /// process. Only syncs change a mirror, and each clears this first, so a sync
     /// compares the client's listing with this one instead of scanning the disk.
     matched: Mutex<Option<Matched>>,
+    /// When `get` last handed this out (a tick of `NEXT_USE`).
+    used: AtomicU64,
 }
+
+/// Idle mirrors whose listings stay remembered, at most.
+const MAX_REMEMBERED: usize = 16;
+static NEXT_USE: AtomicU64 = AtomicU64::new(0);
 
 impl MirrorLock {
     /// Syncs the filesystem holding the mirror at `dir` and removes its marker,
@@ -173,7 +179,7 @@ struct Matched {
 }
 
 /// Mirror versions, unique in this process.
-static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
 impl MirrorLock {
     fn matched(&self) -> Option<([u8; 32], Arc<Listing>)> {
@@ -219,7 +225,24 @@ impl MirrorLocks {
                 || Arc::strong_count(&l.rw) > 1
                 || l.matched.lock().unwrap().is_some()
         });
-        locks.entry(dir.to_owned()).or_default().clone()
+        // A remembered listing costs memory (about 150 bytes an entry): keep the
+        // most recently used ones; an idle mirror that loses its listing is
+        // scanned on its next sync.
+        let mut idle: Vec<_> = locks
+            .values()
+            .filter(|l| Arc::strong_count(l) == 1 && Arc::strong_count(&l.rw) == 1)
+            .filter(|l| l.matched.lock().unwrap().is_some())
+            .collect();
+        if idle.len() > MAX_REMEMBERED {
+            idle.sort_by_key(|l| l.used.load(Ordering::Relaxed));
+            for l in &idle[..idle.len() - MAX_REMEMBERED] {
+                l.clear_matched();
+            }
+        }
+        let lock = locks.entry(dir.to_owned()).or_default().clone();
+        lock.used
+            .store(NEXT_USE.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        lock
     }
 
     /// Takes `dir`'s lock exclusively if nobody holds it (for prune, which may
@@ -640,4 +663,35 @@ pub async fn fetch_small(
         });
     }
     Ok(out.into_inner().unwrap())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_most_recently_used_idle_listings_are_remembered() {
+        let locks = MirrorLocks::default();
+        let dir = |i: usize| PathBuf::from(format!("/m/{i}"));
+        let empty = Arc::new(Listing::new(Vec::new()).unwrap());
+        let busy = locks.get(&dir(0));
+        busy.set_matched([0; 32], empty.clone());
+        for i in 1..=MAX_REMEMBERED + 4 {
+            locks.get(&dir(i)).set_matched([0; 32], empty.clone());
+        }
+        locks.get(&dir(99));
+        let remembered = |i: usize| {
+            let locks = locks.locks.lock().unwrap();
+            locks.get(&dir(i)).is_some_and(|l| l.matched().is_some())
+        };
+        // The one in use keeps its listing; of the idle ones, the oldest lost theirs.
+        assert!(remembered(0));
+        assert!((1..=4).all(|i| !remembered(i)));
+        assert!((5..=MAX_REMEMBERED + 4).all(remembered));
+        // A mirror that keeps matching keeps its version.
+        let v = locks.get(&dir(7)).set_matched([1; 32], empty.clone());
+        assert_eq!(locks.get(&dir(7)).set_matched([2; 32], empty.clone()), v);
+        locks.get(&dir(7)).clear_matched();
+        assert_ne!(locks.get(&dir(7)).set_matched([2; 32], empty), v);
+    }
 }
