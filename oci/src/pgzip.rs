@@ -221,7 +221,7 @@ impl<W: Write> GzipWriter<W> {
         let (bytes, crc) = result?;
         self.emit(&bytes, &crc)?;
         // As many as can be in flight; more would only hold memory.
-        if self.spare.len() < 4 * self.threads + 2 {
+        if self.spare.len() < 2 * self.threads + 2 {
             self.spare.push(data);
             self.spare.push(bytes);
         }
@@ -231,7 +231,9 @@ impl<W: Write> GzipWriter<W> {
     fn spare_buffer(&mut self) -> Vec<u8> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
-        b.reserve(BLOCK);
+        // Exactly what either use needs (a block, or a block's output): a
+        // doubling `reserve` made every buffer 2 MiB.
+        b.reserve_exact(out_capacity(BLOCK));
         b
     }
 }
@@ -261,7 +263,7 @@ fn compress_block(dict: &[u8], data: &[u8], level: u32) -> BlockResult {
 fn compress_block_into(dict: &[u8], data: &[u8], level: u32, mut out: Vec<u8>) -> BlockResult {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
-    out.reserve(data.len() + data.len() / 64 + 64);
+    out.reserve_exact(out_capacity(data.len()));
     let mut start = 0;
     while start < data.len() {
         let stored = incompressible(&data[start..(start + PIECE).min(data.len())]);
@@ -290,6 +292,12 @@ fn compress_block_into(dict: &[u8], data: &[u8], level: u32, mut out: Vec<u8>) -
     Ok((out, crc))
 }
 
+/// Room for the compressed form of `len` bytes: stored blocks add 5 bytes per
+/// 64 KiB, and deflate's worst case is about as small.
+fn out_capacity(len: usize) -> usize {
+    len + len / 64 + 64
+}
+
 /// The up to 32 KiB of input just before `data[start]`, reaching into `dict`.
 fn window_before(dict: &[u8], data: &[u8], start: usize) -> Vec<u8> {
     if start >= WINDOW {
@@ -310,7 +318,7 @@ fn deflate(out: &mut Vec<u8>, dict: &[u8], input: &[u8], level: u32) -> io::Resu
     loop {
         // deflateBound for raw deflate, plus the sync flush's empty stored block.
         let left = input.len() - c.total_in() as usize;
-        out.reserve(left + (left >> 12) + (left >> 14) + (left >> 25) + 64);
+        out.reserve_exact(left + (left >> 12) + (left >> 14) + (left >> 25) + 64);
         let status = c
             .compress_vec(&input[c.total_in() as usize..], out, FlushCompress::Sync)
             .map_err(io::Error::other)?;
