@@ -241,6 +241,11 @@ struct Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
+        // A foreground `run` that returned removed the container's state itself;
+        // another runtime process would only cost time (one per RUN step).
+        if !self.state_dir.join(&self.id).exists() {
+            return;
+        }
         // Synchronous on purpose: the container must be gone before its rootfs is
         // unmounted. It only ever drops inside a `Prepared`'s teardown, which runs
         // on a blocking thread when a runtime is around.

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// A `Prepared` holding a container whose "runtime" is a script that takes a
-/// while to delete it and notes whether the run's directory still existed then.
+/// A `Prepared` holding a container (its state still there, as after a run cut
+/// short) whose "runtime" is a script that takes a while to delete it and notes
+/// whether the run's directory still existed then.
 fn prepared(dir: &Path, script: &Path, note: &Path) -> Prepared {
     std::fs::write(
         script,
@@ -19,6 +20,8 @@ fn prepared(dir: &Path, script: &Path, note: &Path) -> Prepared {
     .unwrap();
     std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir(dir).unwrap();
+    // The runtime's state of a container still there (a run cut short).
+    std::fs::create_dir_all(dir.join("state/test")).unwrap();
     Prepared {
         dir: dir.to_owned(),
         bundle: dir.to_owned(),
@@ -81,5 +84,20 @@ fn a_drop_outside_a_runtime_tears_down_in_place() {
     let (dir, note) = (tmp.path().join("run"), tmp.path().join("note"));
     drop(prepared(&dir, &tmp.path().join("runtime"), &note));
     assert_eq!(std::fs::read_to_string(&note).unwrap().trim(), "present");
+    assert!(!dir.exists());
+}
+
+/// A container whose runtime already removed its state (a foreground run that
+/// returned) costs no runtime process on teardown.
+#[test]
+fn a_finished_run_needs_no_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, note) = (tmp.path().join("run"), tmp.path().join("note"));
+    let run = prepared(&dir, &tmp.path().join("runtime"), &note);
+    std::fs::remove_dir(dir.join("state/test")).unwrap();
+    let started = Instant::now();
+    drop(run);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(!note.exists());
     assert!(!dir.exists());
 }
