@@ -70,3 +70,36 @@ fn bad_input_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("want unix://PATH or tcp://HOST:PORT"), "{err}");
 }
+
+/// `build --llb` takes the place of the context and Dockerfile; what cannot work
+/// fails before connecting (no daemon runs here), with what is wrong.
+#[test]
+fn build_llb_checks_its_input_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("def.pb");
+    std::fs::write(&def, definition().encode_to_vec()).unwrap();
+    let def = def.to_str().unwrap();
+    let dirs = dir.path().to_str().unwrap();
+    let unreachable = ["--addr", "unix:///nonexistent/buildd.sock"];
+    let fails = |args: &[&str], says: &str| {
+        let mut all = unreachable.to_vec();
+        all.extend_from_slice(args);
+        let out = bctl(&all);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    fails(&["build"], "CONTEXT");
+    fails(&["build", "--local", &format!("x={dirs}"), dirs], "--llb");
+    fails(&["build", "--llb", def, "-f", "Dockerfile"], "cannot be used with");
+    fails(&["build", "--llb", def, "--local", "noequals"], "expected NAME=DIR");
+    fails(
+        &["build", "--llb", def, "--local", "a=/nonexistent-dir"],
+        "nonexistent-dir",
+    );
+    let twice = format!("context={dirs}");
+    fails(&["build", "--llb", def, "--local", &twice, dirs], "given twice");
+    fails(&["build", "--llb", dirs], "reading the LLB definition");
+    // A valid definition gets as far as connecting.
+    fails(&["build", "--llb", def], "nonexistent");
+}

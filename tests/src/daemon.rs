@@ -43,6 +43,26 @@ impl Daemon {
         self.bctl_with_env(&[], args)
     }
 
+    /// Runs `bctl --addr ADDR ARGS…` with `input` on its stdin.
+    pub fn bctl_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut child = Command::new(bctl_bin())
+            .arg("--addr")
+            .arg(&self.addr)
+            .args(args)
+            .env_remove("BUILDD_ADDR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bctl");
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input).expect("write bctl's stdin");
+        drop(stdin);
+        Run::of(child.wait_with_output().expect("wait for bctl"))
+    }
+
     /// Runs `bctl --addr ADDR ARGS…` with extra environment variables.
     pub fn bctl_with_env(&self, env: &[(&str, &Path)], args: &[&str]) -> Run {
         let out = Command::new(bctl_bin())

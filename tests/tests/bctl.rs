@@ -480,3 +480,111 @@ fn ssh_agents_are_forwarded_from_the_client_over_the_session() {
     // The agent socket was the run's alone: nothing of it is in the image.
     assert!(!out.join("run/buildkit").exists());
 }
+
+/// `bctl build --llb`: the definition `buildd debug dump-llb --format pb` prints
+/// builds through the daemon like its Dockerfile, from a file with `--local` or
+/// from stdin with CONTEXT; what is no definition fails before connecting, and a
+/// definition with a dangling input gets the daemon's clear error.
+#[test]
+fn a_raw_llb_definition_builds_like_its_dockerfile() {
+    use buildd_tests::buildd_bin;
+    let ws = Workspace::new();
+    ws.dockerfile("FROM scratch\nCOPY top.txt /\n")
+        .file("top.txt", "top", 0o644);
+    let dumped = Command::new(buildd_bin())
+        .args(["debug", "dump-llb", "--format", "pb"])
+        .arg(ws.ctx())
+        .output()
+        .unwrap();
+    assert!(dumped.status.success(), "{dumped:?}");
+    let def = ws.path("def.pb");
+    fs::write(&def, &dumped.stdout).unwrap();
+    let daemon = Daemon::start(&ws);
+
+    let out = ws.path("out");
+    let local = format!("context={}", ws.ctx().display());
+    let dest = format!("type=local,dest={}", out.display());
+    daemon
+        .bctl(&[
+            "build",
+            "--progress=plain",
+            "--llb",
+            path_str(&def),
+            "--local",
+            &local,
+            "-o",
+            &dest,
+        ])
+        .success();
+    assert_eq!(fs::read_to_string(out.join("top.txt")).unwrap(), "top");
+
+    let out2 = ws.path("out2");
+    let dest2 = format!("type=local,dest={}", out2.display());
+    let ctx = ws.ctx();
+    daemon
+        .bctl_with_stdin(
+            &[
+                "build",
+                "--progress=plain",
+                "--llb",
+                "-",
+                "-o",
+                &dest2,
+                path_str(&ctx),
+            ],
+            &dumped.stdout,
+        )
+        .success();
+    assert_eq!(fs::read_to_string(out2.join("top.txt")).unwrap(), "top");
+
+    fs::write(ws.path("junk.pb"), "FROM scratch\n").unwrap();
+    let run = daemon.bctl(&[
+        "build",
+        "--llb",
+        path_str(&ws.path("junk.pb")),
+        "--local",
+        &local,
+    ]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("is not a serialized Definition"),
+        "{}",
+        run.stderr
+    );
+
+    // Without its first op (a source: inputs come first), the COPY's input is
+    // dangling.
+    let bytes = &dumped.stdout;
+    assert_eq!(bytes[0], 0x0a, "field 1, length-delimited");
+    let (mut len, mut at) = (0usize, 1usize);
+    for shift in (0..).step_by(7) {
+        let b = bytes[at];
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    fs::write(ws.path("dangling.pb"), &bytes[at + len..]).unwrap();
+    let run = daemon.bctl(&[
+        "build",
+        "--progress=plain",
+        "--llb",
+        path_str(&ws.path("dangling.pb")),
+        "--local",
+        &local,
+    ]);
+    assert!(!run.ok);
+    assert!(run.stderr.contains("undefined input"), "{}", run.stderr);
+    // The daemon keeps serving.
+    daemon
+        .bctl(&[
+            "build",
+            "--progress=plain",
+            "--llb",
+            path_str(&def),
+            "--local",
+            &local,
+        ])
+        .success();
+}

@@ -14,6 +14,8 @@ use clap::Args;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
 
+mod llb;
+
 use super::ConnArgs;
 use crate::connect::Client;
 use crate::output;
@@ -28,8 +30,17 @@ const STATUS_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Build context directory.
-    context: PathBuf,
+    /// Build context directory (with --llb: the local source "context", optional).
+    #[arg(required_unless_present = "llb")]
+    context: Option<PathBuf>,
+    /// Build this serialized LLB definition (protobuf, FILE or - for stdin)
+    /// instead of a Dockerfile, as `buildctl build` does; its `local://NAME`
+    /// sources come from --local (and CONTEXT for "context").
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "target", "build_args"])]
+    llb: Option<PathBuf>,
+    /// A local source of an --llb definition: NAME=DIR (repeatable).
+    #[arg(long = "local", value_name = "NAME=DIR", requires = "llb")]
+    local: Vec<String>,
     /// Dockerfile path [default: CONTEXT/Dockerfile].
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
@@ -146,6 +157,8 @@ pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
 struct Plan {
     locals: BTreeMap<String, PathBuf>,
     dockerfile_name: String,
+    /// With --llb: the serialized definition, solved without a frontend.
+    definition: Option<Vec<u8>>,
     target: Option<String>,
     build_args: BTreeMap<String, String>,
     exporters: Vec<Exporter>,
@@ -161,30 +174,18 @@ struct Plan {
 
 impl Plan {
     fn new(args: BuildArgs) -> anyhow::Result<Self> {
-        let context = args
-            .context
-            .canonicalize()
-            .with_context(|| format!("context {}", args.context.display()))?;
-        if !context.is_dir() {
-            bail!("context {} is not a directory", args.context.display());
-        }
-        // As docker build: -f is relative to the working directory.
-        let file = args
-            .file
-            .clone()
-            .unwrap_or_else(|| context.join("Dockerfile"));
-        let file = file
-            .canonicalize()
-            .with_context(|| format!("cannot find Dockerfile {}", file.display()))?;
-        if !file.is_file() {
-            bail!("Dockerfile {} is not a file", file.display());
-        }
-        let dockerfile_dir = file.parent().expect("a file has a parent").to_owned();
-        let dockerfile_name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("the Dockerfile's name is not valid UTF-8")?
-            .to_owned();
+        let (locals, dockerfile_name, definition) = match &args.llb {
+            Some(path) => (
+                llb::locals(args.context.as_deref(), &args.local)?,
+                String::new(),
+                Some(llb::read_definition(path)?),
+            ),
+            None => {
+                let context = args.context.as_deref().context("a context is required")?;
+                let (locals, name) = dockerfile_locals(context, args.file.as_deref())?;
+                (locals, name, None)
+            }
+        };
         let mut ssh = SshAgents::default();
         for spec in &args.ssh {
             ssh.add_spec(spec)?;
@@ -201,11 +202,9 @@ impl Plan {
             targets.push(t);
         }
         Ok(Self {
-            locals: BTreeMap::from([
-                ("context".to_owned(), context),
-                ("dockerfile".to_owned(), dockerfile_dir),
-            ]),
+            locals,
             dockerfile_name,
+            definition,
             target: args.target,
             build_args: build_args(&args.build_args),
             exporters,
@@ -221,7 +220,10 @@ impl Plan {
     }
 
     fn request(&self, session_id: &str, build_ref: &str) -> anyhow::Result<SolveRequest> {
-        let mut attrs = BTreeMap::from([("filename".to_owned(), self.dockerfile_name.clone())]);
+        let mut attrs = BTreeMap::new();
+        if self.definition.is_none() {
+            attrs.insert("filename".to_owned(), self.dockerfile_name.clone());
+        }
         if let Some(t) = &self.target {
             attrs.insert("target".to_owned(), t.clone());
         }
@@ -237,8 +239,13 @@ impl Plan {
         Ok(SolveRequest {
             r#ref: build_ref.to_owned(),
             session_id: session_id.to_owned(),
-            frontend: "dockerfile.v0".to_owned(),
+            // No frontend: the daemon solves the definition as it is.
+            frontend: match self.definition {
+                Some(_) => String::new(),
+                None => "dockerfile.v0".to_owned(),
+            },
             frontend_attrs: attrs,
+            definition: self.definition.clone().unwrap_or_default(),
             exporters: self.exporters.clone(),
             entitlements: self.entitlements.clone(),
             no_cache: self.no_cache,
@@ -248,6 +255,39 @@ impl Plan {
             ..SolveRequest::default()
         })
     }
+}
+
+/// The locals of a Dockerfile build, "context" and "dockerfile", and the
+/// Dockerfile's name in the latter.
+fn dockerfile_locals(
+    context_arg: &Path,
+    file: Option<&Path>,
+) -> anyhow::Result<(BTreeMap<String, PathBuf>, String)> {
+    let context = context_arg
+        .canonicalize()
+        .with_context(|| format!("context {}", context_arg.display()))?;
+    if !context.is_dir() {
+        bail!("context {} is not a directory", context_arg.display());
+    }
+    // As docker build: -f is relative to the working directory.
+    let file = file.map_or_else(|| context.join("Dockerfile"), Path::to_owned);
+    let file = file
+        .canonicalize()
+        .with_context(|| format!("cannot find Dockerfile {}", file.display()))?;
+    if !file.is_file() {
+        bail!("Dockerfile {} is not a file", file.display());
+    }
+    let dockerfile_dir = file.parent().expect("a file has a parent").to_owned();
+    let dockerfile_name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the Dockerfile's name is not valid UTF-8")?
+        .to_owned();
+    let locals = BTreeMap::from([
+        ("context".to_owned(), context),
+        ("dockerfile".to_owned(), dockerfile_dir),
+    ]);
+    Ok((locals, dockerfile_name))
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, as buildx passes it on.

@@ -42,6 +42,8 @@ pub struct DumpArgs {
 enum Format {
     Text,
     Json,
+    /// The serialized `Definition` (protobuf), as `bctl build --llb` reads it.
+    Pb,
 }
 
 pub fn run(root: &Path, cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -53,6 +55,13 @@ pub fn run(root: &Path, cmd: DebugCommand) -> anyhow::Result<ExitCode> {
             let out = match args.format {
                 Format::Text => buildd_proto::dump::to_text(&compiled.definition),
                 Format::Json => buildd_proto::dump::to_json(&compiled.definition),
+                Format::Pb => {
+                    use std::io::Write as _;
+                    let bytes = prost::Message::encode_to_vec(&compiled.definition);
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes).and_then(|()| out.flush())?;
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             print!("{out}");
         }
