@@ -91,14 +91,23 @@ fn build_llb_checks_its_input_before_connecting() {
     };
     fails(&["build"], "CONTEXT");
     fails(&["build", "--local", &format!("x={dirs}"), dirs], "--llb");
-    fails(&["build", "--llb", def, "-f", "Dockerfile"], "cannot be used with");
-    fails(&["build", "--llb", def, "--local", "noequals"], "expected NAME=DIR");
+    fails(
+        &["build", "--llb", def, "-f", "Dockerfile"],
+        "cannot be used with",
+    );
+    fails(
+        &["build", "--llb", def, "--local", "noequals"],
+        "expected NAME=DIR",
+    );
     fails(
         &["build", "--llb", def, "--local", "a=/nonexistent-dir"],
         "nonexistent-dir",
     );
     let twice = format!("context={dirs}");
-    fails(&["build", "--llb", def, "--local", &twice, dirs], "given twice");
+    fails(
+        &["build", "--llb", def, "--local", &twice, dirs],
+        "given twice",
+    );
     fails(&["build", "--llb", dirs], "reading the LLB definition");
     // A valid definition gets as far as connecting.
     fails(&["build", "--llb", def], "nonexistent");

@@ -6,6 +6,7 @@
 //! reads a stack of them as one filesystem, [`apply_file_op`] runs an LLB FileOp into a
 //! new layer and [`export_tree`] flattens a stack into a plain directory.
 
+mod dircache;
 mod error;
 pub mod etc_db;
 mod export;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::dircache::DirCache;
 use crate::error::SnapshotError;
 use crate::sys;
 
@@ -78,6 +79,8 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct LayerStore {
     layers: PathBuf,
+    /// What committed layers' directories hold (see [`DirCache`]).
+    pub(crate) dirs: DirCache,
 }
 
 impl LayerStore {
@@ -98,7 +101,10 @@ impl LayerStore {
                 remove_tree(&p).map_err(SnapshotError::io("remove", &p))?;
             }
         }
-        Ok(LayerStore { layers })
+        Ok(LayerStore {
+            layers,
+            dirs: DirCache::default(),
+        })
     }
 
     pub fn diff_dir(&self, id: &LayerId) -> PathBuf {
@@ -141,6 +147,7 @@ impl LayerStore {
 
     pub fn remove(&self, id: &LayerId) -> Result<(), SnapshotError> {
         let dir = self.diff_dir(id);
+        self.dirs.forget(&dir);
         let doomed = self.temp_name();
         match fs::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed).map_err(SnapshotError::io("remove", &doomed)),

@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::marker::PhantomData;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -32,7 +31,10 @@ pub struct ViewEntry {
 pub struct LayeredView<'a> {
     /// Diff directories, topmost first.
     layers: Vec<PathBuf>,
-    _store: PhantomData<&'a LayerStore>,
+    /// Layers from this index down are committed: their directories are cached
+    /// in the store (an upper directory being written is not).
+    committed_from: usize,
+    store: &'a LayerStore,
 }
 
 /// What the view holds at one path.
@@ -72,14 +74,20 @@ impl<'a> LayeredView<'a> {
     pub fn new(store: &'a LayerStore, snap: &Snapshot) -> Result<Self, SnapshotError> {
         let mut layers = Vec::with_capacity(snap.layers.len());
         for id in snap.layers.iter().rev() {
-            if !store.exists(id) {
-                return Err(SnapshotError::LayerMissing(id.to_string()));
+            let dir = store.diff_dir(id);
+            // The cached root of a committed layer: one stat per layer the first
+            // time, a hash probe after.
+            match store.dirs.dir(&dir) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(SnapshotError::LayerMissing(id.to_string())),
+                Err(e) => return Err(SnapshotError::io("stat", &dir)(e)),
             }
-            layers.push(store.diff_dir(id));
+            layers.push(dir);
         }
         Ok(LayeredView {
             layers,
-            _store: PhantomData,
+            committed_from: 0,
+            store,
         })
     }
 
@@ -91,6 +99,7 @@ impl<'a> LayeredView<'a> {
     ) -> Result<Self, SnapshotError> {
         let mut v = LayeredView::new(store, snap)?;
         v.layers.insert(0, upper.to_owned());
+        v.committed_from = 1;
         Ok(v)
     }
 
@@ -173,8 +182,21 @@ impl<'a> LayeredView<'a> {
     pub(crate) fn root(&self) -> Result<Node, SnapshotError> {
         let mut root: Option<Node> = None;
         for (i, dir) in self.layers.iter().enumerate() {
-            let meta = fs::symlink_metadata(dir).map_err(SnapshotError::io("stat", dir))?;
-            let opaque = sys::is_opaque(dir).map_err(SnapshotError::io("stat", dir))?;
+            let (meta, opaque) = if i >= self.committed_from {
+                let info = self
+                    .store
+                    .dirs
+                    .dir(dir)
+                    .and_then(|d| d.ok_or_else(|| io::ErrorKind::NotFound.into()))
+                    .map_err(SnapshotError::io("stat", dir))?;
+                (info.meta.clone(), info.opaque)
+            } else {
+                let meta = fs::symlink_metadata(dir).map_err(SnapshotError::io("stat", dir))?;
+                (
+                    meta,
+                    sys::is_opaque(dir).map_err(SnapshotError::io("stat", dir))?,
+                )
+            };
             match &mut root {
                 None => {
                     root = Some(Node {
@@ -202,6 +224,20 @@ impl<'a> LayeredView<'a> {
         let rel = parent.rel.join(name);
         let mut found: Option<Node> = None;
         for &l in &parent.dir_layers {
+            // A committed layer's listing of the parent says whether to look at
+            // all: most layers of a deep stack do not hold the name.
+            let cached = l >= self.committed_from;
+            if cached {
+                let dir = self.layers[l].join(&parent.rel);
+                let listed = self.store.dirs.dir(&dir).map_err(|e| SnapshotError::Io {
+                    op: "read",
+                    path: show(&parent.rel),
+                    error: e,
+                })?;
+                if !listed.is_some_and(|d| d.has(name)) {
+                    continue;
+                }
+            }
             let host = self.layers[l].join(&rel);
             let meta = match fs::symlink_metadata(&host) {
                 Ok(m) => m,
@@ -214,7 +250,14 @@ impl<'a> LayeredView<'a> {
                     });
                 }
             };
-            let opaque = || sys::is_opaque(&host).map_err(SnapshotError::io("stat", show(&rel)));
+            let is_dir = meta.is_dir();
+            let opaque = || match cached && is_dir {
+                true => match self.store.dirs.dir(&host) {
+                    Ok(d) => Ok(d.is_some_and(|d| d.opaque)),
+                    Err(e) => Err(SnapshotError::io("stat", show(&rel))(e)),
+                },
+                false => sys::is_opaque(&host).map_err(SnapshotError::io("stat", show(&rel))),
+            };
             match &mut found {
                 None if sys::is_whiteout(&meta) => return Ok(None),
                 None if !meta.is_dir() => {

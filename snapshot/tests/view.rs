@@ -134,3 +134,39 @@ fn a_missing_layer_is_an_error() {
     let e = LayeredView::new(&store, &s).unwrap_err();
     assert_eq!(e.to_string(), "layer ff does not exist");
 }
+
+/// What committed layers hold is cached per directory (deep stacks are looked up
+/// with hash probes, not a stat per layer): lookups answer the same the second
+/// time, through whiteouts and opaque directories, and a removed layer is gone.
+#[test]
+fn a_deep_stack_resolves_the_same_from_the_cache() {
+    let (_d, store) = common::store();
+    let mut s = Snapshot::scratch();
+    for i in 0..200 {
+        s = layer(&store, &s, &format!("{i:04x}"), |r| {
+            write(r, &format!("f{i}"), &i.to_string());
+            write(r, "d/top", &i.to_string());
+            if i == 150 {
+                whiteout(&r.join("f5"));
+                opaque(&r.join("d"));
+            }
+        });
+    }
+    let top = s.clone();
+    s = layer(&store, &s, "ffff", |r| write(r, "d/last", "last"));
+    for round in 0..2 {
+        let view = LayeredView::new(&store, &s).unwrap();
+        assert_eq!(read(&view, "/f0"), "0", "round {round}");
+        assert_eq!(read(&view, "/f199"), "199");
+        assert_eq!(read(&view, "/d/top"), "199");
+        assert!(view.lstat(Path::new("/f5")).unwrap().is_none());
+        assert!(view.lstat(Path::new("/f6")).unwrap().is_some());
+        assert!(view.lstat(Path::new("/nothing")).unwrap().is_none());
+        assert_eq!(names(&view, "/d"), ["last", "top"]);
+    }
+    store.remove(s.layers.last().unwrap()).unwrap();
+    let e = LayeredView::new(&store, &s).unwrap_err();
+    assert_eq!(e.to_string(), "layer ffff does not exist");
+    let view = LayeredView::new(&store, &top).unwrap();
+    assert!(view.lstat(Path::new("/d/last")).unwrap().is_none());
+}
