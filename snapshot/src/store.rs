@@ -111,8 +111,10 @@ impl LayerStore {
         self.layers.join(id.as_str())
     }
 
+    /// Whether `id` is committed; answered from the directory cache once known
+    /// (a warm deep chain asks for every layer below every step).
     pub fn exists(&self, id: &LayerId) -> bool {
-        self.diff_dir(id).is_dir()
+        self.dirs.dir(&self.diff_dir(id)).is_ok_and(|d| d.is_some())
     }
 
     /// A fresh, empty diff directory to build a layer in.

@@ -7,9 +7,11 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use buildd_fsutil::glob;
 
+use crate::dircache::DirInfo;
 use crate::error::SnapshotError;
 use crate::store::{LayerStore, Snapshot};
 use crate::sys;
@@ -34,6 +36,8 @@ pub struct LayeredView<'a> {
     /// Layers from this index down are committed: their directories are cached
     /// in the store (an upper directory being written is not).
     committed_from: usize,
+    /// The root directory of each committed layer, by index into `layers`.
+    roots: Vec<Option<Arc<DirInfo>>>,
     store: &'a LayerStore,
 }
 
@@ -73,12 +77,13 @@ pub(crate) fn show(rel: &Path) -> PathBuf {
 impl<'a> LayeredView<'a> {
     pub fn new(store: &'a LayerStore, snap: &Snapshot) -> Result<Self, SnapshotError> {
         let mut layers = Vec::with_capacity(snap.layers.len());
+        let mut roots = Vec::with_capacity(snap.layers.len());
         for id in snap.layers.iter().rev() {
             let dir = store.diff_dir(id);
             // The cached root of a committed layer: one stat per layer the first
             // time, a hash probe after.
             match store.dirs.dir(&dir) {
-                Ok(Some(_)) => {}
+                Ok(Some(root)) => roots.push(Some(root)),
                 Ok(None) => return Err(SnapshotError::LayerMissing(id.to_string())),
                 Err(e) => return Err(SnapshotError::io("stat", &dir)(e)),
             }
@@ -87,6 +92,7 @@ impl<'a> LayeredView<'a> {
         Ok(LayeredView {
             layers,
             committed_from: 0,
+            roots,
             store,
         })
     }
@@ -99,6 +105,7 @@ impl<'a> LayeredView<'a> {
     ) -> Result<Self, SnapshotError> {
         let mut v = LayeredView::new(store, snap)?;
         v.layers.insert(0, upper.to_owned());
+        v.roots.insert(0, None);
         v.committed_from = 1;
         Ok(v)
     }
@@ -182,13 +189,7 @@ impl<'a> LayeredView<'a> {
     pub(crate) fn root(&self) -> Result<Node, SnapshotError> {
         let mut root: Option<Node> = None;
         for (i, dir) in self.layers.iter().enumerate() {
-            let (meta, opaque) = if i >= self.committed_from {
-                let info = self
-                    .store
-                    .dirs
-                    .dir(dir)
-                    .and_then(|d| d.ok_or_else(|| io::ErrorKind::NotFound.into()))
-                    .map_err(SnapshotError::io("stat", dir))?;
+            let (meta, opaque) = if let Some(info) = &self.roots[i] {
                 (info.meta.clone(), info.opaque)
             } else {
                 let meta = fs::symlink_metadata(dir).map_err(SnapshotError::io("stat", dir))?;
@@ -228,12 +229,17 @@ impl<'a> LayeredView<'a> {
             // all: most layers of a deep stack do not hold the name.
             let cached = l >= self.committed_from;
             if cached {
-                let dir = self.layers[l].join(&parent.rel);
-                let listed = self.store.dirs.dir(&dir).map_err(|e| SnapshotError::Io {
-                    op: "read",
-                    path: show(&parent.rel),
-                    error: e,
-                })?;
+                let listed = match &self.roots[l] {
+                    Some(root) if parent.rel.as_os_str().is_empty() => Some(root.clone()),
+                    _ => {
+                        let dir = self.layers[l].join(&parent.rel);
+                        self.store.dirs.dir(&dir).map_err(|e| SnapshotError::Io {
+                            op: "read",
+                            path: show(&parent.rel),
+                            error: e,
+                        })?
+                    }
+                };
                 if !listed.is_some_and(|d| d.has(name)) {
                     continue;
                 }
