@@ -504,18 +504,13 @@ fn a_raw_llb_definition_builds_like_its_dockerfile() {
     let out = ws.path("out");
     let local = format!("context={}", ws.ctx().display());
     let dest = format!("type=local,dest={}", out.display());
-    daemon
-        .bctl(&[
-            "build",
-            "--progress=plain",
-            "--llb",
-            path_str(&def),
-            "--local",
-            &local,
-            "-o",
-            &dest,
-        ])
-        .success();
+    let llb_build = |def: &Path, more: &[&str]| {
+        let mut args = vec!["build", "--progress=plain", "--llb", path_str(def)];
+        args.extend_from_slice(&["--local", &local]);
+        args.extend_from_slice(more);
+        daemon.bctl(&args)
+    };
+    llb_build(&def, &["-o", &dest]).success();
     assert_eq!(fs::read_to_string(out.join("top.txt")).unwrap(), "top");
 
     let out2 = ws.path("out2");
@@ -538,13 +533,7 @@ fn a_raw_llb_definition_builds_like_its_dockerfile() {
     assert_eq!(fs::read_to_string(out2.join("top.txt")).unwrap(), "top");
 
     fs::write(ws.path("junk.pb"), "FROM scratch\n").unwrap();
-    let run = daemon.bctl(&[
-        "build",
-        "--llb",
-        path_str(&ws.path("junk.pb")),
-        "--local",
-        &local,
-    ]);
+    let run = llb_build(&ws.path("junk.pb"), &[]);
     assert!(!run.ok);
     assert!(
         run.stderr.contains("is not a serialized Definition"),
@@ -566,25 +555,9 @@ fn a_raw_llb_definition_builds_like_its_dockerfile() {
         }
     }
     fs::write(ws.path("dangling.pb"), &bytes[at + len..]).unwrap();
-    let run = daemon.bctl(&[
-        "build",
-        "--progress=plain",
-        "--llb",
-        path_str(&ws.path("dangling.pb")),
-        "--local",
-        &local,
-    ]);
+    let run = llb_build(&ws.path("dangling.pb"), &[]);
     assert!(!run.ok);
     assert!(run.stderr.contains("undefined input"), "{}", run.stderr);
     // The daemon keeps serving.
-    daemon
-        .bctl(&[
-            "build",
-            "--progress=plain",
-            "--llb",
-            path_str(&def),
-            "--local",
-            &local,
-        ])
-        .success();
+    llb_build(&def, &[]).success();
 }
