@@ -16,6 +16,9 @@ type Hook = Box<dyn Fn() -> Result<(), IndexError> + Send + Sync>;
 pub struct WriteBehind<I> {
     inner: I,
     pending: Mutex<Pending>,
+    /// The batch a flush is writing: still visible to readers until the inner
+    /// index has it (a lookup in between found nothing, and work was done twice).
+    in_flight: Mutex<Pending>,
     /// Serializes flushes, so one flush's records never overtake another's sync.
     flushing: Mutex<()>,
     before_flush: Hook,
@@ -26,6 +29,7 @@ impl<I: CacheIndex> WriteBehind<I> {
         Self {
             inner,
             pending: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             flushing: Mutex::new(()),
             before_flush,
         }
@@ -38,7 +42,12 @@ impl<I: CacheIndex> WriteBehind<I> {
 
 impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
-        if let Some(v) = self.pending.lock().unwrap().get(&(table, key.to_vec())) {
+        let k = (table, key.to_vec());
+        if let Some(v) = self.pending.lock().unwrap().get(&k) {
+            return Ok(v.clone());
+        }
+        // Moved here from `pending` under its lock, so never missed in between.
+        if let Some(v) = self.in_flight.lock().unwrap().get(&k) {
             return Ok(v.clone());
         }
         self.inner.get(table, key)
@@ -66,14 +75,17 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
 
     fn entries(&self, table: Table) -> Result<Vec<Record>, IndexError> {
         // Pending writes win over what the inner index holds; pending removals hide it.
-        let pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
-            .pending
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((t, _), _)| *t == table)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect();
+        // What a flush is writing, then what is pending on top of it.
+        let pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = {
+            let pending = self.pending.lock().unwrap();
+            let in_flight = self.in_flight.lock().unwrap();
+            in_flight
+                .iter()
+                .chain(pending.iter())
+                .filter(|((t, _), _)| *t == table)
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect()
+        };
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
             .inner
             .entries(table)?
@@ -86,7 +98,12 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
 
     fn flush(&self) -> Result<(), IndexError> {
         let _one_at_a_time = self.flushing.lock().unwrap();
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+        let batch = {
+            let mut pending = self.pending.lock().unwrap();
+            let batch = std::mem::take(&mut *pending);
+            *self.in_flight.lock().unwrap() = batch.clone();
+            batch
+        };
         let result = (|| {
             (self.before_flush)()?;
             for ((table, key), value) in &batch {
@@ -97,13 +114,14 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
             }
             self.inner.flush()
         })();
+        let mut pending = self.pending.lock().unwrap();
         if result.is_err() {
             // Put the batch back (newer writes win) so a later flush can retry.
-            let mut pending = self.pending.lock().unwrap();
             for (k, v) in batch {
                 pending.entry(k).or_insert(v);
             }
         }
+        self.in_flight.lock().unwrap().clear();
         result
     }
 }
@@ -143,6 +161,41 @@ mod tests {
         assert_eq!(synced.load(Ordering::SeqCst), 1);
         assert_eq!(
             index.inner().get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+
+    /// While a flush syncs the stores, the records it took are in neither the
+    /// pending map nor the inner index; readers must still see them.
+    #[test]
+    fn records_stay_visible_while_a_flush_writes_them() {
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let index = Arc::new(WriteBehind::new(
+            MemoryIndex::default(),
+            Box::new(move || {
+                entered_tx.send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+                Ok(())
+            }),
+        ));
+        index.put(Table::Results, b"k", b"v").unwrap();
+        let flusher = {
+            let index = index.clone();
+            std::thread::spawn(move || index.flush())
+        };
+        entered_rx.recv().unwrap();
+        assert_eq!(index.inner().get(Table::Results, b"k").unwrap(), None);
+        assert_eq!(
+            index.get(Table::Results, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(index.len(Table::Results), 1);
+        release_tx.send(()).unwrap();
+        flusher.join().unwrap().unwrap();
+        assert_eq!(
+            index.get(Table::Results, b"k").unwrap().as_deref(),
             Some(&b"v"[..])
         );
     }
