@@ -36,6 +36,8 @@ enum Command {
     Prune(cmd::prune::PruneArgs),
     /// Show the daemon's version, limits and workers.
     Info,
+    /// Benchmark build graphs: generate one, solve it cold and warm, report.
+    Bench(cmd::bench::BenchArgs),
     /// Client-side debugging tools.
     #[command(subcommand)]
     Debug(cmd::debug::DebugCommand),
@@ -69,6 +71,7 @@ fn run(conn: &cmd::ConnArgs, command: Command) -> anyhow::Result<()> {
             Command::Du(args) => cmd::du::run(conn, args).await,
             Command::Prune(args) => cmd::prune::run(conn, args).await,
             Command::Info => cmd::info::run(conn).await,
+            Command::Bench(args) => cmd::bench::run(conn, args).await,
             Command::Debug(_) => unreachable!("handled without a runtime"),
         }
     })

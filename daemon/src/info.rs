@@ -28,7 +28,19 @@ pub fn info(daemon: &Daemon) -> InfoResponse {
         root: daemon.root.display().to_string(),
         executed_ops: daemon.engine.solver.executed(),
         running_builds: daemon.running.load(Ordering::Relaxed),
+        rss_bytes: status_kib("VmRSS:") * 1024,
+        peak_rss_bytes: status_kib("VmHWM:") * 1024,
     }
+}
+
+/// A `kB` field of `/proc/self/status`; 0 where there is none.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn list_images(

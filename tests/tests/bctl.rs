@@ -561,3 +561,62 @@ fn a_raw_llb_definition_builds_like_its_dockerfile() {
     // The daemon keeps serving.
     llb_build(&def, &[]).success();
 }
+
+/// `bctl bench` generates each shape, solves it through the daemon cold and then
+/// warm, and reports per vertex; the warm run is served from the cache (no op
+/// executes), and a second run with a fresh salt is cold again.
+#[test]
+fn bench_reports_cold_and_warm_runs_of_each_shape() {
+    let ws = Workspace::new();
+    let daemon = Daemon::start(&ws);
+    for (shape, size, op) in [
+        ("chain", "30", "file"),
+        ("wide", "30", "noop"),
+        ("diamond", "102", "noop"),
+        ("lattice", "36", "file"),
+        ("random", "40", "file"),
+    ] {
+        let before = daemon.bctl(&["info"]).success().stdout;
+        let run = daemon
+            .bctl(&[
+                "bench", "--shape", shape, "--size", size, "--op", op, "--runs", "2", "--json",
+            ])
+            .success();
+        let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert_eq!(report["shape"], shape, "{report}");
+        assert_eq!(report["size"].to_string(), size);
+        assert_eq!(report["op"], op);
+        for field in [
+            "cold_seconds",
+            "warm_seconds",
+            "cold_us_per_vertex",
+            "warm_us_per_vertex",
+        ] {
+            assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+        }
+        assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+        let vertices = report["vertices"].as_u64().unwrap();
+        let depth = report["critical_path"].as_u64().unwrap();
+        assert!(vertices >= size.parse().unwrap() && depth >= 2, "{report}");
+        // Two cold runs executed every op (fresh salts); the warm runs none.
+        let executed = |info: &str| -> u64 {
+            let line = info
+                .lines()
+                .find(|l| l.starts_with("Executed ops:"))
+                .unwrap();
+            line.split_whitespace().last().unwrap().parse().unwrap()
+        };
+        let after = daemon.bctl(&["info"]).success().stdout;
+        assert_eq!(
+            executed(&after) - executed(&before),
+            2 * vertices,
+            "{shape}"
+        );
+    }
+    let sweep = daemon
+        .bctl(&["bench", "--size", "5,10", "--op", "noop", "--json"])
+        .success();
+    assert_eq!(sweep.stdout.lines().count(), 2, "{}", sweep.stdout);
+    let run = daemon.bctl(&["bench", "--op", "exec"]);
+    assert!(!run.ok && run.stderr.contains("--image"), "{}", run.stderr);
+}

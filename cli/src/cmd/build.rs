@@ -342,7 +342,7 @@ fn hostname() -> String {
 /// A fresh id: unique across processes, machines and time.
 /// A random id of 128 bits from the kernel's generator: session ids must not be
 /// guessable (the daemon also binds each session to its caller).
-fn unique_id(kind: &str) -> String {
+pub(super) fn unique_id(kind: &str) -> String {
     let mut bytes = [0u8; 16];
     let filled = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));

@@ -1,5 +1,6 @@
 //! One module per subcommand, and the connection options they share.
 
+pub mod bench;
 pub mod build;
 pub mod debug;
 pub mod du;
