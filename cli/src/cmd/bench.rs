@@ -31,7 +31,7 @@ pub struct BenchArgs {
     /// What each vertex does.
     #[arg(long, value_enum, default_value_t = OpKind::File)]
     op: OpKind,
-    /// Base image of exec vertices (needs --op exec).
+    /// Base image of exec vertices, pinned: REF@sha256:DIGEST (needs --op exec).
     #[arg(long, value_name = "REF")]
     image: Option<String>,
     /// How long each exec vertex sleeps.
@@ -70,6 +70,10 @@ struct Report {
 
 pub async fn run(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
     let exec = match (args.op, &args.image) {
+        (OpKind::Exec, Some(image)) if !image.contains("@sha256:") => bail!(
+            "--image {image}: a raw graph names images by digest: REF@sha256:DIGEST \
+             (`skopeo inspect docker://REF` prints it)"
+        ),
         (OpKind::Exec, Some(image)) => Some(ExecSpec {
             image: image.clone(),
             sleep_ms: args.sleep_ms,
