@@ -12,9 +12,10 @@ use crate::sys;
 const TMP_PREFIX: &str = ".tmp-";
 
 /// The name of a committed layer: 1 to 128 lower-case hex digits, so it is always a
-/// safe directory name.
+/// safe directory name. Shared, not copied: a snapshot lists every layer below it,
+/// and deep stacks hold many snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LayerId(String);
+pub struct LayerId(Arc<str>);
 
 impl LayerId {
     pub fn new(id: impl Into<String>) -> Result<Self, SnapshotError> {
@@ -24,7 +25,7 @@ impl LayerId {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
-            Ok(LayerId(id))
+            Ok(LayerId(id.into()))
         } else {
             Err(SnapshotError::InvalidLayerId(id))
         }

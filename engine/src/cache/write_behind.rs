@@ -6,7 +6,7 @@
 //! to the durable index. Records written while a flush runs wait for the next one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{CacheIndex, IndexError, Record, Table};
 
@@ -18,7 +18,7 @@ pub struct WriteBehind<I> {
     pending: Mutex<Pending>,
     /// The batch a flush is writing: still visible to readers until the inner
     /// index has it (a lookup in between found nothing, and work was done twice).
-    in_flight: Mutex<Pending>,
+    in_flight: Mutex<Arc<Pending>>,
     /// Serializes flushes, so one flush's records never overtake another's sync.
     flushing: Mutex<()>,
     before_flush: Hook,
@@ -29,7 +29,7 @@ impl<I: CacheIndex> WriteBehind<I> {
         Self {
             inner,
             pending: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::default(),
             flushing: Mutex::new(()),
             before_flush,
         }
@@ -98,15 +98,16 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
 
     fn flush(&self) -> Result<(), IndexError> {
         let _one_at_a_time = self.flushing.lock().unwrap();
+        // Shared with readers, not copied: a batch can be large.
         let batch = {
             let mut pending = self.pending.lock().unwrap();
-            let batch = std::mem::take(&mut *pending);
+            let batch = Arc::new(std::mem::take(&mut *pending));
             *self.in_flight.lock().unwrap() = batch.clone();
             batch
         };
         let result = (|| {
             (self.before_flush)()?;
-            for ((table, key), value) in &batch {
+            for ((table, key), value) in batch.iter() {
                 match value {
                     Some(v) => self.inner.put(*table, key, v)?,
                     None => self.inner.remove(*table, key)?,
@@ -117,11 +118,11 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
         let mut pending = self.pending.lock().unwrap();
         if result.is_err() {
             // Put the batch back (newer writes win) so a later flush can retry.
-            for (k, v) in batch {
-                pending.entry(k).or_insert(v);
+            for (k, v) in batch.iter() {
+                pending.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        self.in_flight.lock().unwrap().clear();
+        *self.in_flight.lock().unwrap() = Arc::default();
         result
     }
 }
