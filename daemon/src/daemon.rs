@@ -24,6 +24,8 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Default `--max-context-files`: entries one listing of a client directory may
 /// have (as `context_sync::MAX_ENTRIES`).
 pub const DEFAULT_MAX_CONTEXT_FILES: usize = crate::context_sync::MAX_ENTRIES;
+/// Ops one raw LLB definition may have by default (`--max-graph-vertices`).
+pub const DEFAULT_MAX_GRAPH_VERTICES: usize = 1_000_000;
 /// Default `--max-context-bytes`: file content one build may upload, over all its
 /// local sources (64 GiB).
 pub const DEFAULT_MAX_CONTEXT_BYTES: u64 = 64 << 30;
@@ -40,6 +42,8 @@ pub struct Limits {
     pub max_concurrent_builds: usize,
     /// What one build may upload from its client.
     pub context: crate::context_sync::ContextLimits,
+    /// Ops one raw LLB definition may have.
+    pub max_graph_vertices: usize,
 }
 
 impl Limits {

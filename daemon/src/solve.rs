@@ -107,6 +107,13 @@ pub async fn solve(
         "" => {
             let def = Definition::decode(req.definition.as_slice())
                 .map_err(|e| SolveError::Definition(e.to_string()))?;
+            let cap = daemon.limits.max_graph_vertices;
+            if def.def.len() > cap {
+                return Err(SolveError::Definition(format!(
+                    "the definition has {} ops, over the cap of {cap} (--max-graph-vertices)",
+                    def.def.len()
+                )));
+            }
             Graph::load(&def).map_err(|e| SolveError::Definition(e.to_string()))?;
         }
         other => return Err(SolveError::UnknownFrontend(other.to_owned())),

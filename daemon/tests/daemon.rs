@@ -242,6 +242,59 @@ async fn a_rebuild_after_editing_one_file_sends_one_file() {
     );
 }
 
+/// A raw definition with more ops than `--max-graph-vertices` is refused before
+/// anything runs; one within the cap builds.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_definitions_are_refused() {
+    use buildd_proto::llb::{Definition, FileAction, FileActionMkFile, FileOp, Input, Op};
+    use buildd_proto::llb::{file_action, op};
+    use prost::Message as _;
+    let d = Daemon::start(&["--max-graph-vertices", "3"]);
+    let client = d.client().await;
+    let ctx = tempfile::tempdir().unwrap();
+    let session = TestSession::open(&client, "big-graph", served(ctx.path())).await;
+    let chain = |n: usize| {
+        let mut def = Definition::default();
+        let mut last: Option<Input> = None;
+        for i in 0..n {
+            let op = Op {
+                inputs: last.clone().into_iter().collect(),
+                op: Some(op::Op::File(FileOp {
+                    base: if last.is_some() { 0 } else { -1 },
+                    actions: vec![FileAction {
+                        action: Some(file_action::Action::Mkfile(FileActionMkFile {
+                            path: format!("/f{i}"),
+                            mode: 0o644,
+                            ..Default::default()
+                        })),
+                    }],
+                })),
+                ..Default::default()
+            };
+            last = Some(Input {
+                digest: op.digest().to_string(),
+                index: 0,
+            });
+            def.def.push(op.encode_to_vec());
+        }
+        def.result = last;
+        def.encode_to_vec()
+    };
+    let req = |name: &str, n: usize| buildd_proto::control::SolveRequest {
+        r#ref: name.to_owned(),
+        session_id: session.id.clone(),
+        definition: chain(n),
+        ..Default::default()
+    };
+    let e = solve(&client, req("g4", 4)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        e.message(),
+        "malformed definition: the definition has 4 ops, over the cap of 3 (--max-graph-vertices)"
+    );
+    solve(&client, req("g3", 3)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     let d = Daemon::start(&[]);

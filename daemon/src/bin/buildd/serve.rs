@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// (default 64 GiB); a build that needs more fails.
     #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_CONTEXT_BYTES)]
     max_context_bytes: u64,
+    /// Ops one raw LLB definition (`bctl build --llb`) may have; a larger one is
+    /// refused before anything runs.
+    #[arg(long, default_value_t = buildd_daemon::daemon::DEFAULT_MAX_GRAPH_VERTICES)]
+    max_graph_vertices: usize,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -158,6 +162,7 @@ pub fn run(
                 max_files: args.max_context_files,
                 max_bytes: args.max_context_bytes,
             },
+            max_graph_vertices: args.max_graph_vertices,
         },
         // Every build talks to registries with its client's credentials, asked over
         // its session; the daemon's own docker config is never used.
