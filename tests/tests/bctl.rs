@@ -613,10 +613,26 @@ fn bench_reports_cold_and_warm_runs_of_each_shape() {
             "{shape}"
         );
     }
+    let svg = ws.path("sweep.svg");
     let sweep = daemon
-        .bctl(&["bench", "--size", "5,10", "--op", "noop", "--json"])
+        .bctl(&[
+            "bench",
+            "--size",
+            "5,10",
+            "--op",
+            "noop",
+            "--json",
+            "--plot",
+            path_str(&svg),
+        ])
         .success();
     assert_eq!(sweep.stdout.lines().count(), 2, "{}", sweep.stdout);
+    let svg = fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg ") && svg.contains(r#"class="warm""#),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
     let run = daemon.bctl(&["bench", "--op", "exec"]);
     assert!(!run.ok && run.stderr.contains("--image"), "{}", run.stderr);
 }

@@ -3,6 +3,7 @@
 //! path and the daemon's memory.
 
 mod graph;
+mod plot;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -46,6 +47,9 @@ pub struct BenchArgs {
     /// Print one JSON object per size instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also draw µs per vertex against size (cold and warm) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 /// What one size measured (medians over the runs).
@@ -102,6 +106,7 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
             "RSS MB"
         );
     }
+    let mut points = Vec::new();
     for &size in &args.size {
         let (mut colds, mut warms) = (Vec::new(), Vec::new());
         let before = daemon_rss(&client).await?;
@@ -142,6 +147,11 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
             rss_after_bytes: after.0,
             peak_rss_bytes: after.1,
         };
+        points.push(plot::Point {
+            size,
+            cold_us: report.cold_us_per_vertex,
+            warm_us: report.warm_us_per_vertex,
+        });
         if args.json {
             println!("{}", report.json());
         } else {
@@ -159,6 +169,16 @@ pub async fn run(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
                 after.0 as f64 / 1e6
             );
         }
+    }
+    if let Some(path) = &args.plot {
+        points.sort_by_key(|p| p.size);
+        let title = format!(
+            "bctl bench: {} of {} ops",
+            name(&args.shape),
+            name(&args.op)
+        );
+        std::fs::write(path, plot::svg(&title, &points))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
