@@ -93,6 +93,50 @@ impl DefBuilder {
     }
 }
 
+impl DefBuilder {
+    /// A FileOp writing `path` (holding `data`) over `base`, or over scratch.
+    pub fn mkfile(&mut self, base: Option<Input>, path: &str, data: &str) -> Input {
+        let op = Op {
+            op: Some(op::Op::File(llb::FileOp {
+                base: if base.is_some() { 0 } else { -1 },
+                actions: vec![llb::FileAction {
+                    action: Some(llb::file_action::Action::Mkfile(llb::FileActionMkFile {
+                        path: path.to_owned(),
+                        mode: 0o644,
+                        data: data.as_bytes().to_vec(),
+                        ..Default::default()
+                    })),
+                }],
+            })),
+            inputs: base.into_iter().collect(),
+            ..Default::default()
+        };
+        self.add(op, path)
+    }
+}
+
+/// A chain of `depth` file ops for the real worker, each writing one small file
+/// over the one before; `salt` goes into every file, so a new salt is a cold graph.
+pub fn file_chain(depth: usize, salt: &str) -> Definition {
+    let mut b = DefBuilder::default();
+    let mut prev = None;
+    for i in 0..depth {
+        prev = Some(b.mkfile(prev, &format!("/f{i}"), salt));
+    }
+    let result = prev.expect("depth is at least 1");
+    b.finish(result)
+}
+
+/// `width` file ops on scratch, merged into one result (see [`file_chain`]).
+pub fn file_wide(width: usize, salt: &str) -> Definition {
+    let mut b = DefBuilder::default();
+    let leaves: Vec<Input> = (0..width)
+        .map(|i| b.mkfile(None, &format!("/f{i}"), salt))
+        .collect();
+    let root = b.merge("root", &leaves);
+    b.finish(root)
+}
+
 /// `width` independent sources merged into one result.
 pub fn wide(width: usize, attrs: &[(&str, &str)]) -> Definition {
     let mut b = DefBuilder::default();
