@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use buildd_engine::cache::Table;
+use buildd_engine::cache::snapshots::SnapshotTable;
 use buildd_engine::root::Root;
 use buildd_proto::control::{PruneRequest, PruneResponse, UsageRecord};
 use buildd_snapshot::LayerId;
@@ -172,14 +173,16 @@ impl References {
             }
         }
         let mut cached = HashSet::new();
+        let snapshots =
+            SnapshotTable::load(root.index.as_ref()).map_err(|e| storage("index", e))?;
+        let mut seen = HashSet::new();
         for value in root
             .index
             .values(Table::Results)
             .map_err(|e| storage("index", e))?
         {
-            if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&value) {
-                cached.extend(ids);
-            }
+            // What a broken record reaches is still named by it.
+            let _ = snapshots.reach(&value, &mut seen, &mut cached);
         }
         let mut blobs = HashSet::new();
         for value in root

@@ -332,7 +332,7 @@ async fn store_image(
     config.created.get_or_insert_with(|| created.clone());
     let record = ImageRecord {
         name,
-        layers: snapshot.layers.iter().map(|l| l.to_string()).collect(),
+        layers: snapshot.layers().iter().map(|l| l.to_string()).collect(),
         config,
         created,
     };

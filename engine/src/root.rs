@@ -18,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cache::snapshots::SnapshotTable;
 use crate::cache::{CacheIndex, IndexError, SledIndex, Table, WriteBehind};
 use crate::images::ImageStore;
 use crate::store::{ContentStore, StoreError};
@@ -263,10 +264,11 @@ impl Root {
             }
         }
         let mut named = HashSet::new();
+        let table = SnapshotTable::load(self.index.as_ref())?;
+        let mut seen = HashSet::new();
         for record in self.index.values(Table::Results)? {
-            if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&record) {
-                named.extend(ids);
-            }
+            // A record that cannot be followed whole still names what it reaches.
+            let _ = table.reach(&record, &mut seen, &mut named);
         }
         // Named images are not a cache: their layers stay whatever the index says.
         for image in self.images.list()? {

@@ -118,7 +118,7 @@ async fn deleting_a_base_file_makes_a_whiteout() {
     let outcome = result.unwrap();
     assert!(!f.out().join("victim").exists());
     assert!(f.out().join("bin/busybox").is_file());
-    let top = outcome.snapshot.layers.last().unwrap();
+    let top = outcome.snapshot.top().unwrap();
     let whiteout = f.engine.root.layers.diff_dir(top).join("victim");
     let meta = fs::symlink_metadata(&whiteout).unwrap();
     assert!(meta.file_type().is_char_device(), "{meta:?}");

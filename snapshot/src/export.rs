@@ -18,7 +18,8 @@ use buildd_fsutil::dirfd::{self, DirFd};
 
 use crate::error::SnapshotError;
 use crate::fileop::CAPABILITY_XATTR;
-use crate::store::{LayerStore, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::store::LayerStore;
 use crate::sys;
 use crate::view::{LayeredView, Node};
 
@@ -30,7 +31,7 @@ use crate::view::{LayeredView, Node};
 pub fn export_tree(store: &LayerStore, snap: &Snapshot, dest: &Path) -> Result<(), SnapshotError> {
     fs::create_dir_all(dest).map_err(SnapshotError::io("create", dest))?;
     let view = LayeredView::new(store, snap)?;
-    if snap.layers.is_empty() {
+    if snap.is_empty() {
         return Ok(());
     }
     let nodes = view.walk(&view.root()?)?;

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dircache::DirCache;
 use crate::error::SnapshotError;
+use crate::snapshot::SnapshotMemo;
 use crate::sys;
 
 const TMP_PREFIX: &str = ".tmp-";
 
 /// The name of a committed layer: 1 to 128 lower-case hex digits, so it is always a
-/// safe directory name. Shared, not copied: a snapshot lists every layer below it,
-/// and deep stacks hold many snapshots.
+/// safe directory name. Shared, not copied: many lists name the same layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LayerId(Arc<str>);
 
@@ -49,31 +49,6 @@ impl std::str::FromStr for LayerId {
     }
 }
 
-/// A filesystem as a stack of layers, bottom first; no layers is the empty filesystem.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct Snapshot {
-    pub layers: Arc<[LayerId]>,
-}
-
-impl Snapshot {
-    pub fn scratch() -> Self {
-        Snapshot::default()
-    }
-
-    pub fn new(layers: impl Into<Arc<[LayerId]>>) -> Self {
-        Snapshot {
-            layers: layers.into(),
-        }
-    }
-
-    /// This snapshot with `top` stacked on it.
-    pub fn with_layer(&self, top: LayerId) -> Self {
-        let mut layers = self.layers.to_vec();
-        layers.push(top);
-        Snapshot::new(layers)
-    }
-}
-
 /// Committed layers live in `root/layers/<id>/`; layers being written live in
 /// `root/layers/.tmp-*/` and are renamed into place when complete, so a committed id
 /// always names a complete layer.
@@ -82,6 +57,8 @@ pub struct LayerStore {
     layers: PathBuf,
     /// What committed layers' directories hold (see [`DirCache`]).
     pub(crate) dirs: DirCache,
+    /// Snapshots alive in this process by id (see [`SnapshotMemo`]).
+    pub snapshots: SnapshotMemo,
 }
 
 impl LayerStore {
@@ -105,6 +82,7 @@ impl LayerStore {
         Ok(LayerStore {
             layers,
             dirs: DirCache::default(),
+            snapshots: SnapshotMemo::default(),
         })
     }
 
@@ -151,6 +129,7 @@ impl LayerStore {
     pub fn remove(&self, id: &LayerId) -> Result<(), SnapshotError> {
         let dir = self.diff_dir(id);
         self.dirs.forget(&dir);
+        self.snapshots.clear();
         let doomed = self.temp_name();
         match fs::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed).map_err(SnapshotError::io("remove", &doomed)),

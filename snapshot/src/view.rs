@@ -13,7 +13,8 @@ use buildd_fsutil::glob;
 
 use crate::dircache::DirInfo;
 use crate::error::SnapshotError;
-use crate::store::{LayerStore, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::store::LayerStore;
 use crate::sys;
 
 /// Symlinks followed while resolving one path before giving up, as Linux does.
@@ -76,9 +77,9 @@ pub(crate) fn show(rel: &Path) -> PathBuf {
 
 impl<'a> LayeredView<'a> {
     pub fn new(store: &'a LayerStore, snap: &Snapshot) -> Result<Self, SnapshotError> {
-        let mut layers = Vec::with_capacity(snap.layers.len());
-        let mut roots = Vec::with_capacity(snap.layers.len());
-        for id in snap.layers.iter().rev() {
+        let mut layers = Vec::with_capacity(snap.len());
+        let mut roots = Vec::with_capacity(snap.len());
+        for id in snap.iter_top_down() {
             let dir = store.diff_dir(id);
             // The cached root of a committed layer: one stat per layer the first
             // time, a hash probe after.

@@ -31,7 +31,7 @@ fn mkdir_with_parents_on_scratch() {
         ]
     );
     // The diff root stands for the scratch root.
-    let root = fs::metadata(store.diff_dir(&s.layers[0])).unwrap();
+    let root = fs::metadata(store.diff_dir(&s.layers()[0])).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::mode(&root) & 0o7777, 0o755);
 }
 

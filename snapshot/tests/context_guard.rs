@@ -199,7 +199,7 @@ fn file_capabilities_survive_copies_copy_up_and_export() {
         &src,
     )
     .unwrap();
-    let l1 = store.diff_dir(&s.layers[0]);
+    let l1 = store.diff_dir(&s.layers()[0]);
     assert_eq!(
         get_caps(&l1.join("usr/bin/ping")).as_deref(),
         Some(&CAPS[..])
@@ -215,7 +215,7 @@ fn file_capabilities_survive_copies_copy_up_and_export() {
         &from_snap,
     )
     .unwrap();
-    let l2 = store.diff_dir(&s2.layers[1]);
+    let l2 = store.diff_dir(&s2.layers()[1]);
     assert_eq!(get_caps(&l2.join("sbin/ping")).as_deref(), Some(&CAPS[..]));
 
     // Copy-up of a directory carrying the attribute.
@@ -231,7 +231,7 @@ fn file_capabilities_survive_copies_copy_up_and_export() {
         &[],
     )
     .unwrap();
-    let l3 = store.diff_dir(&s3.layers[1]);
+    let l3 = store.diff_dir(&s3.layers()[1]);
     assert_eq!(get_caps(&l3.join("capdir")).as_deref(), Some(&CAPS[..]));
 
     let dest = d.path().join("out");

@@ -357,7 +357,7 @@ fn the_same_op_twice_gives_byte_identical_layers() {
             common::symlink_action("../usr/share/app", "/etc/app"),
         ];
         let s = apply(&store, &base, "02", actions, &src).unwrap();
-        let l = listing(&store.diff_dir(&s.layers[1]));
+        let l = listing(&store.diff_dir(&s.layers()[1]));
         // The merged view reads back what was written.
         let view = LayeredView::new(&store, &s).unwrap();
         assert!(

@@ -70,7 +70,7 @@ fn export_merges_layers_and_never_writes_through_symlinks() {
         common::line(&l, "bin/tool2").contains(&format!(" ino{tool} ")),
         "{l:#?}"
     );
-    let layer_lines = listing(&store.diff_dir(&s.layers[1]));
+    let layer_lines = listing(&store.diff_dir(&s.layers()[1]));
     assert_eq!(
         common::line(&l, "opq/new")
             .split(" ino")

@@ -60,7 +60,7 @@ fn copies_from_immutable_sources_are_links_and_the_rest_are_copies() {
         selections: &sel,
         immutable,
     };
-    let in_layer = |s: &Snapshot, p: &str| store.diff_dir(s.layers.last().unwrap()).join(p);
+    let in_layer = |s: &Snapshot, p: &str| store.diff_dir(s.top().unwrap()).join(p);
 
     let linked = apply(&store, "01", true, copy(0, ".", "/app/"), &[dir(true)]);
     assert_eq!(

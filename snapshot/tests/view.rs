@@ -69,7 +69,7 @@ fn three_layers_merge_with_whiteouts_and_opaque_dirs() {
     );
 
     // Each layer on its own is still intact.
-    let bottom = LayeredView::new(&store, &Snapshot::new(vec![s.layers[0].clone()])).unwrap();
+    let bottom = LayeredView::new(&store, &Snapshot::new(vec![s.layers()[0].clone()])).unwrap();
     assert_eq!(names(&bottom, "/opq"), ["old"]);
     assert_eq!(read(&bottom, "/etc/b"), "b1");
 }
@@ -164,7 +164,7 @@ fn a_deep_stack_resolves_the_same_from_the_cache() {
         assert!(view.lstat(Path::new("/nothing")).unwrap().is_none());
         assert_eq!(names(&view, "/d"), ["last", "top"]);
     }
-    store.remove(s.layers.last().unwrap()).unwrap();
+    store.remove(s.top().unwrap()).unwrap();
     let e = LayeredView::new(&store, &s).unwrap_err();
     assert_eq!(e.to_string(), "layer ffff does not exist");
     let view = LayeredView::new(&store, &top).unwrap();

@@ -6,6 +6,7 @@
 
 mod memory_index;
 mod sled_index;
+pub mod snapshots;
 mod write_behind;
 
 pub use memory_index::MemoryIndex;
@@ -15,8 +16,10 @@ pub use write_behind::WriteBehind;
 /// The kinds of records the engine keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
-    /// vertex cache key → encoded result (e.g. a snapshot's layer chain)
+    /// vertex cache key → encoded result (a snapshot id, see [`snapshots`])
     Results,
+    /// snapshot id → the snapshot id below it and its top layer
+    Snapshots,
     /// layer id + compression → exported layer blob (digest, diff_id, size)
     LayerBlobs,
     /// file stat key → content digest, so warm builds do not re-read unchanged files
@@ -24,11 +27,17 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Results, Table::LayerBlobs, Table::FileHashes];
+    pub const ALL: [Table; 4] = [
+        Table::Results,
+        Table::Snapshots,
+        Table::LayerBlobs,
+        Table::FileHashes,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Results => "results",
+            Table::Snapshots => "snapshots",
             Table::LayerBlobs => "layer-blobs",
             Table::FileHashes => "file-hashes",
         }

@@ -40,7 +40,7 @@ pub fn image_layers(
         blobs: Vec::new(),
         non_empty: Vec::new(),
     };
-    for id in snap.layers.iter() {
+    for id in snap.layers().iter() {
         let dir = layers.diff_dir(id);
         let empty = buildd_oci::is_empty_diff(&dir).map_err(|source| ExportError::Io {
             path: dir.clone(),

@@ -7,7 +7,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use buildd_proto::Digest;
 use buildd_snapshot::LayerId;
 
+use crate::cache::snapshots::{Fault, SnapshotTable};
 use crate::cache::{IndexError, Table};
 use crate::export::{BlobRecord, blob_key_layer};
 use crate::images::{ImageError, ImageRecord};
@@ -88,6 +89,8 @@ pub fn drop_dangling_records(root: &Root) -> Result<usize, FsckError> {
     for (table, key) in &doomed {
         root.index.remove(*table, key)?;
     }
+    // Snapshots remembered as recorded may have lost their records.
+    root.layers.snapshots.clear();
     root.flush()?;
     Ok(doomed.len())
 }
@@ -142,34 +145,71 @@ fn check_blobs(
 }
 
 /// sha256 of a file, streamed.
-/// `Results`: cache key → JSON list of layer ids, every one of which must exist.
+/// `Results`: cache key → a snapshot whose records and layers must all exist.
+/// `Snapshots`: a record whose layer is gone, or that no result reaches (left by
+/// a prune or a crash between writes), is dropped too.
 fn check_results(
     root: &Root,
     report: &mut FsckReport,
     doomed: &mut Vec<(Table, Vec<u8>)>,
 ) -> Result<(), FsckError> {
+    let snapshots = SnapshotTable::load(root.index.as_ref())?;
+    let exists = |id: &str| layer_exists(root, id);
+    let mut known = HashMap::new();
+    let mut reached = HashSet::new();
     let table = Table::Results;
     for (key, value) in root.index.entries(table)? {
         report.records += 1;
-        let problem = match serde_json::from_slice::<Vec<String>>(&value) {
-            Err(e) => Some(Problem::UnreadableRecord {
+        let fault = snapshots.check(&value, &exists, &mut known);
+        if fault.is_none() {
+            let _ = snapshots.reach(&value, &mut reached, &mut HashSet::new());
+        }
+        let text = key_text(table, &key);
+        let problem = fault.map(|f| match f {
+            Fault::Unreadable(message) => Problem::UnreadableRecord {
                 table,
-                key: key_text(table, &key),
-                message: e.to_string(),
-            }),
-            Ok(ids) => ids
-                .into_iter()
-                .find(|id| !layer_exists(root, id))
-                .map(|layer| Problem::RecordMissingLayer {
-                    table,
-                    key: key_text(table, &key),
-                    layer,
-                }),
-        };
+                key: text,
+                message,
+            },
+            Fault::MissingLayer(layer) => Problem::RecordMissingLayer {
+                table,
+                key: text,
+                layer,
+            },
+            Fault::MissingRecord(id) => Problem::UnreadableRecord {
+                table,
+                key: text,
+                message: format!("snapshot {id} has no record"),
+            },
+        });
         if let Some(p) = problem {
             report.problems.push(p);
             doomed.push((table, key));
         }
+    }
+    let table = Table::Snapshots;
+    for (id, unreadable) in snapshots.ids() {
+        report.records += 1;
+        let key = key_text(table, id.as_bytes());
+        let problem = match (unreadable, snapshots.layer(id)) {
+            (Some(message), _) => Some(Problem::UnreadableRecord {
+                table,
+                key,
+                message: message.to_owned(),
+            }),
+            (None, Some(layer)) if !exists(layer) => Some(Problem::RecordMissingLayer {
+                table,
+                key,
+                layer: layer.to_owned(),
+            }),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            report.problems.push(p);
+        } else if reached.contains(id) {
+            continue;
+        }
+        doomed.push((table, id.as_bytes().to_vec()));
     }
     Ok(())
 }
@@ -274,10 +314,11 @@ fn layer_exists(root: &Root, id: &str) -> bool {
     LayerId::new(id).is_ok_and(|id| root.layers.exists(&id))
 }
 
-/// A record key as text: results keys are raw sha256 digests, others are text.
+/// A record key as text: results and snapshot keys are raw sha256 digests, others
+/// are text.
 fn key_text(table: Table, key: &[u8]) -> String {
     match (table, <[u8; 32]>::try_from(key)) {
-        (Table::Results, Ok(bytes)) => Digest::from_bytes(bytes).to_string(),
+        (Table::Results | Table::Snapshots, Ok(bytes)) => Digest::from_bytes(bytes).to_string(),
         _ => match std::str::from_utf8(key) {
             Ok(s) if s.chars().all(|c| c.is_ascii_graphic()) => s.to_owned(),
             _ => format!("0x{}", hex::encode(key)),

@@ -271,3 +271,51 @@ fn problems_read_as_one_line_naming_the_record() {
         Digest::of(b"k").to_string()
     );
 }
+
+/// Records of the current form: a result names a snapshot whose node records lead
+/// down through every layer; a missing layer dooms the result and the node, and
+/// nodes no result reaches go under repair.
+#[test]
+fn snapshot_records_are_followed_to_every_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let (aa, bb) = (layer(&root, "aa"), layer(&root, "bb"));
+    let index = root.index.as_ref();
+    let good = buildd_snapshot::Snapshot::new([aa.clone()]);
+    let broken = good.with_layer(bb.clone());
+    let orphan = good.with_layer(LayerId::new("cc").unwrap());
+    let value = crate::cache::snapshots::encode(index, &root.layers, &good).unwrap();
+    index.put(Table::Results, results_key("good").as_bytes(), &value).unwrap();
+    let value = crate::cache::snapshots::encode(index, &root.layers, &broken).unwrap();
+    index.put(Table::Results, results_key("broken").as_bytes(), &value).unwrap();
+    crate::cache::snapshots::encode(index, &root.layers, &orphan).unwrap();
+    root.layers.remove(&bb).unwrap();
+    root.flush().unwrap();
+    drop(root);
+
+    let report = check(dir.path(), repair()).unwrap();
+    let missing = |table, key: String| Problem::RecordMissingLayer {
+        table,
+        key,
+        layer: "bb".into(),
+    };
+    assert!(
+        report.problems.contains(&missing(Table::Results, results_key("broken").to_string())),
+        "{report:?}"
+    );
+    assert!(
+        report.problems.contains(&missing(Table::Snapshots, broken.id().to_string())),
+        "{report:?}"
+    );
+    let root = Root::open(dir.path()).unwrap();
+    let left: Vec<Vec<u8>> = root
+        .index
+        .entries(Table::Snapshots)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, vec![good.id().as_bytes().to_vec()]);
+    assert!(root.index.get(Table::Results, results_key("good").as_bytes()).unwrap().is_some());
+    assert!(root.index.get(Table::Results, results_key("broken").as_bytes()).unwrap().is_none());
+}

@@ -104,7 +104,7 @@ fn local_image(root: &Root, reference: &str) -> Result<Option<Ref>, OpError> {
         return Ok(None);
     }
     let snapshot = record.snapshot().map_err(|e| OpError::new(e.to_string()))?;
-    if let Some(missing) = snapshot.layers.iter().find(|id| !root.layers.exists(id)) {
+    if let Some(missing) = snapshot.iter_top_down().find(|id| !root.layers.exists(id)) {
         return Err(OpError::new(format!(
             "image {name}: layer {missing} is missing from the layer store"
         )));

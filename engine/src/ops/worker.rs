@@ -7,7 +7,7 @@ use buildd_fsutil::dockerignore::PatternMatcher;
 use buildd_fsutil::select::Selection;
 use buildd_proto::Digest;
 use buildd_proto::llb::{NetMode, SecurityMode, op};
-use buildd_snapshot::{LayerId, Snapshot};
+use buildd_snapshot::Snapshot;
 use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::root::Root;
@@ -208,23 +208,21 @@ impl Worker for BuildWorker {
     fn encode(&self, output: &Ref) -> Option<Vec<u8>> {
         match output {
             Ref::Snapshot(s) => {
-                let ids: Vec<&str> = s.layers.iter().map(LayerId::as_str).collect();
-                Some(serde_json::to_vec(&ids).expect("serializable"))
+                let root = &self.root;
+                crate::cache::snapshots::encode(root.index.as_ref(), &root.layers, s)
+                    .inspect_err(|e| tracing::warn!("not caching a result: {e}"))
+                    .ok()
             }
             Ref::Local(_) => None,
         }
     }
 
     fn decode(&self, record: &[u8]) -> Option<Ref> {
-        let ids: Vec<String> = serde_json::from_slice(record).ok()?;
-        let layers = ids
-            .into_iter()
-            .map(LayerId::new)
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
-        layers
-            .iter()
-            .all(|id| self.root.layers.exists(id))
-            .then(|| Ref::Snapshot(Snapshot::new(layers)))
+        let root = &self.root;
+        crate::cache::snapshots::decode(root.index.as_ref(), &root.layers, record)
+            .inspect_err(|e| tracing::warn!("reading a cached result: {e}"))
+            .ok()
+            .flatten()
+            .map(Ref::Snapshot)
     }
 }

@@ -15,7 +15,8 @@ use buildd_fsutil::select::Selection;
 use buildd_proto::llb::{FileOp, file_action::Action};
 
 use crate::error::{FileOpError, FileOpErrorKind};
-use crate::store::{LayerStore, PendingLayer, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::store::{LayerStore, PendingLayer};
 pub(crate) use writer::CAPABILITY_XATTR;
 use writer::Writer;
 

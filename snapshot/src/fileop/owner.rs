@@ -64,7 +64,8 @@ fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LayerId, LayerStore, Snapshot};
+    use crate::snapshot::Snapshot;
+    use crate::store::{LayerId, LayerStore};
     use std::fs;
 
     fn view_with_etc(store: &LayerStore) -> Snapshot {

@@ -16,7 +16,8 @@ use buildd_proto::llb::FileActionCopy;
 
 use super::CopySource;
 use crate::error::{FileOpErrorKind, SnapshotError};
-use crate::store::{LayerStore, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::store::LayerStore;
 use crate::sys;
 use crate::view::{LayeredView, Node};
 
@@ -237,7 +238,7 @@ fn list_snapshot(
 ) -> Result<Vec<SrcItem>, FileOpErrorKind> {
     let view = LayeredView::new(store, snap)?;
     let wildcard = a.allow_wildcard && glob::has_meta(&a.src);
-    if snap.layers.is_empty() {
+    if snap.is_empty() {
         // The empty filesystem has nothing to select, not even a root to walk.
         return match (wildcard, a.allow_empty_wildcard) {
             (true, true) => Ok(Vec::new()),

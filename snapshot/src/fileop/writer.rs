@@ -11,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use buildd_fsutil::dirfd;
 
 use crate::error::{FileOpErrorKind, SnapshotError};
-use crate::store::{LayerStore, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::store::LayerStore;
 use crate::sys;
 use crate::view::{LayeredView, Node, Resolved};
 
@@ -58,7 +59,7 @@ impl<'a> Writer<'a> {
         diff: &'a Path,
     ) -> std::result::Result<Self, SnapshotError> {
         // The diff root stands for the base root, so it takes the base root's metadata.
-        let (uid, gid, mode, mtime) = if base.layers.is_empty() {
+        let (uid, gid, mode, mtime) = if base.is_empty() {
             (0, 0, 0o755, 0)
         } else {
             let m = LayeredView::new(store, base)?.root()?.meta;

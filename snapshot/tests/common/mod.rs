@@ -217,7 +217,7 @@ pub fn apply(
 
 /// The listing of the top layer of `snap`.
 pub fn top(store: &LayerStore, snap: &Snapshot) -> Vec<String> {
-    listing(&store.diff_dir(snap.layers.last().unwrap()))
+    listing(&store.diff_dir(snap.top().unwrap()))
 }
 
 /// Whether `lines` has one starting with `prefix` (a path followed by a space).

@@ -69,7 +69,7 @@ impl Prepared {
         let mut p = Prepared {
             rootfs: RootfsPlan {
                 lowers: base
-                    .layers
+                    .layers()
                     .iter()
                     .map(|id| root.layers.diff_dir(id))
                     .collect(),
