@@ -11,6 +11,7 @@ mod error;
 pub mod etc_db;
 mod export;
 mod fileop;
+mod merged;
 mod snapshot;
 mod store;
 mod sys;

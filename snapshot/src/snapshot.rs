@@ -4,11 +4,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::sync::{Arc, Mutex, Weak};
 
 use buildd_proto::Digest;
 
-use crate::store::LayerId;
+use crate::error::SnapshotError;
+use crate::merged::{self, MergedDir};
+use crate::store::{LayerId, LayerStore};
 
 /// A stack of layers, bottom first; no layers is the empty filesystem.
 ///
@@ -22,6 +25,9 @@ struct Node {
     layer: LayerId,
     len: usize,
     id: Digest,
+    /// The merged tree of this stack once a view of it asked, with the layer
+    /// store's generation it was built in (a removed layer makes it stale).
+    merged: Mutex<Option<(u64, Arc<MergedDir>)>>,
 }
 
 /// The id of the empty snapshot.
@@ -49,6 +55,7 @@ impl Snapshot {
             len: self.len() + 1,
             id: Digest::of(&bytes),
             layer: top,
+            merged: Mutex::new(None),
         })))
     }
 
@@ -108,6 +115,42 @@ impl Snapshot {
         }
         above.reverse();
         Some(above)
+    }
+
+    /// The merged tree of this stack (`None` for scratch), built on the nearest
+    /// stack below that has one; every node keeps its own, so a chain's next step
+    /// applies just its new layer.
+    pub(crate) fn merged(
+        &self,
+        store: &LayerStore,
+    ) -> Result<Option<Arc<MergedDir>>, SnapshotError> {
+        let generation = store.generation();
+        let mut todo = Vec::new();
+        let mut cur = self;
+        let mut tree = None;
+        while let Some(node) = &cur.0 {
+            if let Some((g, m)) = &*node.merged.lock().unwrap()
+                && *g == generation
+            {
+                tree = Some(m.clone());
+                break;
+            }
+            todo.push(node);
+            cur = &node.below;
+        }
+        for node in todo.into_iter().rev() {
+            let m =
+                merged::apply(store, tree.as_ref(), &node.layer).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound if !store.exists(&node.layer) => {
+                        SnapshotError::LayerMissing(node.layer.to_string())
+                    }
+                    _ => SnapshotError::io("read", store.diff_dir(&node.layer))(e),
+                })?;
+            // Another thread may have built it meanwhile: both are equal.
+            *node.merged.lock().unwrap() = Some((generation, m.clone()));
+            tree = Some(m);
+        }
+        Ok(tree)
     }
 
     /// Same stack as `other`'s node in memory (not only equal).

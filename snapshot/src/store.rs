@@ -59,6 +59,9 @@ pub struct LayerStore {
     pub(crate) dirs: DirCache,
     /// Snapshots alive in this process by id (see [`SnapshotMemo`]).
     pub snapshots: SnapshotMemo,
+    /// Layers removed so far: what was learned of stacks before a removal may
+    /// name a layer that is gone.
+    generation: AtomicU64,
 }
 
 impl LayerStore {
@@ -83,6 +86,7 @@ impl LayerStore {
             layers,
             dirs: DirCache::default(),
             snapshots: SnapshotMemo::default(),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -94,6 +98,11 @@ impl LayerStore {
     /// (a warm deep chain asks for every layer below every step).
     pub fn exists(&self, id: &LayerId) -> bool {
         self.dirs.dir(&self.diff_dir(id)).is_ok_and(|d| d.is_some())
+    }
+
+    /// Counts layer removals (see the field).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// A fresh, empty diff directory to build a layer in.
@@ -130,6 +139,7 @@ impl LayerStore {
         let dir = self.diff_dir(id);
         self.dirs.forget(&dir);
         self.snapshots.clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let doomed = self.temp_name();
         match fs::rename(&dir, &doomed) {
             Ok(()) => remove_tree(&doomed).map_err(SnapshotError::io("remove", &doomed)),

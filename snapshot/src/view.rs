@@ -13,8 +13,9 @@ use buildd_fsutil::glob;
 
 use crate::dircache::DirInfo;
 use crate::error::SnapshotError;
+use crate::merged::{Entry, MergedDir};
 use crate::snapshot::Snapshot;
-use crate::store::LayerStore;
+use crate::store::{LayerId, LayerStore};
 use crate::sys;
 
 /// Symlinks followed while resolving one path before giving up, as Linux does.
@@ -32,14 +33,31 @@ pub struct ViewEntry {
 /// absolute targets resolve against the view root and `..` never climbs above it.
 #[derive(Debug)]
 pub struct LayeredView<'a> {
-    /// Diff directories, topmost first.
+    /// Diff directories probed one by one, topmost first: every layer of a
+    /// shallow stack; over a deep one, only the upper being written.
     layers: Vec<PathBuf>,
     /// Layers from this index down are committed: their directories are cached
     /// in the store (an upper directory being written is not).
     committed_from: usize,
     /// The root directory of each committed layer, by index into `layers`.
     roots: Vec<Option<Arc<DirInfo>>>,
+    /// The merged tree of the committed stack below `layers`, when it is deep.
+    merged: Option<Arc<MergedDir>>,
     store: &'a LayerStore,
+}
+
+/// Stacks deeper than this are read through their merged tree (see
+/// [`crate::merged`]) rather than by probing each layer: building the tree once
+/// costs what the layers hold, probing costs the depth on every lookup.
+const MERGED_FROM: usize = 8;
+
+/// Where a node's own copy is.
+#[derive(Debug, Clone)]
+pub(crate) enum At {
+    /// In `layers[i]`.
+    Probed(usize),
+    /// In a layer of the merged tree.
+    Merged(LayerId),
 }
 
 /// What the view holds at one path.
@@ -49,15 +67,23 @@ pub(crate) struct Node {
     pub rel: PathBuf,
     /// Metadata from the topmost layer holding the path.
     pub meta: Metadata,
-    /// Index into `layers` of that topmost layer.
-    pub layer: usize,
-    /// For directories, the layers whose copies merge into this one, topmost first.
+    /// That topmost layer.
+    pub layer: At,
+    /// For directories, the probed layers whose copies merge into this one,
+    /// topmost first.
     pub dir_layers: Vec<usize>,
+    /// For a directory whose merge reaches the merged tree: its directory there.
+    merged: Option<Arc<MergedDir>>,
 }
 
 impl Node {
     pub fn is_dir(&self) -> bool {
         self.meta.is_dir()
+    }
+
+    /// Whether the topmost layer holds it: the upper being written, if any.
+    pub fn in_top(&self) -> bool {
+        matches!(self.layer, At::Probed(0))
     }
 }
 
@@ -77,6 +103,23 @@ pub(crate) fn show(rel: &Path) -> PathBuf {
 
 impl<'a> LayeredView<'a> {
     pub fn new(store: &'a LayerStore, snap: &Snapshot) -> Result<Self, SnapshotError> {
+        Self::build(store, snap, MERGED_FROM)
+    }
+
+    fn build(
+        store: &'a LayerStore,
+        snap: &Snapshot,
+        merged_from: usize,
+    ) -> Result<Self, SnapshotError> {
+        if snap.len() > merged_from {
+            return Ok(LayeredView {
+                layers: Vec::new(),
+                committed_from: 0,
+                roots: Vec::new(),
+                merged: snap.merged(store)?,
+                store,
+            });
+        }
         let mut layers = Vec::with_capacity(snap.len());
         let mut roots = Vec::with_capacity(snap.len());
         for id in snap.iter_top_down() {
@@ -94,6 +137,7 @@ impl<'a> LayeredView<'a> {
             layers,
             committed_from: 0,
             roots,
+            merged: None,
             store,
         })
     }
@@ -104,7 +148,16 @@ impl<'a> LayeredView<'a> {
         snap: &Snapshot,
         upper: &'a Path,
     ) -> Result<Self, SnapshotError> {
-        let mut v = LayeredView::new(store, snap)?;
+        Self::open_with_upper(store, snap, upper, MERGED_FROM)
+    }
+
+    fn open_with_upper(
+        store: &'a LayerStore,
+        snap: &Snapshot,
+        upper: &'a Path,
+        merged_from: usize,
+    ) -> Result<Self, SnapshotError> {
+        let mut v = LayeredView::build(store, snap, merged_from)?;
         v.layers.insert(0, upper.to_owned());
         v.roots.insert(0, None);
         v.committed_from = 1;
@@ -141,7 +194,10 @@ impl<'a> LayeredView<'a> {
 
     /// The merged entries of directory `path`, sorted by name.
     pub fn read_dir(&self, path: &Path) -> Result<Vec<ViewEntry>, SnapshotError> {
-        if self.layers.is_empty() && normal_components(path).all(|c| c == "..") {
+        if self.layers.is_empty()
+            && self.merged.is_none()
+            && normal_components(path).all(|c| c == "..")
+        {
             return Ok(Vec::new()); // the empty filesystem's root
         }
         let node = self.existing(path, true)?;
@@ -184,11 +240,15 @@ impl<'a> LayeredView<'a> {
 
     /// Where `node`'s own copy lives on the host.
     pub(crate) fn host_path(&self, node: &Node) -> PathBuf {
-        self.layers[node.layer].join(&node.rel)
+        match &node.layer {
+            At::Probed(i) => self.layers[*i].join(&node.rel),
+            At::Merged(id) => self.store.diff_dir(id).join(&node.rel),
+        }
     }
 
     pub(crate) fn root(&self) -> Result<Node, SnapshotError> {
         let mut root: Option<Node> = None;
+        let mut open = true;
         for (i, dir) in self.layers.iter().enumerate() {
             let (meta, opaque) = if let Some(info) = &self.roots[i] {
                 (info.meta.clone(), info.opaque)
@@ -204,14 +264,36 @@ impl<'a> LayeredView<'a> {
                     root = Some(Node {
                         rel: PathBuf::new(),
                         meta,
-                        layer: i,
+                        layer: At::Probed(i),
                         dir_layers: vec![i],
+                        merged: None,
                     })
                 }
                 Some(r) => r.dir_layers.push(i),
             }
             if opaque {
+                open = false;
                 break;
+            }
+        }
+        if open && let Some(m) = &self.merged {
+            match &mut root {
+                None => {
+                    let host = self.store.diff_dir(&m.layer);
+                    let meta = match self.store.dirs.dir(&host) {
+                        Ok(Some(info)) => info.meta.clone(),
+                        Ok(None) => return Err(SnapshotError::LayerMissing(m.layer.to_string())),
+                        Err(e) => return Err(SnapshotError::io("stat", &host)(e)),
+                    };
+                    root = Some(Node {
+                        rel: PathBuf::new(),
+                        meta,
+                        layer: At::Merged(m.layer.clone()),
+                        dir_layers: Vec::new(),
+                        merged: Some(m.clone()),
+                    });
+                }
+                Some(r) => r.merged = Some(m.clone()),
             }
         }
         match root {
@@ -225,6 +307,7 @@ impl<'a> LayeredView<'a> {
     pub(crate) fn child(&self, parent: &Node, name: &OsStr) -> Result<Option<Node>, SnapshotError> {
         let rel = parent.rel.join(name);
         let mut found: Option<Node> = None;
+        let mut open = true;
         for &l in &parent.dir_layers {
             // A committed layer's listing of the parent says whether to look at
             // all: most layers of a deep stack do not hold the name.
@@ -271,27 +354,67 @@ impl<'a> LayeredView<'a> {
                     return Ok(Some(Node {
                         rel,
                         meta,
-                        layer: l,
+                        layer: At::Probed(l),
                         dir_layers: vec![],
+                        merged: None,
                     }));
                 }
                 None => {
                     found = Some(Node {
                         rel: rel.clone(),
                         meta,
-                        layer: l,
+                        layer: At::Probed(l),
                         dir_layers: vec![l],
+                        merged: None,
                     });
                 }
                 // A non-directory (or whiteout) below a directory ends the merge.
-                Some(_) if !meta.is_dir() => break,
+                Some(_) if !meta.is_dir() => {
+                    open = false;
+                    break;
+                }
                 Some(n) => n.dir_layers.push(l),
             }
             if opaque()? {
+                open = false;
                 break;
             }
         }
+        let below = match &parent.merged {
+            Some(m) if open => m.get(name),
+            _ => None,
+        };
+        match (below, &mut found) {
+            (None, _) => {}
+            (Some(Entry::Other(layer)), None) => {
+                let meta = self.lstat_merged(layer, &rel)?;
+                return Ok(Some(Node {
+                    rel,
+                    meta,
+                    layer: At::Merged(layer.clone()),
+                    dir_layers: vec![],
+                    merged: None,
+                }));
+            }
+            // A non-directory below a directory ends the merge.
+            (Some(Entry::Other(_)), Some(_)) => {}
+            (Some(Entry::Dir(d)), None) => {
+                found = Some(Node {
+                    meta: self.lstat_merged(&d.layer, &rel)?,
+                    rel,
+                    layer: At::Merged(d.layer.clone()),
+                    dir_layers: vec![],
+                    merged: Some(d.clone()),
+                });
+            }
+            (Some(Entry::Dir(d)), Some(n)) => n.merged = Some(d.clone()),
+        }
         Ok(found)
+    }
+
+    fn lstat_merged(&self, layer: &LayerId, rel: &Path) -> Result<Metadata, SnapshotError> {
+        let host = self.store.diff_dir(layer).join(rel);
+        fs::symlink_metadata(&host).map_err(SnapshotError::io("stat", show(rel)))
     }
 
     /// The merged entries of directory `node`, sorted by name.
@@ -307,6 +430,9 @@ impl<'a> LayeredView<'a> {
                         .file_name(),
                 );
             }
+        }
+        if let Some(m) = &node.merged {
+            names.extend(m.entries.keys().cloned());
         }
         let mut out = Vec::with_capacity(names.len());
         for name in names {
@@ -472,3 +598,7 @@ fn normal_components(p: &Path) -> impl Iterator<Item = OsString> + '_ {
         Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
     })
 }
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;

@@ -285,9 +285,13 @@ fn snapshot_records_are_followed_to_every_layer() {
     let broken = good.with_layer(bb.clone());
     let orphan = good.with_layer(LayerId::new("cc").unwrap());
     let value = crate::cache::snapshots::encode(index, &root.layers, &good).unwrap();
-    index.put(Table::Results, results_key("good").as_bytes(), &value).unwrap();
+    index
+        .put(Table::Results, results_key("good").as_bytes(), &value)
+        .unwrap();
     let value = crate::cache::snapshots::encode(index, &root.layers, &broken).unwrap();
-    index.put(Table::Results, results_key("broken").as_bytes(), &value).unwrap();
+    index
+        .put(Table::Results, results_key("broken").as_bytes(), &value)
+        .unwrap();
     crate::cache::snapshots::encode(index, &root.layers, &orphan).unwrap();
     root.layers.remove(&bb).unwrap();
     root.flush().unwrap();
@@ -300,11 +304,15 @@ fn snapshot_records_are_followed_to_every_layer() {
         layer: "bb".into(),
     };
     assert!(
-        report.problems.contains(&missing(Table::Results, results_key("broken").to_string())),
+        report
+            .problems
+            .contains(&missing(Table::Results, results_key("broken").to_string())),
         "{report:?}"
     );
     assert!(
-        report.problems.contains(&missing(Table::Snapshots, broken.id().to_string())),
+        report
+            .problems
+            .contains(&missing(Table::Snapshots, broken.id().to_string())),
         "{report:?}"
     );
     let root = Root::open(dir.path()).unwrap();
@@ -316,6 +324,16 @@ fn snapshot_records_are_followed_to_every_layer() {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(left, vec![good.id().as_bytes().to_vec()]);
-    assert!(root.index.get(Table::Results, results_key("good").as_bytes()).unwrap().is_some());
-    assert!(root.index.get(Table::Results, results_key("broken").as_bytes()).unwrap().is_none());
+    assert!(
+        root.index
+            .get(Table::Results, results_key("good").as_bytes())
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        root.index
+            .get(Table::Results, results_key("broken").as_bytes())
+            .unwrap()
+            .is_none()
+    );
 }

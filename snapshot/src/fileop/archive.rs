@@ -222,7 +222,7 @@ fn link_target(w: &mut Writer<'_>, dest: &Path, name: &[u8]) -> Result<PathBuf, 
     match w.view.lookup_rel(&holder.join(file_name))? {
         // Only what the diff holds can be linked to: a lower layer's file is not
         // in this layer to share an inode with.
-        Some(n) if n.layer == 0 && !n.is_dir() => Ok(n.rel),
+        Some(n) if n.in_top() && !n.is_dir() => Ok(n.rel),
         _ => Err(FileOpErrorKind::ArchiveLink(shown())),
     }
 }

@@ -98,7 +98,7 @@ impl<'a> Writer<'a> {
                     crate::view::show(&child.rel).display().to_string(),
                 ));
             }
-            if child.layer != 0 {
+            if !child.in_top() {
                 let host = self.host(&child.rel);
                 fs::create_dir(&host)?;
                 let m = &child.meta;
