@@ -158,3 +158,27 @@ async fn mounts_bind_the_context_share_caches_and_discard_tmpfs() {
     assert_eq!(f.read("bound"), "changed\n");
     assert_eq!(run_steps(&events, false).len(), 4, "{events:#?}");
 }
+
+/// Past what one overlay mount can name (BuildKit fails near 450 layers): a RUN
+/// over 600 layers sees the stack merged as it is, whiteouts and all, and so does
+/// the RUN after it, over the squash the first one made.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_over_a_stack_deeper_than_an_overlay_sees_it_whole() {
+    let Some(f) = fixture() else { return };
+    let mut df = String::new();
+    for i in 0..600 {
+        df.push_str(&format!("COPY <<EOF /d/f{i}\n{i}\nEOF\n"));
+    }
+    df.push_str("COPY <<EOF /d/f7\nseven\nEOF\nRUN rm /d/f3\n");
+    for i in 600..650 {
+        df.push_str(&format!("COPY <<EOF /d/f{i}\n{i}\nEOF\n"));
+    }
+    df.push_str("RUN ls /d | wc -l > /count && cat /d/f7 /d/f599 /d/f649 > /seen\n");
+    df.push_str("RUN test ! -e /d/f3 && cat /count /seen > /again\n");
+    let (result, _) = f.build(&df).await;
+    let outcome = result.unwrap();
+    assert!(outcome.snapshot.len() > 600);
+    assert_eq!(f.read("count").trim(), "649");
+    assert_eq!(f.read("seen"), "seven\n599\n649\n");
+    assert_eq!(f.read("again"), "649\nseven\n599\n649\n");
+}

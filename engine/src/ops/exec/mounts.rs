@@ -11,7 +11,7 @@ use buildd_fsutil::select::Selection;
 use buildd_proto::llb::{
     CacheOpt, ExecOp, FileAction, FileActionCopy, FileOp, Mount, MountType, NO_INPUT, file_action,
 };
-use buildd_snapshot::{CopySource, PendingLayer, Snapshot, apply_file_op};
+use buildd_snapshot::{CopySource, LayerStore, PendingLayer, Snapshot, apply_file_op};
 
 use super::cache::{cache_dir, id_and_sharing};
 use super::user;
@@ -51,6 +51,32 @@ pub(super) struct Prepared {
     pub(super) copies: Vec<PendingLayer>,
 }
 
+/// Stacks up to this deep are mounted layer by layer.
+const DIRECT_LOWERS: usize = 128;
+
+/// The directories a RUN over `base` mounts, bottom first. A deeper stack is
+/// mounted as the squashed layer of its bottom part (a multiple of
+/// [`DIRECT_LOWERS`] layers, so the steps of a chain share it for that many
+/// steps) under the layers above it: never more than an overlay can name, and a
+/// step walks only the layers above the squash.
+fn lowers(store: &LayerStore, base: &Snapshot) -> Result<Vec<PathBuf>, OpError> {
+    if base.len() <= DIRECT_LOWERS {
+        return Ok(base.layers().iter().map(|id| store.diff_dir(id)).collect());
+    }
+    let keep = base.len() % DIRECT_LOWERS;
+    let mut above = Vec::with_capacity(keep + 1);
+    let mut bottom = base;
+    for _ in 0..keep {
+        above.push(store.diff_dir(bottom.top().expect("deeper than kept")));
+        bottom = bottom.below();
+    }
+    let squashed =
+        buildd_snapshot::squash(store, bottom).map_err(|e| OpError::new(e.to_string()))?;
+    above.push(store.diff_dir(&squashed));
+    above.reverse();
+    Ok(above)
+}
+
 impl Prepared {
     pub(super) fn new(
         root: &Root,
@@ -68,11 +94,7 @@ impl Prepared {
             .map_err(|e| OpError::new(e.to_string()))?;
         let mut p = Prepared {
             rootfs: RootfsPlan {
-                lowers: base
-                    .layers()
-                    .iter()
-                    .map(|id| root.layers.diff_dir(id))
-                    .collect(),
+                lowers: lowers(&root.layers, base)?,
                 upper: upper.path().to_owned(),
             },
             upper,
