@@ -13,6 +13,7 @@ use buildd_engine::solver::ProgressEvent;
 use buildd_proto::Digest;
 use buildd_proto::control::{StatusResponse, Vertex, VertexLog, VertexStatus, Warning};
 use futures_util::Stream;
+use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::peer::Peer;
@@ -39,7 +40,7 @@ struct RefStatus {
 
 #[derive(Default)]
 struct History {
-    events: Vec<StatusResponse>,
+    events: Vec<Event>,
     /// The caller whose build this is; only it may read the events.
     owner: Option<Peer>,
     publishing: bool,
@@ -54,6 +55,15 @@ impl History {
 }
 
 impl RefStatus {
+    /// Packs a finished history unless a subscriber is reading it (it holds an
+    /// index into the events).
+    fn pack_if_idle(&self, h: &mut History) {
+        let packed = h.events.iter().all(|e| matches!(e, Event::Packed(_)));
+        if h.finished.is_some() && !packed && self.changed.receiver_count() == 0 {
+            h.events = pack(&h.events);
+        }
+    }
+
     fn new() -> Self {
         Self {
             inner: Mutex::default(),
@@ -62,9 +72,101 @@ impl RefStatus {
     }
 
     fn push(&self, resp: StatusResponse) {
-        self.inner.lock().unwrap().events.push(resp);
+        self.inner.lock().unwrap().events.push(Event::Live(resp));
         self.changed.send_replace(());
     }
+}
+
+/// A message of a ref's history: as sent, or packed once the build ended.
+enum Event {
+    Live(StatusResponse),
+    /// Encoded, decoded again for each late subscriber.
+    Packed(Vec<u8>),
+}
+
+impl Event {
+    fn response(&self) -> StatusResponse {
+        match self {
+            Event::Live(r) => r.clone(),
+            // Encoded by this process from a valid message.
+            Event::Packed(b) => StatusResponse::decode(b.as_slice()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Vertexes per packed message, well under gRPC's default 4 MiB.
+const PACKED_VERTEXES: usize = 500;
+
+/// A finished build's history as few encoded messages holding the last state
+/// of each vertex and counter, then every log and warning: what a late
+/// subscriber needs, at a few hundred bytes a vertex instead of every update
+/// kept as sent (a 10,000-step build held ~9 MB for the retention time).
+fn pack(events: &[Event]) -> Vec<Event> {
+    let mut vertexes: Vec<Vertex> = Vec::new();
+    let mut by_digest = HashMap::new();
+    let mut statuses: Vec<VertexStatus> = Vec::new();
+    let mut by_id = HashMap::new();
+    let (mut logs, mut warnings) = (Vec::new(), Vec::new());
+    for ev in events {
+        let r = ev.response();
+        for v in r.vertexes {
+            match by_digest.get(&v.digest) {
+                Some(&i) => vertexes[i] = v,
+                None => {
+                    by_digest.insert(v.digest.clone(), vertexes.len());
+                    vertexes.push(v);
+                }
+            }
+        }
+        for st in r.statuses {
+            let key = (st.vertex.clone(), st.id.clone());
+            match by_id.get(&key) {
+                Some(&i) => statuses[i] = st,
+                None => {
+                    by_id.insert(key, statuses.len());
+                    statuses.push(st);
+                }
+            }
+        }
+        logs.extend(r.logs);
+        warnings.extend(r.warnings);
+    }
+    let mut out = Vec::new();
+    let mut first = Some((statuses, warnings));
+    let mut chunks = vertexes.chunks(PACKED_VERTEXES).peekable();
+    while chunks.peek().is_some() || first.is_some() {
+        let (statuses, warnings) = first.take().unwrap_or_default();
+        let resp = StatusResponse {
+            vertexes: chunks.next().map(<[Vertex]>::to_vec).unwrap_or_default(),
+            statuses,
+            warnings,
+            logs: Vec::new(),
+        };
+        out.push(Event::Packed(resp.encode_to_vec()));
+    }
+    // Logs after every vertex, in order, in messages of bounded size.
+    let mut batch = Vec::new();
+    let mut size = 0;
+    for log in logs {
+        size += log.data.len() + 64;
+        batch.push(log);
+        if size > 1 << 20 {
+            let resp = StatusResponse {
+                logs: std::mem::take(&mut batch),
+                ..Default::default()
+            };
+            out.push(Event::Packed(resp.encode_to_vec()));
+            size = 0;
+        }
+    }
+    if !batch.is_empty() {
+        let resp = StatusResponse {
+            logs: batch,
+            ..Default::default()
+        };
+        out.push(Event::Packed(resp.encode_to_vec()));
+    }
+    out
 }
 
 /// Every ref's events.
@@ -142,7 +244,7 @@ impl StatusBoard {
                                 return Some((Err(err), (status, rx, next, true)));
                             }
                             if let Some(ev) = h.events.get(next) {
-                                let ev = ev.clone();
+                                let ev = ev.response();
                                 drop(h);
                                 return Some((Ok(ev), (status, rx, next + 1, false)));
                             }
@@ -161,10 +263,12 @@ impl StatusBoard {
 }
 
 /// Drops finished refs past their retention, and refs only subscribers asked for
-/// that no build came to in that time.
+/// that no build came to in that time; packs finished histories no subscriber
+/// is reading.
 fn sweep(refs: &mut HashMap<String, Arc<RefStatus>>) {
     refs.retain(|_, s| {
-        let h = s.inner.lock().unwrap();
+        let mut h = s.inner.lock().unwrap();
+        s.pack_if_idle(&mut h);
         match h.finished {
             Some(at) => at.elapsed() < RETENTION,
             None => h.publishing || Arc::strong_count(s) > 1 || s.changed.receiver_count() > 0,
@@ -282,6 +386,7 @@ impl Drop for Publisher {
         let mut h = self.status.inner.lock().unwrap();
         h.publishing = false;
         h.finished = Some(Instant::now());
+        self.status.pack_if_idle(&mut h);
         drop(h);
         self.status.changed.send_replace(());
     }
@@ -335,9 +440,53 @@ mod tests {
         ));
         let all: Vec<_> = board.subscribe("r1", &me).unwrap().collect().await;
         let all: Vec<_> = all.into_iter().map(Result::unwrap).collect();
-        assert_eq!(all.len(), 2);
-        assert!(all[1].vertexes[0].completed_ns >= all[1].vertexes[0].started_ns);
-        assert_eq!(all[0].vertexes[0].started_ns, all[1].vertexes[0].started_ns);
+        // Packed once the build ended: the last state of each vertex.
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].vertexes.len(), 1);
+        let v = &all[0].vertexes[0];
+        assert!(v.started_ns > 0 && v.completed_ns >= v.started_ns, "{v:?}");
+    }
+
+    #[test]
+    fn packing_keeps_the_last_state_of_each_vertex_and_every_log_in_bounded_messages() {
+        let mut events = Vec::new();
+        for i in 0..1200u32 {
+            let digest = format!("sha256:{i}");
+            for completed_ns in [0, 7] {
+                events.push(Event::Live(vertexes(Vertex {
+                    digest: digest.clone(),
+                    started_ns: 5,
+                    completed_ns,
+                    ..Default::default()
+                })));
+            }
+            events.push(Event::Live(StatusResponse {
+                logs: vec![VertexLog {
+                    vertex: digest,
+                    data: vec![b'x'; 1000],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }));
+        }
+        let packed: Vec<StatusResponse> = pack(&events).iter().map(Event::response).collect();
+        let vs: Vec<&Vertex> = packed.iter().flat_map(|r| &r.vertexes).collect();
+        assert_eq!(vs.len(), 1200);
+        assert!(vs.iter().all(|v| v.completed_ns == 7));
+        assert!(packed.iter().all(|r| r.vertexes.len() <= PACKED_VERTEXES));
+        let logs: Vec<&VertexLog> = packed.iter().flat_map(|r| &r.logs).collect();
+        assert_eq!(logs.len(), 1200);
+        assert_eq!(logs[1199].vertex, "sha256:1199");
+        assert!(packed.iter().all(|r| r.encoded_len() < 2 << 20));
+        // Logs come after every vertex.
+        let first_log = packed.iter().position(|r| !r.logs.is_empty()).unwrap();
+        assert!(
+            packed[..first_log]
+                .iter()
+                .map(|r| r.vertexes.len())
+                .sum::<usize>()
+                == 1200
+        );
     }
 
     #[tokio::test]

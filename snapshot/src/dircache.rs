@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::sys;
 
-/// Names cached at most over all directories; past it the cache starts over
-/// (about 50 bytes a name).
-const MAX_NAMES: usize = 200_000;
+/// Names cached at most over all directories, each directory counting as one
+/// more; past it the cache starts over (about 50 bytes a name, 300 a directory).
+const MAX_NAMES: usize = 100_000;
 
 /// One directory of a committed layer.
 #[derive(Debug)]
@@ -77,11 +77,13 @@ impl DirCache {
             names,
         });
         let mut inner = self.inner.lock().unwrap();
-        if inner.names + info.names.len() > MAX_NAMES {
+        // A directory counts as a name more than it holds: empty ones cost too.
+        let cost = info.names.len() + 1;
+        if inner.names + cost > MAX_NAMES {
             inner.dirs.clear();
             inner.names = 0;
         }
-        inner.names += info.names.len();
+        inner.names += cost;
         inner.dirs.insert(key(host).to_vec(), info.clone());
         Ok(Some(info))
     }
@@ -93,6 +95,6 @@ impl DirCache {
         inner.dirs.retain(|p, _| {
             !(p.starts_with(layer) && matches!(p.get(layer.len()), None | Some(b'/')))
         });
-        inner.names = inner.dirs.values().map(|d| d.names.len()).sum();
+        inner.names = inner.dirs.values().map(|d| d.names.len() + 1).sum();
     }
 }
