@@ -139,3 +139,48 @@ fn same_input_gives_byte_identical_layers_from_cold_roots() {
     assert!(!layers[0].is_empty());
     assert_eq!(layers[0], layers[1]);
 }
+
+/// A fully cached build re-exports nothing it has: its layers come from the
+/// blobs recorded for them, not from tarring the layer directories again. A
+/// layer changed behind the engine's back (never done outside this test) shows
+/// which: the warm export still carries the blob made before the change.
+#[test]
+fn a_warm_build_exports_the_recorded_blobs() {
+    let ws = hello_workspace();
+    let root = ws.path("root");
+    let export = |n: u32| {
+        let dir = ws.path(&format!("layout-{n}"));
+        let run = ws.build_in(
+            &root,
+            &["-o", &format!("type=oci,tar=false,dest={}", dir.display())],
+        );
+        (layer_digests(&dir), run.success())
+    };
+    let (cold, _) = export(0);
+    let mut changed = 0;
+    for layer in fs::read_dir(root.join("layers")).unwrap().flatten() {
+        for f in walk_files(&layer.path()) {
+            // Replaced, not written through: a layer file may be a hard link.
+            fs::remove_file(&f).unwrap();
+            fs::write(&f, b"changed after export").unwrap();
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "the hello build makes layers with files");
+    let (warm, run) = export(1);
+    assert_eq!(cold, warm);
+    assert!(run.stderr.contains("CACHED"), "{}", run.stderr);
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    out
+}
