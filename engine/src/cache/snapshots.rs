@@ -38,7 +38,13 @@ pub fn encode(
     for s in fresh {
         layers.snapshots.remember(s);
     }
-    Ok(format!("{PREFIX}{}", snap.id()).into_bytes())
+    // The top node rides along, so a decode whose lower stack is alive (a
+    // chain's input) needs no second lookup.
+    Ok(match snap.top() {
+        Some(top) => format!("{PREFIX}{} {} {top}", snap.id(), snap.below().id().hex()),
+        None => format!("{PREFIX}{}", snap.id()),
+    }
+    .into_bytes())
 }
 
 fn node_value(below: &Digest, layer: &LayerId) -> Vec<u8> {
@@ -56,18 +62,26 @@ fn parse_node(value: &[u8]) -> Option<(Digest, LayerId)> {
 
 /// What a `Results` value names.
 enum Named {
-    Snapshot(Digest),
+    /// With the id below it and its top layer, when the value carries them.
+    Snapshot(Digest, Option<(Digest, LayerId)>),
     /// The older form: every layer, bottom first.
     Layers(Vec<String>),
 }
 
 fn parse(value: &[u8]) -> Result<Named, String> {
-    if let Some(id) = value.strip_prefix(PREFIX.as_bytes()) {
-        let text = std::str::from_utf8(id).map_err(|e| e.to_string())?;
-        return text
-            .parse::<Digest>()
-            .map(Named::Snapshot)
-            .map_err(|e| e.to_string());
+    if let Some(rest) = value.strip_prefix(PREFIX.as_bytes()) {
+        let text = std::str::from_utf8(rest).map_err(|e| e.to_string())?;
+        let mut words = text.split(' ');
+        let id = words.next().unwrap_or_default();
+        let id = id.parse::<Digest>().map_err(|e| e.to_string())?;
+        let top = match (words.next(), words.next()) {
+            (Some(below), Some(layer)) => Some((
+                Digest::from_hex(below).map_err(|e| e.to_string())?,
+                LayerId::new(layer).map_err(|e| e.to_string())?,
+            )),
+            _ => None,
+        };
+        return Ok(Named::Snapshot(id, top));
     }
     serde_json::from_slice::<Vec<String>>(value)
         .map(Named::Layers)
@@ -83,7 +97,25 @@ pub fn decode(
     value: &[u8],
 ) -> Result<Option<Snapshot>, IndexError> {
     let id = match parse(value) {
-        Ok(Named::Snapshot(id)) => id,
+        Ok(Named::Snapshot(id, top)) => {
+            if let Some(s) = layers.snapshots.get(&id) {
+                return Ok(Some(s));
+            }
+            if let Some((below, layer)) = top
+                && let Some(base) = layers.snapshots.get(&below)
+            {
+                if !layers.exists(&layer) {
+                    return Ok(None);
+                }
+                let snap = base.with_layer(layer);
+                if snap.id() != id {
+                    return Ok(None);
+                }
+                layers.snapshots.remember(&snap);
+                return Ok(Some(snap));
+            }
+            id
+        }
         Ok(Named::Layers(ids)) => {
             let ids: Option<Vec<LayerId>> = ids.into_iter().map(|i| LayerId::new(i).ok()).collect();
             return Ok(ids
@@ -176,7 +208,7 @@ impl SnapshotTable {
                 layers.extend(ids);
                 Ok(())
             }
-            Named::Snapshot(mut id) => {
+            Named::Snapshot(mut id, _) => {
                 while id != SCRATCH_ID && seen.insert(id) {
                     match self.nodes.get(&id) {
                         Some(Ok((below, layer))) => {
@@ -209,7 +241,7 @@ impl SnapshotTable {
                     .find(|l| !exists(l))
                     .map(Fault::MissingLayer);
             }
-            Ok(Named::Snapshot(id)) => id,
+            Ok(Named::Snapshot(id, _)) => id,
         };
         let mut path = Vec::new();
         let mut cur = id;
@@ -263,7 +295,8 @@ mod tests {
         let v_upper = encode(&index, &store, &upper).unwrap();
         // Only the new top was written.
         assert_eq!(index.len(Table::Snapshots), 3);
-        assert_eq!(v_upper, format!("snapshot {}", upper.id()).into_bytes());
+        let want = format!("snapshot {} {} c3", upper.id(), lower.id().hex());
+        assert_eq!(v_upper, want.into_bytes());
 
         // A fresh store (another process) rebuilds from the records alone.
         let again = LayerStore::open(dir.path()).unwrap();
@@ -312,17 +345,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = MemoryIndex::default();
         let (store, ids) = store_with(dir.path(), &["a1", "b2"]);
-        let snap = Snapshot::new([ids[0].clone()]);
+        let snap = Snapshot::new(ids.clone());
         let value = encode(&index, &store, &snap).unwrap();
+        // The node below names another layer than its id was made from.
         index
             .put(
                 Table::Snapshots,
-                snap.id().as_bytes(),
+                snap.below().id().as_bytes(),
                 &node_value(&SCRATCH_ID, &ids[1]),
             )
             .unwrap();
         let fresh = LayerStore::open(dir.path()).unwrap();
         assert_eq!(decode(&index, &fresh, &value).unwrap(), None);
+
+        // So does the top node a value carries, with the stack below alive.
+        let below = decode(
+            &index,
+            &store,
+            &encode(&index, &store, snap.below()).unwrap(),
+        );
+        assert!(below.unwrap().is_some());
+        let text = String::from_utf8(value).unwrap().replace(" b2", " a1");
+        let fresh = LayerStore::open(dir.path()).unwrap();
+        fresh.snapshots.remember(snap.below());
+        assert_eq!(decode(&index, &fresh, text.as_bytes()).unwrap(), None);
     }
 
     #[test]
