@@ -107,12 +107,11 @@ impl<I: CacheIndex> CacheIndex for WriteBehind<I> {
         };
         let result = (|| {
             (self.before_flush)()?;
-            for ((table, key), value) in batch.iter() {
-                match value {
-                    Some(v) => self.inner.put(*table, key, v)?,
-                    None => self.inner.remove(*table, key)?,
-                }
-            }
+            self.inner.write_batch(
+                &mut batch
+                    .iter()
+                    .map(|((table, key), value)| (*table, key.as_slice(), value.as_deref())),
+            )?;
             self.inner.flush()
         })();
         let mut pending = self.pending.lock().unwrap();
