@@ -10,6 +10,9 @@
 #       bash benches/scripts/graphs.sh
 #
 # Timings are not tests: CI does not run this. Needs root and python3.
+# On ext4, inodes freed in the last ~30 s are skipped when allocating new ones
+# (`recently_deleted` in the kernel's profile): a cold run right after removing
+# a root of 10,000 layers takes 2-4x as long. Wait between such runs by hand.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
