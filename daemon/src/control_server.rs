@@ -218,6 +218,7 @@ pub fn solve_status(e: &SolveError) -> Status {
             BuildError::Frontend(_)
             | BuildError::Dockerignore(_)
             | BuildError::UnknownEntitlement(_)
+            | BuildError::SourceDateEpoch(_)
             | BuildError::Images(buildd_engine::images::ImageError::InvalidName(_)) => {
                 Code::InvalidArgument
             }

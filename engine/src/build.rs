@@ -95,8 +95,25 @@ pub enum BuildError {
     LocalResult,
     #[error("export: {0}")]
     Export(#[from] ExportError),
+    #[error("build arg SOURCE_DATE_EPOCH={0:?} is not a number of seconds")]
+    SourceDateEpoch(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The epoch every exported timestamp is pinned to: the request's (the client's
+/// environment), else a `SOURCE_DATE_EPOCH` build arg, as BuildKit's frontend takes it.
+fn source_date_epoch(req: &BuildRequest) -> Result<Option<i64>, BuildError> {
+    if req.source_date_epoch.is_some() {
+        return Ok(req.source_date_epoch);
+    }
+    match req.build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| BuildError::SourceDateEpoch(v.clone())),
+        _ => Ok(None),
+    }
 }
 
 /// What the frontend needs from the context directory, read before solving.
@@ -156,6 +173,7 @@ pub async fn build(
     {
         return Err(BuildError::UnknownEntitlement(unknown.clone()));
     }
+    let source_date_epoch = source_date_epoch(req)?;
     let registry = req.registry.clone().or_else(|| engine.registry.clone());
     let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
     buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
@@ -208,7 +226,7 @@ pub async fn build(
         &Exports {
             tags: &req.tags,
             outputs: &req.outputs,
-            source_date_epoch: req.source_date_epoch,
+            source_date_epoch,
             registry: registry.as_ref(),
         },
         progress.as_ref(),
