@@ -42,10 +42,15 @@ pub fn parse(spec: &str) -> Result<(Exporter, ExportTarget), OutputError> {
     }
     let kind = attrs
         .remove("type")
-        .ok_or_else(|| bad("missing type= (oci, docker, local or image)"))?;
+        .ok_or_else(|| bad("missing type= (oci, docker, tar, local or image)"))?;
     let dest = attrs.get("dest").filter(|d| !d.is_empty()).cloned();
     let target = match kind.as_str() {
         "local" => ExportTarget::Dir(dest.ok_or_else(|| bad("missing dest="))?.into()),
+        // The filesystem as one archive: a file, or stdout.
+        "tar" => match dest.ok_or_else(|| bad("missing dest= (a file, or - for stdout)"))? {
+            d if d == "-" => ExportTarget::Stdout,
+            d => ExportTarget::File(d.into()),
+        },
         "oci" | "docker" => {
             let dest = dest.ok_or_else(|| bad("missing dest= (a file, or - for stdout)"))?;
             let tar = match attrs.get("tar").map(String::as_str) {
@@ -69,7 +74,7 @@ pub fn parse(spec: &str) -> Result<(Exporter, ExportTarget), OutputError> {
         }
         other => {
             return Err(bad(&format!(
-                "unknown type {other:?}; supported: oci, docker, local, image"
+                "unknown type {other:?}; supported: oci, docker, tar, local, image"
             )));
         }
     };
@@ -94,6 +99,11 @@ mod tests {
         assert_eq!(e.attrs.get("dest").map(String::as_str), Some("out.tar"));
         assert_eq!(t, ExportTarget::File("out.tar".into()));
         assert_eq!(parse("type=docker,dest=-").unwrap().1, ExportTarget::Stdout);
+        assert_eq!(parse("type=tar,dest=-").unwrap().1, ExportTarget::Stdout);
+        assert_eq!(
+            parse("type=tar,dest=fs.tar").unwrap().1,
+            ExportTarget::File("fs.tar".into())
+        );
         assert_eq!(
             parse("type=oci,dest=layout,tar=false").unwrap().1,
             ExportTarget::Dir("layout".into())
@@ -116,6 +126,7 @@ mod tests {
             ("dest=x", "missing type="),
             ("type=oci", "missing dest="),
             ("type=local", "missing dest="),
+            ("type=tar", "missing dest="),
             ("type=registry,name=x", "unknown type \"registry\""),
             ("type=oci,dest=x,tar=maybe", "tar=maybe"),
             ("type=oci,dest=-,tar=false", "needs a directory"),

@@ -1,7 +1,7 @@
 //! A Solve's exporters: which outputs the engine writes (into a temporary
 //! directory under the root) and how each goes back to the client.
 //!
-//! `type=oci` and `type=local` outputs are produced on the daemon and streamed to
+//! `type=oci`, `docker`, `tar` and `local` outputs are produced on the daemon and streamed to
 //! the client over the session ([`ExportData`]): a file as its bytes, a directory
 //! as a tar stream. `type=image` names the result in the daemon's image store and,
 //! with `push=true`, pushes it.
@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use buildd_engine::export::{OutputSpec, StreamSink};
+use buildd_engine::export::{ArchiveFormat, OutputSpec, StreamSink};
 use buildd_proto::control::{ExportData, Exporter, server_message::Msg};
 use tokio::sync::mpsc;
 
@@ -79,9 +79,17 @@ fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, Exporter
     attrs.remove("dest");
     let path = scratch.join(format!("out-{index}"));
     let plan = match e.r#type.as_str() {
-        "oci" => {
+        "oci" | "docker" => {
+            let format = if e.r#type == "docker" {
+                ArchiveFormat::Docker
+            } else {
+                ArchiveFormat::Oci
+            };
             let tar = match attrs.remove("tar") {
                 None | Some("true") => true,
+                Some("false") if format == ArchiveFormat::Docker => {
+                    return Err(invalid("type=docker is always a tar archive".to_owned()));
+                }
                 Some("false") => false,
                 Some(other) => return Err(invalid(format!("tar={other}: want true or false"))),
             };
@@ -101,6 +109,7 @@ fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, Exporter
                         sink,
                         name,
                         compression,
+                        format,
                     },
                     chunks,
                 }
@@ -112,10 +121,19 @@ fn plan_one(index: usize, e: &Exporter, scratch: &Path) -> Result<Plan, Exporter
                         tar: false,
                         name,
                         compression,
+                        format,
                     },
                     path,
                     directory: true,
                 }
+            }
+        }
+        "tar" => {
+            let (sink, chunks) = LiveChunks::new();
+            Plan::Live {
+                index,
+                spec: OutputSpec::TarStream { sink },
+                chunks,
             }
         }
         "local" => Plan::Stream {

@@ -255,15 +255,17 @@ async fn run(
                 if matches!(spec, OutputSpec::Oci { .. })
                     && let Some(m) = oci.next()
                 {
-                    values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+                    image_values(&daemon.engine, m, &mut values);
                 }
                 exporters::send(session, *index, path, *directory).await?;
                 // The client has it: the daemon's copy goes now, not with the build.
                 exporters::discard(path.clone(), *directory).await;
             }
-            Plan::Live { index, .. } => {
-                if let Some(m) = oci.next() {
-                    values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+            Plan::Live { index, spec, .. } => {
+                if matches!(spec, OutputSpec::OciStream { .. })
+                    && let Some(m) = oci.next()
+                {
+                    image_values(&daemon.engine, m, &mut values);
                 }
                 // The bytes went while the build ran; now the output ends.
                 match live.next() {
@@ -283,7 +285,7 @@ async fn run(
                     // One manifest per pushed name, all the same image.
                     for _ in names {
                         if let Some(m) = oci.next() {
-                            values.insert("containerimage.digest".to_owned(), m.digest.to_string());
+                            image_values(&daemon.engine, m, &mut values);
                         }
                     }
                 }
@@ -588,4 +590,30 @@ async fn prepare_dockerfile(
         defer_flush: true,
     };
     Ok((build_req, mirror, filename.to_owned()))
+}
+
+/// What buildx's metadata file records of an exported image: its manifest's
+/// digest and descriptor, and its config's digest (the image ID `docker load`
+/// reports and `--iidfile` takes).
+fn image_values(
+    engine: &buildd_engine::Engine,
+    manifest: &buildd_oci::Descriptor,
+    values: &mut BTreeMap<String, String>,
+) {
+    values.insert("containerimage.digest".to_owned(), manifest.digest.clone());
+    values.insert(
+        "containerimage.descriptor".to_owned(),
+        String::from_utf8(buildd_oci::json_blob(manifest)).expect("JSON is UTF-8"),
+    );
+    // The manifest was just written to the content store (a few KB).
+    let config = manifest
+        .digest
+        .parse::<buildd_proto::Digest>()
+        .ok()
+        .and_then(|d| std::fs::read(engine.root.content.path(&d)).ok())
+        .and_then(|bytes| serde_json::from_slice::<buildd_oci::Manifest>(&bytes).ok())
+        .map(|m| m.config.digest);
+    if let Some(config) = config {
+        values.insert("containerimage.config.digest".to_owned(), config);
+    }
 }

@@ -2,6 +2,7 @@
 //! build` and (later) the daemon's Solve both go through [`build`].
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,8 +13,8 @@ use buildd_snapshot::Snapshot;
 
 use crate::engine::Engine;
 use crate::export::{
-    ExportError, OciExport, OutputSpec, build_image, export_local, export_oci, export_oci_stream,
-    push_image,
+    ArchiveFormat, ExportError, OciExport, OutputSpec, build_image, export_local, export_oci,
+    export_oci_stream, export_tar, push_image,
 };
 use crate::images::{ImageRecord, normalize_name, now_rfc3339};
 use crate::ops::Ref;
@@ -429,6 +430,7 @@ fn export(
             tar,
             name,
             compression,
+            format,
         } => export_oci(
             root,
             snap,
@@ -439,6 +441,7 @@ fn export(
                 name: name.as_deref(),
                 compression: *compression,
                 source_date_epoch,
+                format: *format,
             },
         )
         .map(Some),
@@ -446,12 +449,10 @@ fn export(
             sink,
             name,
             compression,
+            format,
         } => {
             let dest = Path::new("the output stream");
-            let mut out = sink.take().ok_or_else(|| ExportError::Io {
-                path: dest.to_owned(),
-                source: std::io::Error::other("the stream was already written"),
-            })?;
+            let mut out = take_sink(sink)?;
             export_oci_stream(
                 root,
                 snap,
@@ -462,14 +463,71 @@ fn export(
                     name: name.as_deref(),
                     compression: *compression,
                     source_date_epoch,
+                    format: *format,
                 },
                 &mut out,
             )
             .map(Some)
         }
+        OutputSpec::Tar { dest } => {
+            write_file_atomic(dest, |out| export_tar(root, snap, source_date_epoch, out))
+                .map(|()| None)
+        }
+        OutputSpec::TarStream { sink } => {
+            let mut out = take_sink(sink)?;
+            export_tar(root, snap, source_date_epoch, &mut out)?;
+            out.flush().map_err(|source| ExportError::Io {
+                path: "the output stream".into(),
+                source,
+            })?;
+            Ok(None)
+        }
         OutputSpec::Local { dest } => export_local(&root.layers, snap, dest).map(|()| None),
         OutputSpec::Image { .. } => unreachable!("images are exported by export_output"),
     }
+}
+
+fn take_sink(sink: &crate::export::StreamSink) -> Result<Box<dyn Write + Send>, ExportError> {
+    sink.take().ok_or_else(|| ExportError::Io {
+        path: "the output stream".into(),
+        source: std::io::Error::other("the stream was already written"),
+    })
+}
+
+/// Writes `dest` whole or not at all: a temporary file beside it, synced, then
+/// renamed over it.
+fn write_file_atomic(
+    dest: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ExportError::Io { path, source }
+    };
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".buildd-out-")
+        .tempfile_in(parent)
+        .map_err(io(parent))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut w)?;
+        w.flush().map_err(io(dest))?;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    // tempfile creates 0600; an output is an ordinary readable file.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io(dest))?;
+    tmp.persist(dest).map_err(|e| ExportError::Io {
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 /// An export shown as a progress step, as BuildKit shows "exporting to …".
@@ -480,12 +538,24 @@ struct ExportStep {
     started: std::time::Instant,
 }
 
+fn format_step(format: ArchiveFormat) -> String {
+    match format {
+        ArchiveFormat::Oci => "exporting to oci image format",
+        ArchiveFormat::Docker => "exporting to docker image format",
+    }
+    .to_owned()
+}
+
 impl ExportStep {
     fn start(tx: Option<&ProgressSender>, spec: &OutputSpec) -> Self {
         let (name, dest) = match spec {
-            OutputSpec::Oci { dest, .. } => ("exporting to oci image format".to_owned(), dest),
-            OutputSpec::OciStream { .. } => (
-                "exporting to oci image format".to_owned(),
+            OutputSpec::Oci { dest, format, .. } => (format_step(*format), dest),
+            OutputSpec::OciStream { format, .. } => {
+                (format_step(*format), &PathBuf::from("the output stream"))
+            }
+            OutputSpec::Tar { dest } => ("exporting to client tarball".to_owned(), dest),
+            OutputSpec::TarStream { .. } => (
+                "exporting to client tarball".to_owned(),
                 &PathBuf::from("the output stream"),
             ),
             OutputSpec::Local { dest } => ("exporting to client directory".to_owned(), dest),

@@ -85,6 +85,8 @@ enum State {
 
 pub struct LayoutWriter {
     state: State,
+    /// Files beside `index.json` (a docker archive's `manifest.json`), by name.
+    extra: BTreeMap<String, Vec<u8>>,
 }
 
 impl LayoutWriter {
@@ -117,7 +119,23 @@ impl LayoutWriter {
                 blobs: BTreeMap::new(),
             },
         };
-        Ok(Self { state })
+        Ok(Self {
+            state,
+            extra: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a file at the top of the layout beside `index.json`, such as the
+    /// `manifest.json` that makes an OCI layout tar a docker archive too. `name`
+    /// is a plain file name, not a layout file or a path.
+    pub fn add_file(&mut self, name: &str, bytes: Vec<u8>) {
+        assert!(
+            !name.is_empty()
+                && !name.contains('/')
+                && !matches!(name, "." | ".." | "index.json" | "oci-layout" | "blobs"),
+            "{name:?} is not a free top-level name"
+        );
+        self.extra.insert(name.to_owned(), bytes);
     }
 
     /// Adds a blob already on disk at `path`, copying it and verifying the digest while
@@ -195,6 +213,9 @@ impl LayoutWriter {
                 }
                 let blobs = root.join("blobs/sha256");
                 sync_dir(&blobs)?;
+                for (name, bytes) in &self.extra {
+                    write_atomic(&root.join(name), bytes)?;
+                }
                 write_atomic(&root.join("oci-layout"), OCI_LAYOUT)?;
                 write_atomic(&root.join("index.json"), &index_json)?;
                 sync_dir(&root)
@@ -205,22 +226,28 @@ impl LayoutWriter {
                     path: PathBuf::new(),
                     source: io::Error::other("a streamed layout ends with finish_stream"),
                 })?;
-                write_tar(&dest, &blobs, &index_json)
+                write_tar(&dest, &blobs, &self.extra, &index_json)
             }
         }
     }
 
     /// Writes the archive of a [`LayoutTarget::TarStream`] layout to `out`.
     pub fn finish_stream(self, index: &Index, out: &mut dyn Write) -> Result<(), LayoutError> {
-        let State::Tar { dest: None, blobs } = self.state else {
+        let State::Tar { dest: None, blobs } = &self.state else {
             return Err(LayoutError::Io {
                 path: PathBuf::new(),
                 source: io::Error::other("finish_stream is for a TarStream layout"),
             });
         };
-        check_tar_index(&blobs, index)?;
+        check_tar_index(blobs, index)?;
         let mut w = BufWriter::with_capacity(1 << 20, out);
-        write_tar_entries(&mut w, &blobs, &json_blob(index), Path::new("<stream>"))?;
+        write_tar_entries(
+            &mut w,
+            blobs,
+            &self.extra,
+            &json_blob(index),
+            Path::new("<stream>"),
+        )?;
         w.flush().map_err(io_err(Path::new("<stream>")))
     }
 }
@@ -349,6 +376,7 @@ fn copy_verified(
 fn write_tar(
     dest: &Path,
     blobs: &BTreeMap<Digest, TarBlob>,
+    extra: &BTreeMap<String, Vec<u8>>,
     index_json: &[u8],
 ) -> Result<(), LayoutError> {
     let parent = parent_dir(dest);
@@ -362,7 +390,7 @@ fn write_tar(
         source: e,
     };
     let mut w = BufWriter::new(tmp.as_file());
-    write_tar_entries(&mut w, blobs, index_json, &tmp_path)?;
+    write_tar_entries(&mut w, blobs, extra, index_json, &tmp_path)?;
     w.flush().map_err(werr)?;
     drop(w);
     // tempfile creates 0600; an exported image is an ordinary readable file.
@@ -377,10 +405,12 @@ fn write_tar(
     sync_dir(parent)
 }
 
-/// The layout's entries, blobs sorted by digest, then index.json and oci-layout.
+/// The layout's entries, blobs sorted by digest, then index.json, any extra
+/// files by name, and oci-layout.
 fn write_tar_entries(
     w: &mut impl Write,
     blobs: &BTreeMap<Digest, TarBlob>,
+    extra: &BTreeMap<String, Vec<u8>>,
     index_json: &[u8],
     what: &Path,
 ) -> Result<(), LayoutError> {
@@ -405,6 +435,9 @@ fn write_tar_entries(
         }
     }
     tar_file(w, b"index.json", index_json).map_err(werr)?;
+    for (name, bytes) in extra {
+        tar_file(w, name.as_bytes(), bytes).map_err(werr)?;
+    }
     tar_file(w, b"oci-layout", OCI_LAYOUT).map_err(werr)?;
     tarfmt::write_end(w).map_err(werr)
 }

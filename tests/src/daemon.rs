@@ -38,6 +38,11 @@ impl Daemon {
         Self { child, addr, log }
     }
 
+    /// The daemon's address, for `bctl --addr`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// Runs `bctl --addr ADDR ARGS…`.
     pub fn bctl(&self, args: &[&str]) -> Run {
         self.bctl_with_env(&[], args)

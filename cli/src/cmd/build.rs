@@ -53,8 +53,8 @@ pub struct BuildArgs {
     /// Build-time variable, KEY=VALUE (KEY alone takes it from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     build_args: Vec<String>,
-    /// Output: type=oci|docker,dest=FILE|-[,tar=false][,name=NAME], type=local,dest=DIR,
-    /// type=image[,name=NAME], or a bare DIR (repeatable).
+    /// Output: type=oci|docker,dest=FILE|-[,tar=false][,name=NAME], type=tar,dest=FILE|-,
+    /// type=local,dest=DIR, type=image[,name=NAME], or a bare DIR (repeatable).
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
     /// Progress output on stderr.
@@ -76,6 +76,9 @@ pub struct BuildArgs {
     /// Write the build result's metadata (digests) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
+    /// Write the image ID (its config's digest, as `docker build --iidfile`) to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
 }
 
 pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
@@ -140,6 +143,9 @@ pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
     if let Some(path) = &plan.metadata_file {
         write_metadata(path, &build_ref, &response)?;
     }
+    if let Some(path) = &plan.iidfile {
+        write_iidfile(path, &response)?;
+    }
     // As `docker build -q`, the digest on stdout, unless an output went there.
     if plan.progress == Mode::Quiet
         && !stdout_export
@@ -170,6 +176,7 @@ struct Plan {
     no_cache: bool,
     progress: Mode,
     metadata_file: Option<PathBuf>,
+    iidfile: Option<PathBuf>,
 }
 
 impl Plan {
@@ -216,6 +223,7 @@ impl Plan {
             no_cache: args.no_cache,
             progress: args.progress,
             metadata_file: args.metadata_file,
+            iidfile: args.iidfile,
         })
     }
 
@@ -421,15 +429,26 @@ async fn follow_status(
     (printer, warnings)
 }
 
-fn write_metadata(path: &Path, build_ref: &str, resp: &SolveResponse) -> anyhow::Result<()> {
-    let mut meta = serde_json::Map::new();
-    for e in &resp.exporters {
-        for (k, v) in &e.values {
-            meta.insert(k.clone(), serde_json::Value::String(v.clone()));
-        }
-    }
-    meta.insert("buildx.build.ref".to_owned(), build_ref.into());
-    let text = serde_json::to_string_pretty(&serde_json::Value::Object(meta))? + "\n";
+/// The image ID of the first output that made an image: its config's digest,
+/// else its manifest's. No image (only `type=local` or `tar`) is an error, as
+/// the file would otherwise name nothing.
+fn write_iidfile(path: &Path, resp: &SolveResponse) -> anyhow::Result<()> {
+    let id = resp
+        .exporters
+        .iter()
+        .find_map(|e| {
+            e.values
+                .get("containerimage.config.digest")
+                .or_else(|| e.values.get("containerimage.digest"))
+        })
+        .context(
+            "--iidfile: no output of this build made an image (use -o type=oci|docker|image)",
+        )?;
+    write_atomic(path, id.as_bytes())
+        .with_context(|| format!("cannot write iidfile {}", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
         path.file_name()
@@ -437,8 +456,26 @@ fn write_metadata(path: &Path, build_ref: &str, resp: &SolveResponse) -> anyhow:
             .unwrap_or_default(),
         std::process::id()
     ));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
+}
+
+fn write_metadata(path: &Path, build_ref: &str, resp: &SolveResponse) -> anyhow::Result<()> {
+    let mut meta = serde_json::Map::new();
+    for e in &resp.exporters {
+        for (k, v) in &e.values {
+            // buildx writes the descriptor as an object, the rest as strings.
+            let value = match k.as_str() {
+                "containerimage.descriptor" => {
+                    serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()))
+                }
+                _ => serde_json::Value::String(v.clone()),
+            };
+            meta.insert(k.clone(), value);
+        }
+    }
+    meta.insert("buildx.build.ref".to_owned(), build_ref.into());
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(meta))? + "\n";
+    write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write metadata file {}", path.display()))
 }
 

@@ -2,6 +2,9 @@
 //!
 //! - `type=oci,dest=F[,tar=false][,name=N][,compression=gzip|zstd|uncompressed]`: an
 //!   OCI image layout, as a tar archive (default) or a directory
+//! - `type=docker,dest=F[,name=N]`: the same layout with docker media types and
+//!   the `manifest.json` of a docker archive, for `docker load`
+//! - `type=tar,dest=F`: the result's filesystem as one tar archive
 //! - `type=local,dest=D`: the result's filesystem as a plain directory
 //! - `type=image,name=N[,push=true]`: the local image store, and the registry
 
@@ -10,13 +13,15 @@ mod local;
 mod oci;
 mod push;
 mod spec;
+mod tar;
 
 pub(crate) use layers::{BlobRecord, blob_key_layer};
 pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
 pub use oci::{BuiltImage, OciExport, build_image, export_oci, export_oci_stream};
 pub use push::push_image;
-pub use spec::{OutputSpec, OutputSpecError, StreamSink};
+pub use spec::{ArchiveFormat, OutputSpec, OutputSpecError, StreamSink};
+pub use tar::export_tar;
 
 use std::path::PathBuf;
 
@@ -32,6 +37,8 @@ pub enum ExportError {
         dest: PathBuf,
         source: buildd_oci::LayoutError,
     },
+    #[error("image name {name:?}: {message}")]
+    Name { name: String, message: String },
     #[error("pushing {name}: {message}")]
     Push { name: String, message: String },
     #[error(transparent)]

@@ -12,7 +12,7 @@ use buildd_oci::{
 use buildd_proto::Digest;
 use buildd_snapshot::Snapshot;
 
-use super::{ExportError, ImageLayers, image_layers};
+use super::{ArchiveFormat, ExportError, ImageLayers, image_layers};
 use crate::root::Root;
 
 pub struct OciExport<'a> {
@@ -22,6 +22,7 @@ pub struct OciExport<'a> {
     pub compression: Compression,
     /// Fixes every timestamp the image carries (SOURCE_DATE_EPOCH).
     pub source_date_epoch: Option<i64>,
+    pub format: ArchiveFormat,
 }
 
 /// An image assembled in the content store: layer blobs, config and manifest.
@@ -165,7 +166,21 @@ fn layout(
     index_desc
         .annotations
         .insert(ANNOTATION_CREATED.to_owned(), created);
-    if let Some(name) = opts.name {
+    if opts.format == ArchiveFormat::Docker {
+        let names = docker_names(opts.name)?;
+        if let Some(first) = names.first() {
+            index_desc
+                .annotations
+                .insert(ANNOTATION_IMAGE_NAME.to_owned(), first.full.clone());
+            index_desc
+                .annotations
+                .insert(ANNOTATION_REF_NAME.to_owned(), first.tag.clone());
+        }
+        w.add_file(
+            "manifest.json",
+            docker_manifest_json(&config_digest, &layers, &names),
+        );
+    } else if let Some(name) = opts.name {
         index_desc
             .annotations
             .insert(ANNOTATION_REF_NAME.to_owned(), name.to_owned());
@@ -177,6 +192,64 @@ fn layout(
         annotations: BTreeMap::new(),
     };
     Ok((w, index, desc))
+}
+
+/// `io.containerd.image.name`, the full name `docker load` tags the image with.
+const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// A tagged name as a docker archive carries it.
+struct DockerName {
+    /// `docker.io/library/app:1`
+    full: String,
+    /// `app:1`: `manifest.json`'s RepoTags are in docker's short form.
+    familiar: String,
+    /// `1`
+    tag: String,
+}
+
+fn docker_names(name: Option<&str>) -> Result<Vec<DockerName>, ExportError> {
+    let Some(name) = name else {
+        return Ok(Vec::new());
+    };
+    let r = buildd_registry::Reference::parse(name).map_err(|e| ExportError::Name {
+        name: name.to_owned(),
+        message: e.to_string(),
+    })?;
+    // A name pinned only by digest has no tag to load it under.
+    let Some(tag) = r.tag.clone() else {
+        return Ok(Vec::new());
+    };
+    let repo = if r.registry == buildd_registry::DOCKER_HUB {
+        r.repository
+            .strip_prefix("library/")
+            .unwrap_or(&r.repository)
+            .to_owned()
+    } else {
+        r.name()
+    };
+    Ok(vec![DockerName {
+        full: format!("{}:{tag}", r.name()),
+        familiar: format!("{repo}:{tag}"),
+        tag,
+    }])
+}
+
+/// `manifest.json`, what `docker load` and `skopeo … docker-archive:` read: the
+/// config and layers by their paths in the layout, and the names to tag.
+fn docker_manifest_json(config: &Digest, layers: &ImageLayers, names: &[DockerName]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry {
+        config: String,
+        repo_tags: Vec<String>,
+        layers: Vec<String>,
+    }
+    let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    buildd_oci::json_blob(&[Entry {
+        config: path(config),
+        repo_tags: names.iter().map(|n| n.familiar.clone()).collect(),
+        layers: layers.blobs.iter().map(|b| path(&b.digest)).collect(),
+    }])
 }
 
 fn add_blob(

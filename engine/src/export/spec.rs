@@ -9,6 +9,18 @@ use std::sync::{Arc, Mutex};
 
 use buildd_oci::Compression;
 
+/// How an image archive is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// An OCI image layout (`type=oci`).
+    #[default]
+    Oci,
+    /// An OCI image layout plus the `manifest.json` that `docker load` reads
+    /// (`type=docker`), as BuildKit writes it: OCI media types, which docker
+    /// since 24 and skopeo load.
+    Docker,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     Oci {
@@ -16,6 +28,7 @@ pub enum OutputSpec {
         tar: bool,
         name: Option<String>,
         compression: Compression,
+        format: ArchiveFormat,
     },
     Local {
         dest: PathBuf,
@@ -26,6 +39,15 @@ pub enum OutputSpec {
         sink: StreamSink,
         name: Option<String>,
         compression: Compression,
+        format: ArchiveFormat,
+    },
+    /// `type=tar,dest=F`: the result's filesystem as one tar archive.
+    Tar {
+        dest: PathBuf,
+    },
+    /// The filesystem's tar written to `sink` as it is produced.
+    TarStream {
+        sink: StreamSink,
     },
     /// `type=image,name=N[,push=true]`: stored in the local image store under `name`,
     /// and pushed to its registry when `push` is set.
@@ -93,9 +115,9 @@ impl std::str::FromStr for OutputSpec {
                 return Err(invalid(format!("{k} given twice")));
             }
         }
-        let kind = fields
-            .remove("type")
-            .ok_or_else(|| invalid("missing type= (oci, local or image)".to_owned()))?;
+        let kind = fields.remove("type").ok_or_else(|| {
+            invalid("missing type= (oci, docker, tar, local or image)".to_owned())
+        })?;
         let mut dest = || {
             fields
                 .remove("dest")
@@ -104,16 +126,27 @@ impl std::str::FromStr for OutputSpec {
                 .ok_or_else(|| invalid("missing dest=".to_owned()))
         };
         let out = match kind.as_str() {
-            "oci" => {
+            "oci" | "docker" => {
                 let dest = dest()?;
+                let format = if kind == "docker" {
+                    ArchiveFormat::Docker
+                } else {
+                    ArchiveFormat::Oci
+                };
+                let tar = flag(&mut fields, "tar", true).map_err(invalid)?;
+                if !tar && format == ArchiveFormat::Docker {
+                    return Err(invalid("type=docker is always a tar archive".to_owned()));
+                }
                 OutputSpec::Oci {
                     dest,
-                    tar: flag(&mut fields, "tar", true).map_err(invalid)?,
+                    tar,
                     name: fields.remove("name").filter(|n| !n.is_empty()),
                     compression: compression(&mut fields).map_err(invalid)?,
+                    format,
                 }
             }
             "local" => OutputSpec::Local { dest: dest()? },
+            "tar" => OutputSpec::Tar { dest: dest()? },
             "image" => OutputSpec::Image {
                 name: fields
                     .remove("name")
@@ -124,7 +157,7 @@ impl std::str::FromStr for OutputSpec {
             },
             other => {
                 return Err(invalid(format!(
-                    "unknown type {other:?}; supported: oci, local, image"
+                    "unknown type {other:?}; supported: oci, docker, tar, local, image"
                 )));
             }
         };
@@ -163,7 +196,26 @@ mod tests {
                 dest: "out.tar".into(),
                 tar: true,
                 name: None,
-                compression: Compression::Gzip
+                compression: Compression::Gzip,
+                format: ArchiveFormat::Oci,
+            }
+        );
+        assert_eq!(
+            "type=docker,dest=d.tar,name=app:1"
+                .parse::<OutputSpec>()
+                .unwrap(),
+            OutputSpec::Oci {
+                dest: "d.tar".into(),
+                tar: true,
+                name: Some("app:1".into()),
+                compression: Compression::Gzip,
+                format: ArchiveFormat::Docker,
+            }
+        );
+        assert_eq!(
+            "type=tar,dest=fs.tar".parse::<OutputSpec>().unwrap(),
+            OutputSpec::Tar {
+                dest: "fs.tar".into()
             }
         );
         assert_eq!(
@@ -174,7 +226,8 @@ mod tests {
                 dest: "d".into(),
                 tar: false,
                 name: Some("app:1".into()),
-                compression: Compression::Zstd
+                compression: Compression::Zstd,
+                format: ArchiveFormat::Oci,
             }
         );
         assert_eq!(
@@ -198,7 +251,9 @@ mod tests {
         for (spec, msg) in [
             ("dest=x", "missing type="),
             ("type=oci", "missing dest="),
-            ("type=docker,dest=x", "unknown type \"docker\""),
+            ("type=registry,dest=x", "unknown type \"registry\""),
+            ("type=docker,dest=x,tar=false", "always a tar"),
+            ("type=tar", "missing dest="),
             ("type=local,dest=x,foo=1", "unknown key \"foo\""),
             ("type=oci,dest=x,tar=maybe", "tar=maybe"),
             ("type=oci,dest=x,compression=lz4", "lz4"),

@@ -18,8 +18,8 @@ use crate::runtime::RuntimeArgs;
 pub struct BuildArgs {
     #[command(flatten)]
     dockerfile: DockerfileArgs,
-    /// Output: type=oci,dest=FILE[,tar=false][,name=NAME][,compression=gzip|zstd|uncompressed]
-    /// or type=local,dest=DIR.
+    /// Output: type=oci,dest=FILE[,tar=false][,name=NAME][,compression=gzip|zstd|uncompressed],
+    /// type=docker,dest=FILE[,name=NAME], type=tar,dest=FILE or type=local,dest=DIR.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<OutputSpec>,
     /// Progress output.
