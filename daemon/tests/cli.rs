@@ -20,13 +20,13 @@ fn help_lists_the_subcommands() {
 fn bad_output_spec_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = buildd()
-        .args(["build", "-o", "type=docker,dest=x"])
+        .args(["build", "-o", "type=gha,dest=x"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown type \"docker\""), "{err}");
+    assert!(err.contains("unknown type \"gha\""), "{err}");
 }
 
 #[test]

@@ -361,7 +361,7 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     let e = solve(&client, {
         let mut r = dockerfile_solve("e5", &session, "bad-key");
         r.exporters = vec![buildd_proto::control::Exporter {
-            r#type: "docker".into(),
+            r#type: "gha".into(),
             ..Default::default()
         }];
         r
