@@ -61,6 +61,8 @@ pub async fn solve_definition(
         build_permits: Some(Arc::new(tokio::sync::Semaphore::new(
             daemon.limits.max_build_parallelism.max(1),
         ))),
+        // Refused for definitions before this point (see `solve`).
+        cache_imports: None,
     });
     let result = engine
         .solver
@@ -73,7 +75,7 @@ pub async fn solve_definition(
     daemon.durability.request();
     let snapshot = match &result.map_err(BuildError::from)?.output {
         Ref::Snapshot(s) => s.clone(),
-        Ref::Local(_) => return Err(BuildError::LocalResult.into()),
+        Ref::Local(_) | Ref::Remote(_) => return Err(BuildError::LocalResult.into()),
     };
     let platform = buildd_oci::host_platform();
     let image = ImageConfig {

@@ -8,6 +8,7 @@
 //! A raw definition is solved as is, each `local://` source synced with its own
 //! patterns.
 
+use buildd_engine::cache::remote::{CacheExport, CacheImport, CacheLocation};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -54,7 +55,7 @@ pub enum SolveError {
         "entitlement {0} is not allowed by this daemon: its operator must start buildd with --allow-insecure-entitlement {0}"
     )]
     EntitlementDenied(String),
-    #[error("cache import and export are not supported yet")]
+    #[error("cache import and export are not supported for LLB definitions yet")]
     CacheUnsupported,
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -82,7 +83,7 @@ pub async fn solve(
     req: SolveRequest,
     caller: &Peer,
 ) -> Result<SolveResponse, SolveError> {
-    if !req.cache_imports.is_empty() || !req.cache_exports.is_empty() {
+    if req.frontend.is_empty() && (!req.cache_imports.is_empty() || !req.cache_exports.is_empty()) {
         return Err(SolveError::CacheUnsupported);
     }
     if let Some(bad) = req
@@ -565,6 +566,7 @@ async fn prepare_dockerfile(
             source,
         })?;
     }
+    let (cache_from, cache_to) = cache_options(req)?;
     let context: PathBuf = mirror.as_ref().map_or(empty_context, |m| m.dir.clone());
     let build_req = BuildRequest {
         context,
@@ -588,8 +590,41 @@ async fn prepare_dockerfile(
         immutable_context: daemon.link_mirrors,
         context_version: mirror.as_ref().map(|m| m.version),
         defer_flush: true,
+        cache_from,
+        cache_to,
     };
     Ok((build_req, mirror, filename.to_owned()))
+}
+
+/// The request's caches. A `type=local` directory is the client's, which this
+/// daemon does not write or read for it: only registries are taken.
+fn cache_options(req: &SolveRequest) -> Result<(Vec<CacheImport>, Vec<CacheExport>), SolveError> {
+    let local = |spec: &str| {
+        SolveError::Invalid(format!(
+            "cache {spec}: type=local is for the one-shot `buildd build`; a daemon takes type=registry"
+        ))
+    };
+    let invalid =
+        |e: buildd_engine::cache::remote::CacheSpecError| SolveError::Invalid(e.to_string());
+    let mut from = Vec::new();
+    for c in &req.cache_imports {
+        let import = CacheImport::from_attrs(&c.r#type, c.attrs.clone().into_iter().collect())
+            .map_err(invalid)?;
+        if let CacheLocation::Local(_) = import.location {
+            return Err(local("import"));
+        }
+        from.push(import);
+    }
+    let mut to = Vec::new();
+    for c in &req.cache_exports {
+        let export = CacheExport::from_attrs(&c.r#type, c.attrs.clone().into_iter().collect())
+            .map_err(invalid)?;
+        if let CacheLocation::Local(_) = export.location {
+            return Err(local("export"));
+        }
+        to.push(export);
+    }
+    Ok((from, to))
 }
 
 /// What buildx's metadata file records of an exported image: its manifest's

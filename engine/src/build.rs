@@ -11,6 +11,8 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_registry::Client;
 use buildd_snapshot::Snapshot;
 
+use crate::build_cache::{export_caches, import_caches};
+use crate::cache::remote::{CacheExport, CacheImport, Imported, ResultRef};
 use crate::engine::Engine;
 use crate::export::{
     ArchiveFormat, ExportError, OciExport, OutputSpec, build_image, export_local, export_oci,
@@ -62,6 +64,10 @@ pub struct BuildRequest {
     /// The caller makes the build's records durable later ([`Engine::flush`], a
     /// daemon's background flusher); by default the build does before returning.
     pub defer_flush: bool,
+    /// `--cache-from`: caches whose records the solve may hit.
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`: where to write this build's cache.
+    pub cache_to: Vec<CacheExport>,
 }
 
 #[derive(Debug)]
@@ -96,6 +102,8 @@ pub enum BuildError {
     LocalResult,
     #[error("export: {0}")]
     Export(#[from] ExportError),
+    #[error("{0}")]
+    Cache(String),
     #[error("build arg SOURCE_DATE_EPOCH={0:?} is not a number of seconds")]
     SourceDateEpoch(String),
     #[error("{0}")]
@@ -201,15 +209,23 @@ pub async fn build(
         tokio::task::spawn_blocking(move || buildd_frontend::compile(&dockerfile, &opts))
             .await
             .map_err(|e| BuildError::Internal(format!("frontend task: {e}")))??;
-    let snapshot = if compiled.definition.result.is_none() {
+    let imports = import_caches(
+        engine,
+        &req.cache_from,
+        registry.as_ref(),
+        progress.as_ref(),
+    )
+    .await?;
+    let (snapshot, results) = if compiled.definition.result.is_none() {
         // A target of only scratch and config instructions: an empty filesystem.
-        Snapshot::scratch()
+        (Snapshot::scratch(), Vec::new())
     } else {
         let solved = solve(
             engine,
             &compiled.definition,
             req,
             registry.clone(),
+            imports,
             progress.clone(),
         )
         .await;
@@ -233,6 +249,20 @@ pub async fn build(
         progress.as_ref(),
     )
     .await;
+    let manifests = match manifests {
+        Ok(m) => export_caches(
+            engine,
+            &req.cache_to,
+            results,
+            &snapshot,
+            registry.as_ref(),
+            source_date_epoch,
+            progress.as_ref(),
+        )
+        .await
+        .map(|()| m),
+        Err(e) => Err(e),
+    };
     // One sync for the solve and the export.
     if !req.defer_flush {
         engine.flush_async().await?;
@@ -251,8 +281,9 @@ async fn solve(
     definition: &buildd_proto::llb::Definition,
     req: &BuildRequest,
     registry: Option<Arc<Client>>,
+    cache_imports: Option<Arc<Imported>>,
     progress: Option<ProgressSender>,
-) -> Result<Snapshot, BuildError> {
+) -> Result<(Snapshot, Vec<(buildd_proto::Digest, ResultRef)>), BuildError> {
     let graph = Arc::new(Graph::load(definition).map_err(SolveError::from)?);
     // One directory, one spelling: builds of `.` and of its absolute path share jobs.
     let context = std::fs::canonicalize(&req.context).map_err(|source| BuildError::Read {
@@ -276,19 +307,42 @@ async fn solve(
         build_permits: req
             .max_parallelism
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+        cache_imports,
     });
-    let result = engine
+    let result_index = graph.result;
+    let all = engine
         .solver
-        .solve(SolveRequest {
+        .solve_all(SolveRequest {
             graph,
             ctx,
             progress,
         })
-        .await;
-    match &result?.output {
-        Ref::Snapshot(snapshot) => Ok(snapshot.clone()),
-        Ref::Local(_) => Err(BuildError::LocalResult),
+        .await?;
+    let snapshot = match &all[result_index].output {
+        Ref::Snapshot(snapshot) => snapshot.clone(),
+        // The result of a build that hit an imported cache: its layers are needed now.
+        Ref::Remote(remote) => remote
+            .materialize(&engine.root)
+            .await
+            .map_err(|e| BuildError::Cache(e.message))?,
+        Ref::Local(_) => return Err(BuildError::LocalResult),
+    };
+    for r in &all {
+        if let Ref::Remote(remote) = &r.output {
+            remote
+                .record_if_here(&engine.root)
+                .map_err(|e| BuildError::Cache(e.message))?;
+        }
     }
+    let results = all
+        .iter()
+        .filter_map(|r| match &r.output {
+            Ref::Snapshot(s) => Some((r.cache_key, ResultRef::Local(s.clone()))),
+            Ref::Remote(remote) => Some((r.cache_key, ResultRef::Remote(remote.clone()))),
+            Ref::Local(_) => None,
+        })
+        .collect();
+    Ok((snapshot, results))
 }
 
 /// What a build's result becomes besides its snapshot.
@@ -531,7 +585,7 @@ fn write_file_atomic(
 }
 
 /// An export shown as a progress step, as BuildKit shows "exporting to …".
-struct ExportStep {
+pub(crate) struct ExportStep {
     tx: Option<ProgressSender>,
     vertex: buildd_proto::Digest,
     name: String,
@@ -547,6 +601,32 @@ fn format_step(format: ArchiveFormat) -> String {
 }
 
 impl ExportStep {
+    /// A step of its own name, e.g. "exporting cache to registry R".
+    pub(crate) fn named(tx: Option<&ProgressSender>, name: String) -> Self {
+        let vertex = buildd_proto::Digest::of(format!("step\0{name}").as_bytes());
+        let step = Self {
+            tx: tx.cloned(),
+            vertex,
+            name,
+            started: std::time::Instant::now(),
+        };
+        step.send(ProgressEvent::Started {
+            vertex,
+            name: step.name.clone(),
+            at: std::time::SystemTime::now(),
+        });
+        step
+    }
+
+    /// A line of the step's log.
+    pub(crate) fn log(&self, line: &str) {
+        self.send(ProgressEvent::Log {
+            vertex: self.vertex,
+            stream: 1,
+            data: format!("{line}\n").into_bytes(),
+        });
+    }
+
     fn start(tx: Option<&ProgressSender>, spec: &OutputSpec) -> Self {
         let (name, dest) = match spec {
             OutputSpec::Oci { dest, format, .. } => (format_step(*format), dest),
@@ -588,7 +668,7 @@ impl ExportStep {
         }
     }
 
-    fn finish(self, result: Result<Option<&Descriptor>, &BuildError>) {
+    pub(crate) fn finish(self, result: Result<Option<&Descriptor>, &BuildError>) {
         let (vertex, name, duration) = (self.vertex, self.name.clone(), self.started.elapsed());
         match result {
             Ok(manifest) => {

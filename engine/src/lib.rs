@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view.
 
 pub mod build;
+mod build_cache;
 pub mod cache;
 pub mod engine;
 pub mod export;

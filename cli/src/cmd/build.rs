@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use buildd_proto::control::{Exporter, SolveRequest, SolveResponse, StatusRequest, Warning};
+use buildd_proto::control::{
+    CacheOptions, Exporter, SolveRequest, SolveResponse, StatusRequest, Warning,
+};
 use clap::Args;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
@@ -63,6 +65,13 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Import a cache: type=registry,ref=REF (repeatable).
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = cache_options)]
+    cache_from: Vec<CacheOptions>,
+    /// Export the build's cache: type=registry,ref=REF[,mode=min|max]
+    /// [,compression=gzip|zstd|uncompressed][,ignore-error=true] (repeatable).
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = cache_options)]
+    cache_to: Vec<CacheOptions>,
     /// Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR] (repeatable).
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
@@ -174,6 +183,8 @@ struct Plan {
     ssh: SshAgents,
     entitlements: Vec<String>,
     no_cache: bool,
+    cache_from: Vec<CacheOptions>,
+    cache_to: Vec<CacheOptions>,
     progress: Mode,
     metadata_file: Option<PathBuf>,
     iidfile: Option<PathBuf>,
@@ -221,6 +232,8 @@ impl Plan {
             ssh,
             entitlements: args.allow,
             no_cache: args.no_cache,
+            cache_from: args.cache_from,
+            cache_to: args.cache_to,
             progress: args.progress,
             metadata_file: args.metadata_file,
             iidfile: args.iidfile,
@@ -257,12 +270,32 @@ impl Plan {
             exporters: self.exporters.clone(),
             entitlements: self.entitlements.clone(),
             no_cache: self.no_cache,
+            cache_imports: self.cache_from.clone(),
+            cache_exports: self.cache_to.clone(),
             tags: self.tags.clone(),
             local_keys,
             source_date_epoch: source_date_epoch()?,
-            ..SolveRequest::default()
         })
     }
+}
+
+/// `type=T,k=v,…` as the daemon takes it; the daemon checks the options.
+fn cache_options(spec: &str) -> Result<CacheOptions, String> {
+    let mut opts = CacheOptions::default();
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not key=value"))?;
+        if k == "type" {
+            opts.r#type = v.to_owned();
+        } else {
+            opts.attrs.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    if opts.r#type.is_empty() {
+        return Err("missing type= (registry)".to_owned());
+    }
+    Ok(opts)
 }
 
 /// The locals of a Dockerfile build, "context" and "dockerfile", and the

@@ -5,6 +5,7 @@
 //! so losing it loses only speed.
 
 mod memory_index;
+pub mod remote;
 mod sled_index;
 pub mod snapshots;
 mod write_behind;

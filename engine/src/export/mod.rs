@@ -2,8 +2,8 @@
 //!
 //! - `type=oci,dest=F[,tar=false][,name=N][,compression=gzip|zstd|uncompressed]`: an
 //!   OCI image layout, as a tar archive (default) or a directory
-//! - `type=docker,dest=F[,name=N]`: the same layout with docker media types and
-//!   the `manifest.json` of a docker archive, for `docker load`
+//! - `type=docker,dest=F[,name=N]`: the same layout plus the `manifest.json` of a
+//!   docker archive, for `docker load`
 //! - `type=tar,dest=F`: the result's filesystem as one tar archive
 //! - `type=local,dest=D`: the result's filesystem as a plain directory
 //! - `type=image,name=N[,push=true]`: the local image store, and the registry

@@ -41,7 +41,7 @@ impl<'a> LocalReads<'a> {
     pub(crate) fn local_input(inputs: &[Arc<Resolved<Ref>>], index: i64) -> Option<&LocalDir> {
         match &inputs.get(usize::try_from(index).ok()?)?.output {
             Ref::Local(dir) => Some(dir),
-            Ref::Snapshot(_) => None,
+            Ref::Snapshot(_) | Ref::Remote(_) => None,
         }
     }
 

@@ -44,17 +44,21 @@ pub(crate) fn run(
     };
     let sources: Vec<CopySource<'_>> = inputs
         .iter()
-        .map(|r| match &r.output {
-            Ref::Snapshot(s) => CopySource::Snapshot(s),
-            Ref::Local(dir) => CopySource::Dir {
-                root: &dir.root,
-                excludes: dir.excludes.as_ref(),
-                // The very files the cache key hashed; the copy checks each is unchanged.
-                selections,
-                immutable: dir.immutable,
-            },
+        .map(|r| {
+            Ok(match &r.output {
+                Ref::Snapshot(_) | Ref::Remote(_) => {
+                    CopySource::Snapshot(r.output.snapshot("file op source")?)
+                }
+                Ref::Local(dir) => CopySource::Dir {
+                    root: &dir.root,
+                    excludes: dir.excludes.as_ref(),
+                    // The very files the cache key hashed; the copy checks each is unchanged.
+                    selections,
+                    immutable: dir.immutable,
+                },
+            })
         })
-        .collect();
+        .collect::<Result<_, OpError>>()?;
     let pending = buildd_snapshot::apply_file_op_shared(&root.layers, &base, file, &sources)
         .map_err(|e| OpError::new(e.to_string()))?;
     if cancelled.is_set() {

@@ -86,7 +86,7 @@ mod tests {
         let inputs: Vec<_> = inputs.iter().map(|l| input(l)).collect();
         match merge(&inputs).unwrap() {
             Ref::Snapshot(s) => s.layers(),
-            Ref::Local(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -145,7 +145,7 @@ fn unpack_all(
     Ok(Ref::Snapshot(Snapshot::new(ids)))
 }
 
-fn unpack_one(
+pub(crate) fn unpack_one(
     root: &Root,
     reference: &str,
     desc: &Descriptor,
@@ -190,7 +190,7 @@ fn unpack_one(
 }
 
 /// OCI and Docker layer media types by compression; foreign layers are refused.
-fn compression_of(media_type: &str) -> Option<Compression> {
+pub(crate) fn compression_of(media_type: &str) -> Option<Compression> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Compression::Gzip),

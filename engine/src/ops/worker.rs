@@ -23,6 +23,9 @@ pub enum Ref {
     Snapshot(Snapshot),
     /// A client directory, read in place; consumers hash what they select from it.
     Local(Arc<LocalDir>),
+    /// A result found in an imported cache, fetched only when a step that runs
+    /// on it, or the build's result, needs its content ([`materialize_inputs`]).
+    Remote(Arc<crate::cache::remote::RemoteResult>),
 }
 
 #[derive(Debug)]
@@ -42,6 +45,9 @@ impl Ref {
     pub(crate) fn snapshot(&self, what: &str) -> Result<&Snapshot, OpError> {
         match self {
             Ref::Snapshot(s) => Ok(s),
+            Ref::Remote(_) => Err(OpError::new(format!(
+                "internal error: {what} was not fetched from the cache"
+            ))),
             Ref::Local(_) => Err(OpError::new(format!(
                 "{what} must be a filesystem, not a local directory"
             ))),
@@ -94,6 +100,32 @@ impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.0.store(true, Ordering::SeqCst);
     }
+}
+
+/// Replaces imported results with snapshots here, fetching their layers.
+pub(crate) async fn materialize_inputs(
+    root: &Arc<Root>,
+    inputs: Vec<Arc<Resolved<Ref>>>,
+) -> Result<Vec<Arc<Resolved<Ref>>>, OpError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for r in inputs {
+        match &r.output {
+            Ref::Remote(remote) => out.push(Arc::new(Resolved {
+                output: Ref::Snapshot(remote.materialize(root).await?),
+                cache_key: r.cache_key,
+                cached: r.cached,
+            })),
+            _ => out.push(r),
+        }
+    }
+    Ok(out)
+}
+
+/// [`blocking`] for work that cannot be cancelled halfway.
+pub(crate) async fn blocking_op<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, OpError> {
+    blocking(move |_| f()).await
 }
 
 /// Runs blocking filesystem work off the async threads.
@@ -172,6 +204,7 @@ impl Worker for BuildWorker {
         let exec = self.exec.clone();
         let registry = ctx.registry.clone().or_else(|| self.registry.clone());
         async move {
+            let inputs = materialize_inputs(&root, inputs).await?;
             match &vertex.op.op {
                 Some(op::Op::Source(src)) => match src.identifier.strip_prefix("docker-image://") {
                     Some(reference) => super::source::image(root, registry, reference, log).await,
@@ -219,8 +252,13 @@ impl Worker for BuildWorker {
                     .inspect_err(|e| tracing::warn!("not caching a result: {e}"))
                     .ok()
             }
-            Ref::Local(_) => None,
+            Ref::Local(_) | Ref::Remote(_) => None,
         }
+    }
+
+    fn import(&self, key: &Digest, ctx: &BuildCtx) -> Option<Ref> {
+        let remote = ctx.cache_imports.as_ref()?.get(key)?;
+        Some(Ref::Remote(Arc::new(remote)))
     }
 
     fn decode(&self, record: &[u8]) -> Option<Ref> {

@@ -119,6 +119,16 @@ impl<W: Worker> Solver<W> {
     /// Solves the graph's result. Dropping the returned future cancels every job
     /// that no other build waits for.
     pub async fn solve(&self, req: SolveRequest) -> Result<Arc<Resolved<W::Output>>, SolveError> {
+        let result = req.graph.result;
+        Ok(self.solve_all(req).await?.swap_remove(result))
+    }
+
+    /// Solves the graph's result and returns every vertex's, by vertex index (a
+    /// cache export records them all).
+    pub async fn solve_all(
+        &self,
+        req: SolveRequest,
+    ) -> Result<Vec<Arc<Resolved<W::Output>>>, SolveError> {
         for v in &req.graph.vertices {
             self.inner
                 .worker
@@ -144,7 +154,9 @@ impl<W: Worker> Solver<W> {
                 )
             })
             .collect();
-        handles[req.graph.result].clone().await
+        handles[req.graph.result].clone().await?;
+        // Every vertex is an input of the result, so all are done.
+        try_join_all(handles).await
     }
 }
 
@@ -317,6 +329,20 @@ impl<W: Worker> Inner<W> {
             }
             // The record names content that is gone: forget it and rebuild.
             this.index.remove(Table::Results, key.as_bytes())?;
+        }
+        if !vertex.ignore_cache
+            && !ctx.no_cache
+            && let Some(output) = this.worker.import(&key, &ctx)
+        {
+            progress.emit(ProgressEvent::Cached {
+                vertex: vertex.digest,
+                name: vertex.name.clone(),
+            });
+            return Ok(Arc::new(Resolved {
+                output,
+                cache_key: key,
+                cached: true,
+            }));
         }
 
         let (result, duration) = {

@@ -42,6 +42,8 @@ pub struct BuildCtx {
     /// gives each build fewer slots than the whole, so one huge build cannot take
     /// every slot from the others. `None`: only the solver's bound.
     pub build_permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// The records of the build's `--cache-from` caches.
+    pub cache_imports: Option<Arc<crate::cache::remote::Imported>>,
 }
 
 /// A content digest for the cache key (if the op reads content beyond its inputs)
@@ -94,6 +96,12 @@ pub trait Worker: Send + Sync + 'static {
     /// Bytes to keep in the cache index for an output; `None` when the output must
     /// not be cached (a reference to a client directory, say).
     fn encode(&self, output: &Self::Output) -> Option<Vec<u8>>;
+
+    /// The result an imported cache (`--cache-from`) records under `key`, if
+    /// any; its content may be fetched later.
+    fn import(&self, _key: &Digest, _ctx: &BuildCtx) -> Option<Self::Output> {
+        None
+    }
 
     /// The output a cache record names, or `None` when its content is gone.
     fn decode(&self, record: &[u8]) -> Option<Self::Output>;

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use buildd_engine::build::{BuildRequest, build};
+use buildd_engine::cache::remote::{CacheExport, CacheImport};
 use buildd_engine::export::OutputSpec;
 use buildd_engine::progress::PlainPrinter;
 use buildd_engine::solver::SolverConfig;
@@ -43,6 +44,13 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Import a cache: type=registry,ref=REF or type=local,src=DIR (repeatable).
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = CacheImport::parse)]
+    cache_from: Vec<CacheImport>,
+    /// Export the build's cache: type=registry,ref=REF or type=local,dest=DIR, with
+    /// mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true (repeatable).
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheExport::parse)]
+    cache_to: Vec<CacheExport>,
     /// How many ops may run at once.
     #[arg(long)]
     max_parallelism: Option<usize>,
@@ -92,6 +100,8 @@ pub fn run(
         context_version: None,
         // The process ends after this build: durable before it says done.
         defer_flush: false,
+        cache_from: args.cache_from,
+        cache_to: args.cache_to,
     };
     if !req.context.is_dir() {
         bail!("context {} is not a directory", req.context.display());

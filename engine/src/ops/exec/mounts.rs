@@ -245,7 +245,9 @@ fn copy_of(
     // The copy is action 0 of its FileOp.
     let selections: Selections = selection.map(|s| (0, s)).into_iter().collect();
     let source = match src {
-        Ref::Snapshot(s) => CopySource::Snapshot(s),
+        Ref::Snapshot(_) | Ref::Remote(_) => {
+            CopySource::Snapshot(src.snapshot("RUN mount source")?)
+        }
         Ref::Local(dir) => CopySource::Dir {
             root: &dir.root,
             excludes: dir.excludes.as_ref(),

@@ -1,0 +1,106 @@
+//! A build's `--cache-from` and `--cache-to`, each a progress step as BuildKit
+//! shows them ("importing cache manifest from …", "exporting cache to …").
+
+use std::sync::Arc;
+
+use buildd_proto::Digest;
+use buildd_registry::Client;
+use buildd_snapshot::Snapshot;
+
+use crate::build::{BuildError, ExportStep};
+use crate::cache::remote::{
+    CacheExport, CacheImport, Imported, RemoteStore, ResultRef, export_cache, open_store,
+};
+use crate::engine::Engine;
+use crate::solver::ProgressSender;
+
+/// Loads the records of every import. A cache that is missing, unreachable or
+/// not a buildd cache is a warning: the build runs without it.
+pub(crate) async fn import_caches(
+    _engine: &Engine,
+    imports: &[CacheImport],
+    registry: Option<&Arc<Client>>,
+    progress: Option<&ProgressSender>,
+) -> Result<Option<Arc<Imported>>, BuildError> {
+    if imports.is_empty() {
+        return Ok(None);
+    }
+    let mut stores: Vec<Arc<dyn RemoteStore>> = Vec::new();
+    for import in imports {
+        stores.push(open_store(&import.location, registry).map_err(BuildError::Cache)?);
+    }
+    let mut imported = Imported::default();
+    for store in stores {
+        let step = ExportStep::named(
+            progress,
+            format!("importing cache manifest from {}", store.describe()),
+        );
+        let one = Imported::load(vec![store.clone()], &mut |w| {
+            tracing::warn!("cache import: {w}");
+            step.log(&format!("WARNING: {w}"));
+        })
+        .await;
+        step.log(&format!("{} records", one.len()));
+        step.finish(Ok(None));
+        imported.extend(one);
+    }
+    Ok(Some(Arc::new(imported)))
+}
+
+/// Writes every export. A failed one fails the build unless it says
+/// `ignore-error=true`.
+pub(crate) async fn export_caches(
+    engine: &Engine,
+    exports: &[CacheExport],
+    results: Vec<(Digest, ResultRef)>,
+    result: &Snapshot,
+    registry: Option<&Arc<Client>>,
+    source_date_epoch: Option<i64>,
+    progress: Option<&ProgressSender>,
+) -> Result<(), BuildError> {
+    let results: Vec<(Digest, Arc<ResultRef>)> =
+        results.into_iter().map(|(k, r)| (k, Arc::new(r))).collect();
+    for export in exports {
+        let store = open_store(&export.location, registry).map_err(BuildError::Cache)?;
+        let step = ExportStep::named(progress, format!("exporting cache to {}", store.describe()));
+        let started = std::time::Instant::now();
+        let written = export_cache(
+            &engine.root,
+            results
+                .iter()
+                .map(|(k, r)| (*k, r.as_ref().clone_ref()))
+                .collect(),
+            &ResultRef::Local(result.clone()),
+            export,
+            store.as_ref(),
+            source_date_epoch,
+        )
+        .await;
+        match written {
+            Ok(stats) => {
+                step.log(&format!(
+                    "{} records, {} layers ({} bytes, {} already there) in {:.2}s",
+                    stats.records,
+                    stats.layers,
+                    stats.layer_bytes,
+                    stats.reused,
+                    started.elapsed().as_secs_f64()
+                ));
+                step.finish(Ok(None));
+            }
+            Err(e) => {
+                let err =
+                    BuildError::Cache(format!("exporting cache to {}: {e}", store.describe()));
+                if export.ignore_error {
+                    tracing::warn!("{err}");
+                    step.log(&format!("WARNING: {err}"));
+                    step.finish(Ok(None));
+                } else {
+                    step.finish(Err(&err));
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
