@@ -5,6 +5,7 @@ mod content_key;
 mod exec;
 mod file;
 mod hash_cache;
+mod http;
 mod local_keys;
 mod merge;
 mod pull;

@@ -60,7 +60,6 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
     let scheme = id.split_once("://").map_or(id, |(s, _)| s);
     let what = match scheme {
         "git" => "git sources",
-        "http" | "https" => "http sources",
         _ => return Err(OpError::new(format!("unknown source {id:?}"))),
     };
     Err(OpError::new(format!(

@@ -141,11 +141,28 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(OpError::new(format!("internal error: {e}"))))
 }
 
-impl Worker for BuildWorker {
-    type Output = Ref;
+/// What computing a content key learned that execution reuses.
+#[derive(Default)]
+pub struct Prepared {
     /// Per copy action (FileOp) or bind mount (ExecOp), by index: the context
     /// selection its cache key hashed.
-    type Prepared = Selections;
+    selections: Selections,
+    /// An http source's body, fetched to key it.
+    fetched: Option<super::http::Fetched>,
+}
+
+impl From<Selections> for Prepared {
+    fn from(selections: Selections) -> Self {
+        Self {
+            selections,
+            fetched: None,
+        }
+    }
+}
+
+impl Worker for BuildWorker {
+    type Output = Ref;
+    type Prepared = Prepared;
 
     fn validate(&self, vertex: &Vertex, ctx: &BuildCtx) -> Result<(), OpError> {
         let Some(op::Op::Exec(e)) = &vertex.op.op else {
@@ -169,24 +186,45 @@ impl Worker for BuildWorker {
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Ref>>>,
         _ctx: Arc<BuildCtx>,
-    ) -> BoxFuture<'static, Result<(Option<Digest>, Selections), OpError>> {
+    ) -> BoxFuture<'static, Result<(Option<Digest>, Prepared), OpError>> {
+        let root = self.root.clone();
+        // An unpinned URL is keyed by what it serves now.
+        if let Some(op::Op::Source(src)) = &vertex.op.op
+            && super::http::is_http(src)
+            && !super::http::pinned(src)
+        {
+            return async move {
+                let Some(op::Op::Source(src)) = &vertex.op.op else {
+                    unreachable!("checked above")
+                };
+                let fetched = super::http::fetch(&root, src, None).await?;
+                Ok((
+                    Some(fetched.digest),
+                    Prepared {
+                        selections: Selections::new(),
+                        fetched: Some(fetched),
+                    },
+                ))
+            }
+            .boxed();
+        }
         // Only local directories are read beyond the inputs' keys: without one,
         // there is nothing to hash and no reason to leave this thread (a warm
         // chain pays a thread hop per step otherwise).
         if !inputs.iter().any(|i| matches!(i.output, Ref::Local(_))) {
-            return futures_util::future::ready(Ok((None, Selections::new()))).boxed();
+            return futures_util::future::ready(Ok((None, Prepared::default()))).boxed();
         }
-        let root = self.root.clone();
         async move {
-            match &vertex.op.op {
+            let (digest, selections) = match &vertex.op.op {
                 Some(op::Op::File(_)) => {
-                    blocking(move |_| super::content_key::file_op(&root, &vertex, &inputs)).await
+                    blocking(move |_| super::content_key::file_op(&root, &vertex, &inputs)).await?
                 }
                 Some(op::Op::Exec(_)) => {
-                    blocking(move |_| super::exec::content_key(&root, &vertex, &inputs)).await
+                    blocking(move |_| super::exec::content_key(&root, &vertex, &inputs)).await?
                 }
-                _ => Ok((None, Selections::new())),
-            }
+                _ => (None, Selections::new()),
+            };
+            Ok((digest, selections.into()))
         }
         .boxed()
     }
@@ -195,17 +233,28 @@ impl Worker for BuildWorker {
         &self,
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Ref>>>,
-        selections: Selections,
+        prepared: Prepared,
         cache_key: Digest,
         ctx: Arc<BuildCtx>,
         log: LogSink,
     ) -> BoxFuture<'static, Result<Ref, OpError>> {
+        let Prepared {
+            selections,
+            fetched,
+        } = prepared;
         let root = self.root.clone();
         let exec = self.exec.clone();
         let registry = ctx.registry.clone().or_else(|| self.registry.clone());
         async move {
             let inputs = materialize_inputs(&root, inputs).await?;
             match &vertex.op.op {
+                Some(op::Op::Source(src)) if super::http::is_http(src) => {
+                    let fetched = match fetched {
+                        Some(f) => f,
+                        None => super::http::fetch(&root, src, Some(&log)).await?,
+                    };
+                    super::http::snapshot(root, src, fetched).await
+                }
                 Some(op::Op::Source(src)) => match src.identifier.strip_prefix("docker-image://") {
                     Some(reference) => super::source::image(root, registry, reference, log).await,
                     None => super::source::resolve(src, &ctx),
