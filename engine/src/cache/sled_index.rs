@@ -29,9 +29,18 @@ fn storage(e: sled::Error) -> IndexError {
 
 impl SledIndex {
     /// Opens (or creates) the index at `path`. The caller holds the root lock, so
-    /// a lock failure here means another process ignored it.
+    /// a lock failure here is either this process's previous handle, still held
+    /// for a moment by sled's background threads after its drop, or another
+    /// process that ignored the root lock; waiting briefly tells them apart.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        match Self::try_open(path) {
+        let mut attempt = Self::try_open(path);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while matches!(attempt, Err(OpenFailure::InUse(_))) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            attempt = Self::try_open(path);
+        }
+        match attempt {
             Ok(index) => Ok(index),
             Err(OpenFailure::InUse(message)) => Err(IndexError::Open {
                 path: path.display().to_string(),
