@@ -4,6 +4,7 @@
 mod content_key;
 mod exec;
 mod file;
+mod git;
 mod hash_cache;
 mod http;
 mod local_keys;

@@ -57,14 +57,7 @@ pub(crate) fn resolve(src: &SourceOp, ctx: &BuildCtx) -> Result<Ref, OpError> {
             content_id,
         })));
     }
-    let scheme = id.split_once("://").map_or(id, |(s, _)| s);
-    let what = match scheme {
-        "git" => "git sources",
-        _ => return Err(OpError::new(format!("unknown source {id:?}"))),
-    };
-    Err(OpError::new(format!(
-        "{id}: {what}, which this buildd does not support yet"
-    )))
+    Err(OpError::new(format!("unknown source {id:?}")))
 }
 
 /// `docker-image://NAME@sha256:…`: the local image store when it holds NAME with

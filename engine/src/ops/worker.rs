@@ -149,13 +149,15 @@ pub struct Prepared {
     selections: Selections,
     /// An http source's body, fetched to key it.
     fetched: Option<super::http::Fetched>,
+    /// The commit a git source's ref resolved to, its key.
+    git: Option<super::git::Resolved>,
 }
 
 impl From<Selections> for Prepared {
     fn from(selections: Selections) -> Self {
         Self {
             selections,
-            fetched: None,
+            ..Self::default()
         }
     }
 }
@@ -185,7 +187,7 @@ impl Worker for BuildWorker {
         &self,
         vertex: Arc<Vertex>,
         inputs: Vec<Arc<Resolved<Ref>>>,
-        _ctx: Arc<BuildCtx>,
+        ctx: Arc<BuildCtx>,
     ) -> BoxFuture<'static, Result<(Option<Digest>, Prepared), OpError>> {
         let root = self.root.clone();
         // An unpinned URL is keyed by what it serves now.
@@ -201,8 +203,27 @@ impl Worker for BuildWorker {
                 Ok((
                     Some(fetched.digest),
                     Prepared {
-                        selections: Selections::new(),
                         fetched: Some(fetched),
+                        ..Prepared::default()
+                    },
+                ))
+            }
+            .boxed();
+        }
+        // A git ref is keyed by the commit it names now.
+        if let Some(op::Op::Source(src)) = &vertex.op.op
+            && super::git::is_git(src)
+        {
+            return async move {
+                let Some(op::Op::Source(src)) = &vertex.op.op else {
+                    unreachable!("checked above")
+                };
+                let resolved = super::git::resolve(&root, src, &ctx).await?;
+                Ok((
+                    Some(resolved.key()),
+                    Prepared {
+                        git: Some(resolved),
+                        ..Prepared::default()
                     },
                 ))
             }
@@ -241,6 +262,7 @@ impl Worker for BuildWorker {
         let Prepared {
             selections,
             fetched,
+            git,
         } = prepared;
         let root = self.root.clone();
         let exec = self.exec.clone();
@@ -254,6 +276,13 @@ impl Worker for BuildWorker {
                         None => super::http::fetch(&root, src, Some(&log)).await?,
                     };
                     super::http::snapshot(root, src, fetched).await
+                }
+                Some(op::Op::Source(src)) if super::git::is_git(src) => {
+                    let resolved = match git {
+                        Some(r) => r,
+                        None => super::git::resolve(&root, src, &ctx).await?,
+                    };
+                    super::git::checkout(root, src, resolved, &ctx, &log).await
                 }
                 Some(op::Op::Source(src)) => match src.identifier.strip_prefix("docker-image://") {
                     Some(reference) => super::source::image(root, registry, reference, log).await,

@@ -8,6 +8,7 @@ mod output;
 mod secrets;
 mod session;
 mod ssh;
+pub(crate) use ssh::AgentProxy;
 mod user;
 
 use std::collections::BTreeSet;

@@ -19,15 +19,15 @@ use crate::session::SshStore;
 use crate::solver::OpError;
 
 /// A listening socket forwarding to an agent; stops and removes itself on drop.
-pub(super) struct AgentProxy {
+pub(crate) struct AgentProxy {
     dir: PathBuf,
-    pub(super) socket: PathBuf,
+    pub(crate) socket: PathBuf,
     accept: JoinHandle<()>,
 }
 
 impl AgentProxy {
     /// Listens at a new socket under `<root>/ssh/` for agent `id` of `store`.
-    pub(super) fn start(
+    pub(crate) fn start(
         root: &Path,
         store: Arc<dyn SshStore>,
         id: String,
