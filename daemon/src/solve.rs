@@ -462,6 +462,18 @@ async fn prepare_dockerfile(
             )));
         }
     }
+    if let Some(url) = attrs.get("context").filter(|c| !c.is_empty()) {
+        let build_req = remote_context_request(
+            daemon,
+            session,
+            req,
+            scratch,
+            url,
+            filename,
+            (outputs, tags),
+        )?;
+        return Ok((build_req, None, filename.to_owned()));
+    }
     let ignore_name = format!("{filename}.dockerignore");
     let files = context_sync::fetch_small(
         session,
@@ -566,7 +578,6 @@ async fn prepare_dockerfile(
             source,
         })?;
     }
-    let (cache_from, cache_to) = cache_options(req)?;
     let context: PathBuf = mirror.as_ref().map_or(empty_context, |m| m.dir.clone());
     let build_req = BuildRequest {
         context,
@@ -574,26 +585,78 @@ async fn prepare_dockerfile(
         target,
         build_args,
         outputs,
+        tags,
+        registry,
+        resolver: Some(resolver),
+        // A mirror, or the empty context.
+        immutable_context: daemon.link_mirrors,
+        context_version: mirror.as_ref().map(|m| m.version),
+        ..common_request(daemon, session, req)?
+    };
+    Ok((build_req, mirror, filename.to_owned()))
+}
+
+/// What every Dockerfile build of this daemon asks of the engine, from the
+/// request and the session: the rest depends on where the context comes from.
+fn common_request(
+    daemon: &Daemon,
+    session: &Arc<Session>,
+    req: &SolveRequest,
+) -> Result<BuildRequest, SolveError> {
+    let (cache_from, cache_to) = cache_options(req)?;
+    let attrs = &req.frontend_attrs;
+    Ok(BuildRequest {
+        target: attrs.get("target").filter(|t| !t.is_empty()).cloned(),
+        build_args: attrs
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("build-arg:")?.to_owned(), v.clone())))
+            .collect(),
         no_cache: req.no_cache,
         source_date_epoch: req.source_date_epoch,
-        tags,
         allow: req.entitlements.clone(),
         secrets: Some(Arc::new(SessionSecrets {
             session: session.clone(),
         })),
         ssh: SessionSsh::for_session(session)
             .map(|s| Arc::new(s) as Arc<dyn buildd_engine::session::SshStore>),
-        registry,
+        // Registry access with the client's credentials, asked over its session.
+        registry: daemon.engine.registry_with(Arc::new(SessionCredentials {
+            session: session.clone(),
+            handle: tokio::runtime::Handle::current(),
+        })),
         max_parallelism: Some(daemon.limits.max_build_parallelism),
-        resolver: Some(resolver),
-        // A mirror, or the empty context.
-        immutable_context: daemon.link_mirrors,
-        context_version: mirror.as_ref().map(|m| m.version),
         defer_flush: true,
         cache_from,
         cache_to,
-    };
-    Ok((build_req, mirror, filename.to_owned()))
+        ..BuildRequest::default()
+    })
+}
+
+/// A build whose context is a git or http(s) URL (`context` frontend attr, as
+/// buildx sends it): the engine fetches it and reads `filename` from it; the
+/// client's session serves no files, only secrets, agents and credentials.
+fn remote_context_request(
+    daemon: &Daemon,
+    session: &Arc<Session>,
+    req: &SolveRequest,
+    scratch: &Path,
+    url: &str,
+    filename: &str,
+    (outputs, tags): (Vec<OutputSpec>, Vec<String>),
+) -> Result<BuildRequest, SolveError> {
+    let empty = scratch.join("empty-context");
+    std::fs::create_dir_all(&empty).map_err(|source| SolveError::Io {
+        what: empty.display().to_string(),
+        source,
+    })?;
+    Ok(BuildRequest {
+        context: empty,
+        context_url: Some(url.to_owned()),
+        dockerfile: Some(PathBuf::from(filename)),
+        outputs,
+        tags,
+        ..common_request(daemon, session, req)?
+    })
 }
 
 /// The request's caches. A `type=local` directory is the client's, which this

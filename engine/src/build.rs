@@ -30,6 +30,9 @@ pub const CONTEXT_NAME: &str = "context";
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
     pub context: PathBuf,
+    /// A remote context (a git or http(s) URL), fetched and used instead of
+    /// `context`; `dockerfile` is then a path inside it.
+    pub context_url: Option<String>,
     /// The Dockerfile; `<context>/Dockerfile` when not given.
     pub dockerfile: Option<PathBuf>,
     pub target: Option<String>,
@@ -104,6 +107,8 @@ pub enum BuildError {
     Export(#[from] ExportError),
     #[error("{0}")]
     Cache(String),
+    #[error("context {0}")]
+    Context(String),
     #[error("build arg SOURCE_DATE_EPOCH={0:?} is not a number of seconds")]
     SourceDateEpoch(String),
     #[error("{0}")]
@@ -138,6 +143,16 @@ pub fn read_frontend_input(
     context: &Path,
     dockerfile: Option<&Path>,
 ) -> Result<FrontendInput, BuildError> {
+    read_input(context, dockerfile, false)
+}
+
+/// [`read_frontend_input`]; with `confine`, the `.dockerignore` files are looked
+/// up with symlinks resolved inside the context (one that is not the user's).
+fn read_input(
+    context: &Path,
+    dockerfile: Option<&Path>,
+    confine: bool,
+) -> Result<FrontendInput, BuildError> {
     let path = dockerfile.map_or_else(|| context.join("Dockerfile"), Path::to_path_buf);
     let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Read {
         path: path.clone(),
@@ -147,11 +162,22 @@ pub fn read_frontend_input(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".to_owned());
-    let specific = path.with_file_name(format!("{file_name}.dockerignore"));
+    let mut specific = path.with_file_name(format!("{file_name}.dockerignore"));
+    let mut general = context.join(".dockerignore");
+    if confine {
+        let rel = |p: &Path| {
+            p.strip_prefix(context)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        };
+        specific = crate::remote_context::confined(context, &rel(&specific))?;
+        general = crate::remote_context::confined(context, &rel(&general))?;
+    }
     let ignore_path = if specific.is_file() {
         specific
     } else {
-        context.join(".dockerignore")
+        general
     };
     let dockerignore = match std::fs::read_to_string(&ignore_path) {
         Ok(text) => buildd_fsutil::dockerignore::parse(&text),
@@ -184,7 +210,29 @@ pub async fn build(
     }
     let source_date_epoch = source_date_epoch(req)?;
     let registry = req.registry.clone().or_else(|| engine.registry.clone());
-    let input = read_frontend_input(&req.context, req.dockerfile.as_deref())?;
+    let remote = match &req.context_url {
+        Some(url) => Some(
+            crate::remote_context::fetch(engine, url, req, registry.clone(), progress.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let (context, immutable_context, input) = match &remote {
+        Some(r) => (
+            r.dir.clone(),
+            true,
+            read_input(
+                &r.dir,
+                Some(&r.dockerfile(req.dockerfile.as_deref())?),
+                true,
+            )?,
+        ),
+        None => (
+            req.context.clone(),
+            req.immutable_context,
+            read_frontend_input(&req.context, req.dockerfile.as_deref())?,
+        ),
+    };
     buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
         .map_err(|e| BuildError::Dockerignore(e.to_string()))?;
     let opts = BuildOptions {
@@ -224,6 +272,7 @@ pub async fn build(
             engine,
             &compiled.definition,
             req,
+            (&context, immutable_context, remote.is_none()),
             registry.clone(),
             imports,
             progress.clone(),
@@ -280,21 +329,23 @@ async fn solve(
     engine: &Engine,
     definition: &buildd_proto::llb::Definition,
     req: &BuildRequest,
+    (context, immutable_context, versioned): (&Path, bool, bool),
     registry: Option<Arc<Client>>,
     cache_imports: Option<Arc<Imported>>,
     progress: Option<ProgressSender>,
 ) -> Result<(Snapshot, Vec<(buildd_proto::Digest, ResultRef)>), BuildError> {
     let graph = Arc::new(Graph::load(definition).map_err(SolveError::from)?);
     // One directory, one spelling: builds of `.` and of its absolute path share jobs.
-    let context = std::fs::canonicalize(&req.context).map_err(|source| BuildError::Read {
-        path: req.context.clone(),
+    let context = std::fs::canonicalize(context).map_err(|source| BuildError::Read {
+        path: context.to_owned(),
         source,
     })?;
     let ctx = Arc::new(BuildCtx {
         locals: BTreeMap::from([(CONTEXT_NAME.to_owned(), context)]),
-        immutable_locals: req.immutable_context,
+        immutable_locals: immutable_context,
         local_versions: req
             .context_version
+            .filter(|_| versioned)
             .map(|v| (CONTEXT_NAME.to_owned(), v))
             .into_iter()
             .collect(),

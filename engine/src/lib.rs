@@ -13,6 +13,7 @@ mod mounts;
 pub mod ops;
 pub mod progress;
 pub mod recovery;
+pub mod remote_context;
 pub mod resolver;
 pub mod root;
 pub mod session;

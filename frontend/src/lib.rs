@@ -20,6 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use buildd_oci::Platform;
+pub use compile::remote_context;
 pub use error::{Diagnostics, Error, Warning};
 pub use outline::{Outline, OutlineArg, OutlineStage};
 pub use parser::{Ast, Node, parse, parse_with_diagnostics};

@@ -15,4 +15,5 @@ pub mod dockerignore;
 pub mod glob;
 pub mod hash;
 pub mod select;
+pub mod stdin_context;
 mod workers;

@@ -2,6 +2,8 @@
 //! contexts and roots, and inspect what it wrote with skopeo, umoci and tar.
 
 pub mod daemon;
+pub mod git;
+pub mod http;
 pub mod registry;
 
 use std::fs;
@@ -86,6 +88,27 @@ impl Workspace {
     /// Runs `buildd --root ROOT build ARGS… CTX`.
     pub fn build(&self, args: &[&str]) -> Run {
         self.build_in(&self.root(), args)
+    }
+
+    /// Runs `buildd --root ROOT build ARGS… CONTEXT` with `stdin` as its input.
+    pub fn build_from(&self, args: &[&str], context: &str, stdin: &[u8]) -> Run {
+        use std::io::Write as _;
+        let mut child = Command::new(buildd_bin())
+            .arg("--root")
+            .arg(self.root())
+            .arg("build")
+            .arg("--progress=plain")
+            .args(args)
+            .arg(context)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run buildd");
+        let mut input = child.stdin.take().expect("piped");
+        input.write_all(stdin).expect("write buildd's stdin");
+        drop(input);
+        Run::of(child.wait_with_output().expect("wait for buildd"))
     }
 
     pub fn build_in(&self, root: &Path, args: &[&str]) -> Run {

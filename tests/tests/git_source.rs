@@ -2,99 +2,11 @@
 //! tag and HEAD, `#ref:subdir`, `--keep-git-dir`, `--checksum`, caching by the
 //! commit a ref resolves to, and the errors of a bad ref or an unreachable remote.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
+use buildd_tests::git::GitServer;
 use buildd_tests::{Workspace, list_files};
-
-/// A repository served by `git daemon` until dropped.
-struct GitServer {
-    dir: tempfile::TempDir,
-    port: u16,
-    daemon: Child,
-}
-
-impl GitServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo.git");
-        std::fs::create_dir(&repo).unwrap();
-        let server = |port, daemon| Self { dir, port, daemon };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let daemon = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--informative-errors",
-            ])
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", repo.parent().unwrap().display()))
-            .arg(repo.parent().unwrap())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon (Debian's git) is needed for these tests");
-        let s = server(port, daemon);
-        s.git(&["init", "-q", "-b", "main"]);
-        s.commit(&[("a.txt", "one\n"), ("sub/b.txt", "b\n")], "one");
-        s.git(&["tag", "v1"]);
-        s.commit(&[("a.txt", "two\n")], "two");
-        s.git(&["tag", "-a", "-m", "annotated", "v2"]);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return s;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("git daemon did not listen on port {port}");
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo.git")
-    }
-
-    fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/repo.git", self.port)
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(self.repo())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
-        for (path, content) in files {
-            let path = self.repo().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))

@@ -16,6 +16,7 @@ use clap::Args;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
 
+mod context;
 mod llb;
 
 use super::ConnArgs;
@@ -32,7 +33,9 @@ const STATUS_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Build context directory (with --llb: the local source "context", optional).
+    /// Build context: a directory, a git or http(s) URL the daemon fetches
+    /// (`URL#ref:subdir`), or - for a tar archive or a Dockerfile on stdin
+    /// (with --llb: the local source "context", a directory, optional).
     #[arg(required_unless_present = "llb")]
     context: Option<PathBuf>,
     /// Build this serialized LLB definition (protobuf, FILE or - for stdin)
@@ -43,7 +46,8 @@ pub struct BuildArgs {
     /// A local source of an --llb definition: NAME=DIR (repeatable).
     #[arg(long = "local", value_name = "NAME=DIR", requires = "llb")]
     local: Vec<String>,
-    /// Dockerfile path [default: CONTEXT/Dockerfile].
+    /// Dockerfile path [default: CONTEXT/Dockerfile]; with a URL or stdin
+    /// archive context, a path inside it.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// Store the result in the daemon's image store under this name (repeatable).
@@ -104,7 +108,7 @@ pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
         client.clone(),
         SessionConfig {
             id: session_id,
-            locals: plan.locals.clone(),
+            locals: plan.context.locals.clone(),
             secrets: plan.secrets,
             ssh: plan.ssh,
             docker_config: creds::config_path(),
@@ -170,8 +174,7 @@ pub async fn run(conn: &ConnArgs, args: BuildArgs) -> anyhow::Result<()> {
 
 /// The validated command line.
 struct Plan {
-    locals: BTreeMap<String, PathBuf>,
-    dockerfile_name: String,
+    context: context::Context,
     /// With --llb: the serialized definition, solved without a frontend.
     definition: Option<Vec<u8>>,
     target: Option<String>,
@@ -192,16 +195,14 @@ struct Plan {
 
 impl Plan {
     fn new(args: BuildArgs) -> anyhow::Result<Self> {
-        let (locals, dockerfile_name, definition) = match &args.llb {
+        let (context, definition) = match &args.llb {
             Some(path) => (
-                llb::locals(args.context.as_deref(), &args.local)?,
-                String::new(),
+                context::Context::locals(llb::locals(args.context.as_deref(), &args.local)?),
                 Some(llb::read_definition(path)?),
             ),
             None => {
-                let context = args.context.as_deref().context("a context is required")?;
-                let (locals, name) = dockerfile_locals(context, args.file.as_deref())?;
-                (locals, name, None)
+                let arg = args.context.as_deref().context("a context is required")?;
+                (context::Context::of(arg, args.file.as_deref())?, None)
             }
         };
         let mut ssh = SshAgents::default();
@@ -220,8 +221,7 @@ impl Plan {
             targets.push(t);
         }
         Ok(Self {
-            locals,
-            dockerfile_name,
+            context,
             definition,
             target: args.target,
             build_args: build_args(&args.build_args),
@@ -243,7 +243,11 @@ impl Plan {
     fn request(&self, session_id: &str, build_ref: &str) -> anyhow::Result<SolveRequest> {
         let mut attrs = BTreeMap::new();
         if self.definition.is_none() {
-            attrs.insert("filename".to_owned(), self.dockerfile_name.clone());
+            attrs.insert("filename".to_owned(), self.context.dockerfile_name.clone());
+        }
+        if let Some(url) = &self.context.url {
+            // As buildx sends a remote context: the daemon fetches it.
+            attrs.insert("context".to_owned(), url.clone());
         }
         if let Some(t) = &self.target {
             attrs.insert("target".to_owned(), t.clone());
@@ -253,6 +257,7 @@ impl Plan {
         }
         let host = hostname();
         let local_keys = self
+            .context
             .locals
             .iter()
             .map(|(name, dir)| (name.clone(), local_key(&host, dir, name)))
@@ -296,39 +301,6 @@ fn cache_options(spec: &str) -> Result<CacheOptions, String> {
         return Err("missing type= (registry)".to_owned());
     }
     Ok(opts)
-}
-
-/// The locals of a Dockerfile build, "context" and "dockerfile", and the
-/// Dockerfile's name in the latter.
-fn dockerfile_locals(
-    context_arg: &Path,
-    file: Option<&Path>,
-) -> anyhow::Result<(BTreeMap<String, PathBuf>, String)> {
-    let context = context_arg
-        .canonicalize()
-        .with_context(|| format!("context {}", context_arg.display()))?;
-    if !context.is_dir() {
-        bail!("context {} is not a directory", context_arg.display());
-    }
-    // As docker build: -f is relative to the working directory.
-    let file = file.map_or_else(|| context.join("Dockerfile"), Path::to_owned);
-    let file = file
-        .canonicalize()
-        .with_context(|| format!("cannot find Dockerfile {}", file.display()))?;
-    if !file.is_file() {
-        bail!("Dockerfile {} is not a file", file.display());
-    }
-    let dockerfile_dir = file.parent().expect("a file has a parent").to_owned();
-    let dockerfile_name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the Dockerfile's name is not valid UTF-8")?
-        .to_owned();
-    let locals = BTreeMap::from([
-        ("context".to_owned(), context),
-        ("dockerfile".to_owned(), dockerfile_dir),
-    ]);
-    Ok((locals, dockerfile_name))
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, as buildx passes it on.

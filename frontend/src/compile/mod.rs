@@ -1,7 +1,9 @@
 //! Typed instructions to LLB and an image config.
 
 mod checks;
+mod context;
 mod dispatch;
+pub use context::remote_context;
 mod encode;
 mod graph;
 mod image;

@@ -10,9 +10,12 @@ use clap::Args;
 /// What selects and parameterizes a Dockerfile: shared by `build` and `debug`.
 #[derive(Args)]
 pub struct DockerfileArgs {
-    /// Build context directory.
+    /// Build context: a directory, a git or http(s) URL (`URL#ref:subdir`; an
+    /// archive or a Dockerfile over http), or `-` for a tar archive or a
+    /// Dockerfile on standard input.
     pub context: PathBuf,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
+    /// Dockerfile path (default: CONTEXT/Dockerfile; with a URL context, a path
+    /// inside it).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// Stage to build (default: the last).

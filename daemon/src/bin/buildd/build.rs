@@ -1,6 +1,6 @@
 //! `buildd build`: one build, no daemon.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use buildd_engine::build::{BuildRequest, build};
@@ -78,9 +78,11 @@ pub fn run(
         _ => None,
     };
     let (secrets, ssh) = crate::args::session(&args.secrets, &args.ssh)?;
+    let context = Context::of(&args.dockerfile.context, args.dockerfile.file.as_deref())?;
     let req = BuildRequest {
-        context: args.dockerfile.context.clone(),
-        dockerfile: args.dockerfile.file.clone(),
+        context: context.dir.clone(),
+        context_url: context.url.clone(),
+        dockerfile: context.dockerfile.clone(),
         target: args.dockerfile.target,
         build_args,
         outputs: args.outputs,
@@ -103,9 +105,6 @@ pub fn run(
         cache_from: args.cache_from,
         cache_to: args.cache_to,
     };
-    if !req.context.is_dir() {
-        bail!("context {} is not a directory", req.context.display());
-    }
     let mut config = SolverConfig::default();
     if let Some(n) = args.max_parallelism {
         config.max_parallelism = n;
@@ -174,5 +173,71 @@ pub fn run(
             }
             Err(anyhow::Error::new(e).context("failed to solve"))
         }
+    }
+}
+
+/// Where the context comes from: a directory, a URL the engine fetches, or
+/// standard input unpacked into a directory of this process.
+struct Context {
+    dir: PathBuf,
+    url: Option<String>,
+    dockerfile: Option<PathBuf>,
+    _stdin: Option<tempfile::TempDir>,
+}
+
+impl Context {
+    fn of(arg: &Path, file: Option<&Path>) -> anyhow::Result<Self> {
+        let text = arg.to_string_lossy();
+        if text == "-" {
+            return Self::stdin(file);
+        }
+        if arg.is_dir() {
+            return Ok(Self {
+                dir: arg.to_owned(),
+                url: None,
+                dockerfile: file.map(Path::to_owned),
+                _stdin: None,
+            });
+        }
+        if text.contains("://") || text.starts_with("git@") {
+            return Ok(Self {
+                // Unused: the engine reads the fetched context.
+                dir: PathBuf::new(),
+                url: Some(text.into_owned()),
+                dockerfile: file.map(Path::to_owned),
+                _stdin: None,
+            });
+        }
+        bail!("context {} is not a directory, a URL or -", arg.display())
+    }
+
+    fn stdin(file: Option<&Path>) -> anyhow::Result<Self> {
+        use buildd_fsutil::stdin_context::{StdinContext, unpack};
+        let tmp = tempfile::Builder::new()
+            .prefix("buildd-stdin-")
+            .tempdir()
+            .context("making a directory for the context on standard input")?;
+        let dir = tmp.path().join("context");
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dockerfile = match unpack(std::io::stdin().lock(), &dir)
+            .context("reading the context from standard input")?
+        {
+            StdinContext::Archive => file.map(|f| dir.join(f)),
+            StdinContext::Dockerfile(text) => {
+                if file.is_some() {
+                    bail!("-f names a file in a context, but standard input held a Dockerfile");
+                }
+                let path = tmp.path().join("Dockerfile");
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Some(path)
+            }
+        };
+        Ok(Self {
+            dir,
+            url: None,
+            dockerfile,
+            _stdin: Some(tmp),
+        })
     }
 }
