@@ -660,7 +660,7 @@ fn remote_context_request(
 }
 
 /// The request's caches. A `type=local` directory is the client's, which this
-/// daemon does not write or read for it: only registries are taken.
+/// daemon does not write or read for it: only registries (and inline) are taken.
 fn cache_options(req: &SolveRequest) -> Result<(Vec<CacheImport>, Vec<CacheExport>), SolveError> {
     let local = |spec: &str| {
         SolveError::Invalid(format!(

@@ -11,8 +11,8 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_registry::Client;
 use buildd_snapshot::Snapshot;
 
-use crate::build_cache::{export_caches, import_caches};
-use crate::cache::remote::{CacheExport, CacheImport, Imported, ResultRef};
+use crate::build_cache::{export_caches, import_caches, inline_cache_step};
+use crate::cache::remote::{CacheExport, CacheImport, CacheLocation, Imported, ResultRef};
 use crate::engine::Engine;
 use crate::export::{
     ArchiveFormat, ExportError, OciExport, OutputSpec, build_image, export_local, export_oci,
@@ -285,10 +285,29 @@ pub async fn build(
         solved?
     };
 
+    // What a base image carried inline is not this image's cache.
+    let mut image = compiled.image.clone();
+    image.inline_cache = None;
+    if req
+        .cache_to
+        .iter()
+        .any(|c| c.location == CacheLocation::Inline)
+    {
+        image.inline_cache = Some(
+            inline_cache_step(
+                engine,
+                &results,
+                &snapshot,
+                source_date_epoch,
+                progress.as_ref(),
+            )
+            .await?,
+        );
+    }
     let manifests = export_result(
         engine,
         &snapshot,
-        &compiled.image,
+        &image,
         &Exports {
             tags: &req.tags,
             outputs: &req.outputs,

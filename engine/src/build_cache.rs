@@ -9,7 +9,8 @@ use buildd_snapshot::Snapshot;
 
 use crate::build::{BuildError, ExportStep};
 use crate::cache::remote::{
-    CacheExport, CacheImport, Imported, RemoteStore, ResultRef, export_cache, open_store,
+    CacheExport, CacheImport, CacheLocation, Imported, RemoteStore, ResultRef, export_cache,
+    inline_cache, open_store,
 };
 use crate::engine::Engine;
 use crate::solver::ProgressSender;
@@ -60,7 +61,11 @@ pub(crate) async fn export_caches(
 ) -> Result<(), BuildError> {
     let results: Vec<(Digest, Arc<ResultRef>)> =
         results.into_iter().map(|(k, r)| (k, Arc::new(r))).collect();
-    for export in exports {
+    // An inline cache went into the image config before the image was written.
+    for export in exports
+        .iter()
+        .filter(|e| e.location != CacheLocation::Inline)
+    {
         let store = open_store(&export.location, registry).map_err(BuildError::Cache)?;
         let step = ExportStep::named(progress, format!("exporting cache to {}", store.describe()));
         let started = std::time::Instant::now();
@@ -103,4 +108,34 @@ pub(crate) async fn export_caches(
         }
     }
     Ok(())
+}
+
+/// The inline cache (`--cache-to type=inline`) for the image config, as a
+/// progress step; a failure fails the build (the image would silently lack it).
+pub(crate) async fn inline_cache_step(
+    engine: &Engine,
+    results: &[(Digest, ResultRef)],
+    result: &Snapshot,
+    source_date_epoch: Option<i64>,
+    progress: Option<&ProgressSender>,
+) -> Result<serde_json::Value, BuildError> {
+    let step = ExportStep::named(progress, "preparing inline cache".to_owned());
+    let cache = inline_cache(
+        &engine.root,
+        results.iter().map(|(k, r)| (*k, r.clone_ref())).collect(),
+        result,
+        source_date_epoch,
+    )
+    .await
+    .map_err(|e| BuildError::Cache(format!("inline cache: {e}")));
+    let cache = match cache {
+        Ok(c) => c,
+        Err(e) => {
+            step.finish(Err(&e));
+            return Err(e);
+        }
+    };
+    step.log(&format!("{} records", cache.records.len()));
+    step.finish(Ok(None));
+    serde_json::to_value(cache).map_err(|e| BuildError::Internal(e.to_string()))
 }

@@ -40,6 +40,15 @@ pub struct ImageConfig {
     pub rootfs: RootFs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+    /// buildd's inline build cache (`--cache-to type=inline`): the records of the
+    /// steps whose results are this image's layers, which `--cache-from
+    /// type=registry,ref=IMAGE` reads (docs/cache.md).
+    #[serde(
+        rename = "buildd.cache.v1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inline_cache: Option<serde_json::Value>,
 }
 
 /// The runtime defaults of a container started from the image.

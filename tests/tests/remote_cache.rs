@@ -133,7 +133,7 @@ fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
     assert!(run.stderr.contains("no cache there yet"), "{}", run.stderr);
     assert_all(&run, "DONE");
 
-    // An image is not a cache: it is ignored, with the reason.
+    // An image without an inline cache is not a cache: it is ignored, with the reason.
     let image = format!("{}/app:1", reg.host());
     let push = format!("type=image,name={image},push=true");
     daemon.build(&ws, &["-o", &push]).success();
@@ -142,7 +142,8 @@ fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
         .build(&ws, &["--no-cache", "--cache-from", &foreign])
         .success();
     assert!(
-        run.stderr.contains("ignored: not a buildd cache"),
+        run.stderr
+            .contains("ignored: an image without an inline buildd cache"),
         "{}",
         run.stderr
     );
@@ -155,6 +156,75 @@ fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn an_inline_cache_rides_in_the_pushed_image_and_another_daemon_hits_it() {
+    if !registry_available() {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let (Some(ws1), Some(ws2)) = (context(), context()) else {
+        return;
+    };
+    let image = format!("{}/inline/app:1", reg.host());
+    let push = format!("type=image,name={image},push=true");
+    let first = Daemon::start(&ws1)
+        .build(&ws1, &["--cache-to", "type=inline", "-o", &push])
+        .success();
+    assert_all(&first, "DONE");
+    let config = buildd_tests::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        // The blob as stored: skopeo's parsed form drops fields it does not know.
+        "--raw",
+        "--config",
+        &format!("docker://{image}"),
+    ]);
+    let inline = &config["buildd.cache.v1"];
+    // mode=min: the four steps whose results are the image's layers (a prefix
+    // of them each), not the builder stage's.
+    assert_eq!(
+        inline["records"].as_array().map(Vec::len),
+        Some(4),
+        "{config}"
+    );
+
+    let from = format!("type=registry,ref={image}");
+    let second = Daemon::start(&ws2)
+        .build(&ws2, &["--cache-from", &from, "-o", &push])
+        .success();
+    for step in [
+        "COPY rootfs/",
+        "RUN echo a",
+        "RUN echo b",
+        "COPY --from=builder",
+    ] {
+        assert_eq!(
+            second.status_of(step),
+            Some("CACHED"),
+            "{step}: {}",
+            second.stderr
+        );
+    }
+    // The builder stage is not in the image, so not in its cache: it runs to key
+    // the COPY that reads it, which then hits.
+    assert_eq!(
+        second.status_of("RUN echo built"),
+        Some("DONE"),
+        "{}",
+        second.stderr
+    );
+    // Its image, built without --cache-to type=inline, carries no cache: what
+    // the config it was built from held does not leak into it.
+    let again = buildd_tests::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{image}"),
+    ]);
+    assert!(again.get("buildd.cache.v1").is_none(), "{again}");
 }
 
 #[test]

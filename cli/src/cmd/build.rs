@@ -73,7 +73,8 @@ pub struct BuildArgs {
     #[arg(long = "cache-from", value_name = "SPEC", value_parser = cache_options)]
     cache_from: Vec<CacheOptions>,
     /// Export the build's cache: type=registry,ref=REF[,mode=min|max]
-    /// [,compression=gzip|zstd|uncompressed][,ignore-error=true] (repeatable).
+    /// [,compression=gzip|zstd|uncompressed][,ignore-error=true], or type=inline
+    /// (in the image's config; import it with type=registry,ref=IMAGE) (repeatable).
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = cache_options)]
     cache_to: Vec<CacheOptions>,
     /// Secret for RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR] (repeatable).

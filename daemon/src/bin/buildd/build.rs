@@ -48,7 +48,8 @@ pub struct BuildArgs {
     #[arg(long = "cache-from", value_name = "SPEC", value_parser = CacheImport::parse)]
     cache_from: Vec<CacheImport>,
     /// Export the build's cache: type=registry,ref=REF or type=local,dest=DIR, with
-    /// mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true (repeatable).
+    /// mode=min|max, compression=gzip|zstd|uncompressed, ignore-error=true; or
+    /// type=inline, in the image's config (repeatable).
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheExport::parse)]
     cache_to: Vec<CacheExport>,
     /// How many ops may run at once.

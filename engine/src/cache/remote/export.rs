@@ -9,7 +9,7 @@ use buildd_oci::{Descriptor, MEDIA_TYPE_MANIFEST, Manifest};
 use buildd_proto::Digest;
 use buildd_snapshot::Snapshot;
 
-use super::format::{CacheConfig, CacheRecord, MEDIA_TYPE_CACHE_CONFIG, Stack};
+use super::format::{CacheConfig, CacheRecord, InlineCache, MEDIA_TYPE_CACHE_CONFIG, Stack};
 use super::import::RemoteResult;
 use super::spec::{CacheExport, CacheMode};
 use super::store::RemoteStore;
@@ -60,7 +60,7 @@ pub async fn export_cache(
     store: &dyn RemoteStore,
     source_date_epoch: Option<i64>,
 ) -> Result<ExportStats, String> {
-    let final_form = layer_entries(root, result, spec, source_date_epoch).await?;
+    let final_form = layer_entries(root, result, spec.compression, source_date_epoch).await?;
     let same = |a: &Option<Entry>, b: &Option<Entry>| match (a, b) {
         (Some(a), Some(b)) => a.desc.digest == b.desc.digest,
         (None, None) => true,
@@ -68,7 +68,7 @@ pub async fn export_cache(
     };
     let mut chosen: Vec<(Digest, Vec<Option<Entry>>)> = Vec::new();
     for (key, r) in results {
-        let entries = layer_entries(root, &r, spec, source_date_epoch).await?;
+        let entries = layer_entries(root, &r, spec.compression, source_date_epoch).await?;
         let in_result = entries.len() <= final_form.len()
             && entries.iter().zip(&final_form).all(|(a, b)| same(a, b));
         if spec.mode == CacheMode::Max || in_result {
@@ -149,11 +149,73 @@ pub async fn export_cache(
     Ok(stats)
 }
 
+/// The inline cache of an image of `result`: the records of the steps whose
+/// results are a bottom part of it (as `mode=min`), their stacks naming the
+/// image's own layers by their index in its manifest.
+pub async fn inline_cache(
+    root: &Arc<Root>,
+    results: Vec<(Digest, ResultRef)>,
+    result: &Snapshot,
+    source_date_epoch: Option<i64>,
+) -> Result<InlineCache, String> {
+    // Which blob a layer has only matters for comparing prefixes here; the
+    // image's own compression does not change which layers are its.
+    let compression = buildd_oci::Compression::Gzip;
+    let final_form = layer_entries(
+        root,
+        &ResultRef::Local(result.clone()),
+        compression,
+        source_date_epoch,
+    )
+    .await?;
+    let mut manifest_index = Vec::with_capacity(final_form.len());
+    let mut next = 0u32;
+    for e in &final_form {
+        manifest_index.push(e.as_ref().map(|_| {
+            next += 1;
+            next - 1
+        }));
+    }
+    let same = |a: &Option<Entry>, b: &Option<Entry>| match (a, b) {
+        (Some(a), Some(b)) => a.desc.digest == b.desc.digest,
+        (None, None) => true,
+        _ => false,
+    };
+    let mut chosen: Vec<(Digest, usize)> = Vec::new();
+    for (key, r) in results {
+        let entries = layer_entries(root, &r, compression, source_date_epoch).await?;
+        if entries.len() <= final_form.len()
+            && entries.iter().zip(&final_form).all(|(a, b)| same(a, b))
+        {
+            chosen.push((key, entries.len()));
+        }
+    }
+    chosen.sort_by_key(|a| a.0);
+    chosen.dedup_by(|a, b| a.0 == b.0);
+    let mut cache = InlineCache::default();
+    // Every chosen result is a prefix of one stack chain: stack i is the image's
+    // bottom i + 1 layers.
+    let depth = chosen.iter().map(|c| c.1).max().unwrap_or(0);
+    for (i, layer) in manifest_index.iter().take(depth).enumerate() {
+        cache.stacks.push(Stack {
+            below: i.checked_sub(1).map(|b| b as u32),
+            layer: *layer,
+        });
+    }
+    for (key, len) in chosen {
+        cache.records.push(CacheRecord {
+            key: key.to_string(),
+            stack: len.checked_sub(1).map(|s| s as u32),
+        });
+    }
+    Ok(cache)
+}
+
 /// A result's layers bottom first, each a blob or `None` when it has no changes.
 async fn layer_entries(
     root: &Arc<Root>,
     r: &ResultRef,
-    spec: &CacheExport,
+    compression: buildd_oci::Compression,
     source_date_epoch: Option<i64>,
 ) -> Result<Vec<Option<Entry>>, String> {
     match r {
@@ -169,7 +231,7 @@ async fn layer_entries(
             })
             .collect()),
         ResultRef::Local(snap) => {
-            let (root, snap, compression) = (root.clone(), snap.clone(), spec.compression);
+            let (root, snap) = (root.clone(), snap.clone());
             // Compressing is file work: off the async threads.
             tokio::task::spawn_blocking(move || {
                 let layers = crate::export::image_layers(

@@ -39,6 +39,41 @@ pub struct CacheRecord {
     pub stack: Option<u32>,
 }
 
+/// What `--cache-to type=inline` puts in the image config (`buildd.cache.v1`):
+/// stacks and records as in [`CacheConfig`], whose layer indexes are the image
+/// manifest's and whose diff IDs are the image's `rootfs.diff_ids`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InlineCache {
+    pub stacks: Vec<Stack>,
+    pub records: Vec<CacheRecord>,
+}
+
+/// The parts of an image config an inline cache is read from.
+#[derive(Deserialize)]
+struct ImageWithCache {
+    #[serde(default)]
+    rootfs: RootFs,
+    #[serde(rename = "buildd.cache.v1", default)]
+    inline: Option<InlineCache>,
+}
+
+#[derive(Default, Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// Whether a manifest's config may hold a cache: buildd's cache config, or an
+/// image config with an inline cache.
+pub fn may_hold_cache(config_media_type: &str) -> bool {
+    matches!(
+        config_media_type,
+        MEDIA_TYPE_CACHE_CONFIG
+            | buildd_oci::MEDIA_TYPE_CONFIG
+            | buildd_oci::MEDIA_TYPE_DOCKER_CONFIG
+    )
+}
+
 /// A layer of a loaded cache.
 #[derive(Debug, Clone)]
 pub struct CacheLayer {
@@ -58,14 +93,24 @@ pub struct Checked {
 /// Checks a manifest and its config against each other, so that an imported
 /// record can never name a layer or stack that is not there.
 pub fn check(manifest: &Manifest, config: &[u8]) -> Result<Checked, String> {
-    if manifest.config.media_type != MEDIA_TYPE_CACHE_CONFIG {
-        return Err(format!(
-            "not a buildd cache: its config is {:?}",
-            manifest.config.media_type
-        ));
-    }
-    let config: CacheConfig =
-        serde_json::from_slice(config).map_err(|e| format!("cache config: {e}"))?;
+    let config: CacheConfig = match manifest.config.media_type.as_str() {
+        MEDIA_TYPE_CACHE_CONFIG => {
+            serde_json::from_slice(config).map_err(|e| format!("cache config: {e}"))?
+        }
+        t if may_hold_cache(t) => {
+            let image: ImageWithCache =
+                serde_json::from_slice(config).map_err(|e| format!("image config: {e}"))?;
+            let inline = image.inline.ok_or(
+                "an image without an inline buildd cache (build it with --cache-to type=inline)",
+            )?;
+            CacheConfig {
+                diff_ids: image.rootfs.diff_ids,
+                stacks: inline.stacks,
+                records: inline.records,
+            }
+        }
+        other => return Err(format!("not a buildd cache: its config is {other:?}")),
+    };
     if config.diff_ids.len() != manifest.layers.len() {
         return Err(format!(
             "the manifest has {} layers, the config {} diff_ids",

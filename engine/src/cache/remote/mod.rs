@@ -10,8 +10,8 @@ mod registry_store;
 mod spec;
 mod store;
 
-pub use export::{ExportStats, ResultRef, export_cache};
-pub use format::{CacheConfig, CacheRecord, MEDIA_TYPE_CACHE_CONFIG, Stack};
+pub use export::{ExportStats, ResultRef, export_cache, inline_cache};
+pub use format::{CacheConfig, CacheRecord, InlineCache, MEDIA_TYPE_CACHE_CONFIG, Stack};
 pub use import::{Imported, RemoteResult};
 pub use local_store::LocalStore;
 pub use registry_store::RegistryStore;
@@ -31,5 +31,6 @@ pub fn open_store(
             Ok(Arc::new(RegistryStore::new(client.clone(), r)?))
         }
         CacheLocation::Local(dir) => Ok(Arc::new(LocalStore::new(dir.clone()))),
+        CacheLocation::Inline => Err("an inline cache is written with the image".to_owned()),
     }
 }

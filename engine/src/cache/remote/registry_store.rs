@@ -41,7 +41,7 @@ impl RemoteStore for RegistryStore {
             };
             let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
                 .map_err(|e| format!("not a buildd cache: {e}"))?;
-            if manifest.config.media_type != super::format::MEDIA_TYPE_CACHE_CONFIG {
+            if !super::format::may_hold_cache(&manifest.config.media_type) {
                 return Err(format!(
                     "not a buildd cache: its config is {:?}",
                     manifest.config.media_type

@@ -14,6 +14,9 @@ pub enum CacheLocation {
     Registry(String),
     /// An OCI image layout directory: `type=local,src=DIR` (import) or `dest=DIR`.
     Local(PathBuf),
+    /// `type=inline` (export only): the records go into the built image's config,
+    /// its layers are the blobs; import with `type=registry,ref=IMAGE`.
+    Inline,
 }
 
 /// Which steps an export records.
@@ -90,6 +93,13 @@ impl CacheImport {
         mut attrs: BTreeMap<String, String>,
     ) -> Result<Self, CacheSpecError> {
         let spec = describe(kind, &attrs);
+        if kind == "inline" {
+            return Err(CacheSpecError {
+                spec,
+                message: "an inline cache is read from its image: type=registry,ref=IMAGE"
+                    .to_owned(),
+            });
+        }
         let location = location(kind, &mut attrs, "src", &spec)?;
         no_more(attrs, &spec)?;
         Ok(Self { location })
@@ -130,6 +140,13 @@ impl CacheExport {
         attrs.remove("oci-mediatypes");
         attrs.remove("image-manifest");
         no_more(attrs, &spec)?;
+        if location == CacheLocation::Inline && mode == CacheMode::Max {
+            // The image holds only its own layers: intermediate steps have none there.
+            return Err(invalid(
+                "mode=max is not possible inline (the image holds only its own layers); use type=registry"
+                    .to_owned(),
+            ));
+        }
         Ok(Self {
             location,
             mode,
@@ -160,8 +177,9 @@ fn location(
             .filter(|d| !d.is_empty())
             .map(|d| CacheLocation::Local(PathBuf::from(d)))
             .ok_or_else(|| invalid(format!("missing {dir_key}="))),
+        "inline" => Ok(CacheLocation::Inline),
         other => Err(invalid(format!(
-            "type={other} is not supported (registry or local)"
+            "type={other} is not supported (registry, local or inline)"
         ))),
     }
 }
@@ -211,13 +229,25 @@ mod tests {
         );
         assert_eq!(
             msg("type=gha"),
-            "cache option \"type=gha\": type=gha is not supported (registry or local)"
+            "cache option \"type=gha\": type=gha is not supported (registry, local or inline)"
         );
         assert_eq!(
             CacheImport::parse("type=local,dest=x")
                 .unwrap_err()
                 .to_string(),
             "cache option \"type=local,dest=x\": missing src="
+        );
+        assert_eq!(
+            msg("type=inline,mode=max"),
+            "cache option \"type=inline,mode=max\": mode=max is not possible inline (the image holds only its own layers); use type=registry"
+        );
+        assert_eq!(
+            CacheImport::parse("type=inline").unwrap_err().to_string(),
+            "cache option \"type=inline\": an inline cache is read from its image: type=registry,ref=IMAGE"
+        );
+        assert_eq!(
+            CacheExport::parse("type=inline").unwrap().location,
+            CacheLocation::Inline
         );
     }
 }
