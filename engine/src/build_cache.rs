@@ -1,6 +1,7 @@
 //! A build's `--cache-from` and `--cache-to`, each a progress step as BuildKit
 //! shows them ("importing cache manifest from …", "exporting cache to …").
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use buildd_proto::Digest;
@@ -9,8 +10,8 @@ use buildd_snapshot::Snapshot;
 
 use crate::build::{BuildError, ExportStep};
 use crate::cache::remote::{
-    CacheExport, CacheImport, CacheLocation, Imported, RemoteStore, ResultRef, export_cache,
-    inline_cache, open_store,
+    CacheExport, CacheImport, CacheLocation, CacheMountBlob, Imported, RemoteStore, ResultRef,
+    cache_mount_blob, export_cache, inline_cache, open_store,
 };
 use crate::engine::Engine;
 use crate::solver::ProgressSender;
@@ -50,11 +51,13 @@ pub(crate) async fn import_caches(
 
 /// Writes every export. A failed one fails the build unless it says
 /// `ignore-error=true`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn export_caches(
     engine: &Engine,
     exports: &[CacheExport],
     results: Vec<(Digest, ResultRef)>,
     result: &Snapshot,
+    mount_ids: &BTreeSet<String>,
     registry: Option<&Arc<Client>>,
     source_date_epoch: Option<i64>,
     progress: Option<&ProgressSender>,
@@ -69,6 +72,10 @@ pub(crate) async fn export_caches(
         let store = open_store(&export.location, registry).map_err(BuildError::Cache)?;
         let step = ExportStep::named(progress, format!("exporting cache to {}", store.describe()));
         let started = std::time::Instant::now();
+        let mounts = match export.cache_mounts {
+            true => cache_mount_blobs(engine, mount_ids, export, &step).await?,
+            false => Vec::new(),
+        };
         let written = export_cache(
             &engine.root,
             results
@@ -79,6 +86,7 @@ pub(crate) async fn export_caches(
             export,
             store.as_ref(),
             source_date_epoch,
+            mounts,
         )
         .await;
         match written {
@@ -138,4 +146,63 @@ pub(crate) async fn inline_cache_step(
     step.log(&format!("{} records", cache.records.len()));
     step.finish(Ok(None));
     serde_json::to_value(cache).map_err(|e| BuildError::Internal(e.to_string()))
+}
+
+/// The ids of the cache mounts a build's RUN steps use (a mount's target when
+/// it names no id), for `cache-mounts=true`.
+pub(crate) fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTreeSet<String> {
+    use buildd_proto::llb::{MountType, Op, op};
+    use prost::Message as _;
+    let mut ids = BTreeSet::new();
+    for bytes in &definition.def {
+        let Ok(Op {
+            op: Some(op::Op::Exec(exec)),
+            ..
+        }) = Op::decode(bytes.as_slice())
+        else {
+            continue;
+        };
+        for m in exec
+            .mounts
+            .iter()
+            .filter(|m| m.mount_type() == MountType::Cache)
+        {
+            let id = m.cache_opt.as_ref().map_or("", |c| c.id.as_str());
+            ids.insert(if id.is_empty() {
+                m.dest.clone()
+            } else {
+                id.to_owned()
+            });
+        }
+    }
+    ids
+}
+
+/// Each cache mount the build used, archived as a blob. One that is being
+/// written meanwhile (a concurrent build's RUN) is left out, with a warning.
+async fn cache_mount_blobs(
+    engine: &Engine,
+    ids: &BTreeSet<String>,
+    export: &CacheExport,
+    step: &ExportStep,
+) -> Result<Vec<CacheMountBlob>, BuildError> {
+    let mut blobs = Vec::new();
+    for id in ids {
+        let (root, id2, compression) = (engine.root.clone(), id.clone(), export.compression);
+        let blob = tokio::task::spawn_blocking(move || cache_mount_blob(&root, &id2, compression))
+            .await
+            .map_err(|e| BuildError::Internal(format!("cache mount task: {e}")))?;
+        match blob {
+            Ok(Some(b)) => {
+                step.log(&format!("cache mount {id:?}: {} bytes", b.desc.size));
+                blobs.push(b);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("cache mount {id:?} not exported: {e}");
+                step.log(&format!("WARNING: cache mount {id:?} not exported: {e}"));
+            }
+        }
+    }
+    Ok(blobs)
 }

@@ -278,3 +278,48 @@ fn one_shot_builds_share_a_local_cache_and_ignore_a_corrupt_one() {
     );
     assert_all(&third, "DONE");
 }
+
+#[test]
+fn cache_mounts_travel_only_with_cache_mounts_true() {
+    let ws = Workspace::new();
+    if !busybox_context(&ws, &["sh", "echo", "cat"]) {
+        return;
+    }
+    let mount = "RUN --mount=type=cache,target=/var/cache/app,uid=1000,mode=0700";
+    ws.dockerfile(&format!(
+        "FROM scratch\nCOPY rootfs/ /\n{mount} sh -c 'echo warm > /var/cache/app/state'\n"
+    ));
+    let with = ws.path("with-mounts");
+    let without = ws.path("without-mounts");
+    let to_with = format!("type=local,dest={},cache-mounts=true", with.display());
+    let to_without = format!("type=local,dest={}", without.display());
+    let first = ws
+        .build_in(
+            &ws.path("root-a"),
+            &["--cache-to", &to_with, "--cache-to", &to_without],
+        )
+        .success();
+    assert!(
+        first.stderr.contains("cache mount \"/var/cache/app\": "),
+        "{}",
+        first.stderr
+    );
+
+    // Another root reads the mount: seeded from the cache that carries it, empty
+    // from the one that does not.
+    ws.dockerfile(&format!(
+        "FROM scratch\nCOPY rootfs/ /\n{mount} sh -c 'cat /var/cache/app/state > /seen || echo cold > /seen'\n"
+    ));
+    for (cache, root, want) in [(&with, "root-b", "warm\n"), (&without, "root-c", "cold\n")] {
+        let out = ws.path(&format!("out-{root}"));
+        let from = format!("type=local,src={}", cache.display());
+        let dest = format!("type=local,dest={}", out.display());
+        ws.build_in(&ws.path(root), &["--cache-from", &from, "-o", &dest])
+            .success();
+        assert_eq!(
+            fs::read_to_string(out.join("seen")).unwrap(),
+            want,
+            "{root}"
+        );
+    }
+}

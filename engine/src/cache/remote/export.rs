@@ -9,7 +9,9 @@ use buildd_oci::{Descriptor, MEDIA_TYPE_MANIFEST, Manifest};
 use buildd_proto::Digest;
 use buildd_snapshot::Snapshot;
 
-use super::format::{CacheConfig, CacheRecord, InlineCache, MEDIA_TYPE_CACHE_CONFIG, Stack};
+use super::format::{
+    CacheConfig, CacheMountRecord, CacheRecord, InlineCache, MEDIA_TYPE_CACHE_CONFIG, Stack,
+};
 use super::import::RemoteResult;
 use super::spec::{CacheExport, CacheMode};
 use super::store::RemoteStore;
@@ -41,6 +43,41 @@ pub struct ExportStats {
     pub reused: usize,
 }
 
+/// A cache mount's files as a layer blob in the content store.
+#[derive(Debug, Clone)]
+pub struct CacheMountBlob {
+    pub id: String,
+    pub desc: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// Archives cache mount `id` (its first instance) into the content store;
+/// `None` when this root has no such cache.
+pub fn cache_mount_blob(
+    root: &Root,
+    id: &str,
+    compression: buildd_oci::Compression,
+) -> Result<Option<CacheMountBlob>, String> {
+    let dir = crate::ops::cache_mount_dir(&root.path, id);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut writer = root.content.writer().map_err(|e| e.to_string())?;
+    let opts = buildd_oci::LayerOptions {
+        compression,
+        source_date_epoch: None,
+    };
+    let blob = buildd_oci::write_layer(&dir, &opts, &mut writer).map_err(|e| e.to_string())?;
+    let (digest, size) = writer
+        .commit(Some(blob.digest))
+        .map_err(|e| e.to_string())?;
+    Ok(Some(CacheMountBlob {
+        id: id.to_owned(),
+        desc: Descriptor::new(blob.media_type, digest, size),
+        diff_id: blob.diff_id,
+    }))
+}
+
 /// One layer of a result: its blob, and where to get it when the content store
 /// lacks it.
 #[derive(Clone)]
@@ -59,6 +96,7 @@ pub async fn export_cache(
     spec: &CacheExport,
     store: &dyn RemoteStore,
     source_date_epoch: Option<i64>,
+    mounts: Vec<CacheMountBlob>,
 ) -> Result<ExportStats, String> {
     let final_form = layer_entries(root, result, spec.compression, source_date_epoch).await?;
     let same = |a: &Option<Entry>, b: &Option<Entry>| match (a, b) {
@@ -103,6 +141,23 @@ pub async fn export_cache(
             stack: below,
         });
     }
+
+    for m in mounts {
+        let index = *layer_index.entry(m.desc.digest.clone()).or_insert_with(|| {
+            layers.push(Entry {
+                desc: m.desc.clone(),
+                diff_id: m.diff_id,
+                from: None,
+            });
+            config.diff_ids.push(m.diff_id.to_string());
+            (layers.len() - 1) as u32
+        });
+        config.cache_mounts.push(CacheMountRecord {
+            id: m.id,
+            layer: index,
+        });
+    }
+    config.cache_mounts.sort_by(|a, b| a.id.cmp(&b.id));
 
     let mut stats = ExportStats {
         records: config.records.len(),

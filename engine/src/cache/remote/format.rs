@@ -19,6 +19,17 @@ pub struct CacheConfig {
     pub stacks: Vec<Stack>,
     /// Cache key → the stack that is its result, sorted by key.
     pub records: Vec<CacheRecord>,
+    /// `cache-mounts=true`: the content of `RUN --mount=type=cache` ids, each a
+    /// layer that seeds the mount where a builder has none yet. Sorted by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_mounts: Vec<CacheMountRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheMountRecord {
+    pub id: String,
+    /// The manifest layer holding its files.
+    pub layer: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,6 +99,8 @@ pub struct Checked {
     pub layers: Vec<CacheLayer>,
     pub stacks: Vec<Stack>,
     pub records: Vec<(Digest, Option<u32>)>,
+    /// Cache mount id → the layer that seeds it.
+    pub cache_mounts: Vec<(String, u32)>,
 }
 
 /// Checks a manifest and its config against each other, so that an imported
@@ -107,6 +120,7 @@ pub fn check(manifest: &Manifest, config: &[u8]) -> Result<Checked, String> {
                 diff_ids: image.rootfs.diff_ids,
                 stacks: inline.stacks,
                 records: inline.records,
+                cache_mounts: Vec::new(),
             }
         }
         other => return Err(format!("not a buildd cache: its config is {other:?}")),
@@ -163,9 +177,20 @@ pub fn check(manifest: &Manifest, config: &[u8]) -> Result<Checked, String> {
             Ok((key, r.stack))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let mut cache_mounts = Vec::with_capacity(config.cache_mounts.len());
+    for m in config.cache_mounts {
+        if m.layer as usize >= layers.len() {
+            return Err(format!(
+                "cache mount {:?} names a layer that is not in the manifest",
+                m.id
+            ));
+        }
+        cache_mounts.push((m.id, m.layer));
+    }
     Ok(Checked {
         layers,
         stacks: config.stacks,
         records,
+        cache_mounts,
     })
 }

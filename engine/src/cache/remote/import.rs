@@ -31,6 +31,8 @@ pub struct Source {
 #[derive(Default)]
 pub struct Imported {
     records: HashMap<Digest, (Arc<Source>, Option<u32>)>,
+    /// Cache mount id → the layer that seeds it (`cache-mounts=true`).
+    mounts: HashMap<String, (Arc<Source>, u32)>,
 }
 
 impl std::fmt::Debug for Imported {
@@ -75,6 +77,12 @@ impl Imported {
                     .entry(key)
                     .or_insert_with(|| (source.clone(), stack));
             }
+            for (id, layer) in checked.cache_mounts {
+                imported
+                    .mounts
+                    .entry(id)
+                    .or_insert_with(|| (source.clone(), layer));
+            }
         }
         imported
     }
@@ -84,6 +92,35 @@ impl Imported {
         for (k, v) in other.records {
             self.records.entry(k).or_insert(v);
         }
+        for (k, v) in other.mounts {
+            self.mounts.entry(k).or_insert(v);
+        }
+    }
+
+    /// The content of cache mount `id`, if an import holds it: its blob, fetched
+    /// into the content store.
+    pub(crate) async fn cache_mount_seed(
+        &self,
+        root: &Root,
+        id: &str,
+    ) -> Result<Option<crate::ops::CacheSeed>, String> {
+        let Some((source, layer)) = self.mounts.get(id) else {
+            return Ok(None);
+        };
+        let layer = &source.layers[*layer as usize];
+        let digest: Digest = layer.desc.digest.parse().map_err(|e| format!("{e}"))?;
+        if root.content.size(&digest) != Some(layer.desc.size) {
+            source
+                .store
+                .fetch_blob(&layer.desc, &root.content)
+                .await
+                .map_err(|e| format!("{}: layer {digest}: {e}", source.store.describe()))?;
+        }
+        Ok(Some(crate::ops::CacheSeed {
+            blob: root.content.path(&digest),
+            compression: layer.compression,
+            diff_id: layer.diff_id,
+        }))
     }
 
     pub fn len(&self) -> usize {

@@ -10,7 +10,9 @@ mod registry_store;
 mod spec;
 mod store;
 
-pub use export::{ExportStats, ResultRef, export_cache, inline_cache};
+pub use export::{
+    CacheMountBlob, ExportStats, ResultRef, cache_mount_blob, export_cache, inline_cache,
+};
 pub use format::{CacheConfig, CacheRecord, InlineCache, MEDIA_TYPE_CACHE_CONFIG, Stack};
 pub use import::{Imported, RemoteResult};
 pub use local_store::LocalStore;

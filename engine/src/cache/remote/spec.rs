@@ -41,6 +41,8 @@ pub struct CacheExport {
     pub compression: Compression,
     /// `ignore-error=true`: a failed export is a warning, not a failed build.
     pub ignore_error: bool,
+    /// `cache-mounts=true`: the build's `RUN --mount=type=cache` contents too.
+    pub cache_mounts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +138,11 @@ impl CacheExport {
             Some("true") => true,
             Some(v) => return Err(invalid(format!("ignore-error={v}: expected true or false"))),
         };
+        let cache_mounts = match attrs.remove("cache-mounts").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => return Err(invalid(format!("cache-mounts={v}: expected true or false"))),
+        };
         // Accepted for buildx compatibility; buildd's format has one form.
         attrs.remove("oci-mediatypes");
         attrs.remove("image-manifest");
@@ -147,11 +154,17 @@ impl CacheExport {
                     .to_owned(),
             ));
         }
+        if location == CacheLocation::Inline && cache_mounts {
+            return Err(invalid(
+                "cache-mounts=true is not possible inline; use type=registry".to_owned(),
+            ));
+        }
         Ok(Self {
             location,
             mode,
             compression,
             ignore_error,
+            cache_mounts,
         })
     }
 }
@@ -210,6 +223,12 @@ mod tests {
         assert_eq!(e.location, CacheLocation::Local("/tmp/c".into()));
         assert_eq!(e.mode, CacheMode::Max);
         assert_eq!(e.compression, Compression::Zstd);
+        assert!(!e.cache_mounts);
+        assert!(
+            CacheExport::parse("type=registry,ref=r,cache-mounts=true")
+                .unwrap()
+                .cache_mounts
+        );
         assert_eq!(
             CacheExport::parse("type=registry,ref=r").unwrap().mode,
             CacheMode::Min

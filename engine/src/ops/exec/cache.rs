@@ -184,13 +184,24 @@ pub(super) fn id_and_sharing(m: &Mount) -> (&str, CacheSharingOpt) {
     }
 }
 
+/// A cache mount's content from an imported cache (`cache-mounts=true`), laid
+/// into an instance when it is made.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheSeed {
+    /// The layer blob, in the content store.
+    pub blob: PathBuf,
+    pub compression: buildd_oci::Compression,
+    pub diff_id: buildd_proto::Digest,
+}
+
 /// The directory of instance `n` of cache `id`, made with the owner and mode the
-/// first mount asks for.
+/// first mount asks for, holding `seed`'s files when given.
 pub(super) fn cache_dir(
     root: &Path,
     id: &str,
     n: usize,
     opt: &CacheOpt,
+    seed: Option<&CacheSeed>,
 ) -> Result<PathBuf, OpError> {
     // Creation and set-up are one step for the runs of this process, and the
     // root's lock keeps other processes out.
@@ -218,12 +229,83 @@ pub(super) fn cache_dir(
                     fs::Permissions::from_mode(opt.mode.unwrap_or(0o755) & 0o7777),
                 )
             })
-            .and_then(|()| fs::rename(&tmp, &dir));
+            .and_then(|()| {
+                if let Some(seed) = seed {
+                    plant(seed, id, &tmp);
+                }
+                fs::rename(&tmp, &dir)
+            });
     if let Err(e) = made {
         let _ = fs::remove_dir(&tmp);
         return Err(fail(e));
     }
     Ok(dir)
+}
+
+/// Unpacks `seed` into the new instance `dir`. A seed that cannot be read or
+/// is not what its cache says is a warning: the mount starts empty, as it would
+/// without the import (its content is never part of a result's key).
+fn plant(seed: &CacheSeed, id: &str, dir: &Path) {
+    let unpacked = fs::File::open(&seed.blob)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            buildd_oci::unpack_layer(std::io::BufReader::new(f), seed.compression, dir)
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|diff_id| match diff_id == seed.diff_id {
+            true => Ok(()),
+            false => Err(format!(
+                "its content is {diff_id}, the cache says {}",
+                seed.diff_id
+            )),
+        });
+    if let Err(e) = unpacked {
+        tracing::warn!("cache mount {id:?}: not seeded from the imported cache: {e}");
+        if let Ok(entries) = fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let _ = match entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    true => fs::remove_dir_all(&p),
+                    false => fs::remove_file(&p),
+                };
+            }
+        }
+    }
+}
+
+/// Content for the cache mounts of `exec` whose instance does not exist yet,
+/// from the build's imported caches (`cache-mounts=true`), blobs fetched now.
+/// A seed that cannot be fetched is a warning: the mount starts empty.
+pub(super) async fn seeds(
+    root: &crate::root::Root,
+    exec: &buildd_proto::llb::ExecOp,
+    instances: &BTreeMap<usize, usize>,
+    ctx: &crate::solver::BuildCtx,
+) -> BTreeMap<usize, CacheSeed> {
+    let mut seeds = BTreeMap::new();
+    let Some(imports) = &ctx.cache_imports else {
+        return seeds;
+    };
+    for (&i, &n) in instances {
+        let (id, _) = id_and_sharing(&exec.mounts[i]);
+        if instance_dir(&root.path, id, n).exists() {
+            continue;
+        }
+        match imports.cache_mount_seed(root, id).await {
+            Ok(Some(seed)) => {
+                seeds.insert(i, seed);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cache mount {id:?}: not seeded from the imported cache: {e}"),
+        }
+    }
+    seeds
+}
+
+/// The directory a cache id's first instance lives in (what `cache-mounts=true`
+/// exports).
+pub(crate) fn exported_dir(root: &Path, id: &str) -> PathBuf {
+    instance_dir(root, id, 0)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod output;
 mod secrets;
 mod session;
 mod ssh;
+pub(crate) use cache::{CacheSeed, exported_dir as cache_mount_dir};
 pub(crate) use ssh::AgentProxy;
 mod user;
 
@@ -175,6 +176,7 @@ pub(crate) async fn run(
 
     // Held until the run ends: `locked` caches may wait here for other runs.
     let caches = RunCaches::acquire(&state.caches, &root.path, &exec.mounts).await;
+    let seeds = cache::seeds(&root, exec, &caches.instances, &ctx).await;
     let session = SessionMounts::prepare(&root.path, exec, &ctx).await?;
     let prepared = {
         let (root, vertex, inputs, base) = (root.clone(), vertex.clone(), inputs, base.clone());
@@ -185,6 +187,7 @@ pub(crate) async fn run(
             };
             let sources = MountSources {
                 cache_instances: &instances,
+                cache_seeds: &seeds,
                 session: &sources,
             };
             Prepared::new(&root, exec, &base, &inputs, selections, &sources)

@@ -36,6 +36,8 @@ const COPY_DIR: &str = "mnt";
 /// socket. A secret or ssh mount without a path is an optional one left out.
 pub(super) struct MountSources<'a> {
     pub(super) cache_instances: &'a BTreeMap<usize, usize>,
+    /// Content for cache mounts whose instance is new, by mount index.
+    pub(super) cache_seeds: &'a BTreeMap<usize, super::cache::CacheSeed>,
     pub(super) session: &'a BTreeMap<usize, PathBuf>,
 }
 
@@ -106,7 +108,10 @@ impl Prepared {
             let source = match m.mount_type() {
                 MountType::Cache => {
                     let instance = sources.cache_instances.get(&i).copied();
-                    Source::Cache(instance.expect("every cache mount has an instance"))
+                    Source::Cache(
+                        instance.expect("every cache mount has an instance"),
+                        sources.cache_seeds.get(&i).cloned(),
+                    )
                 }
                 MountType::Secret | MountType::Ssh => match sources.session.get(&i) {
                     Some(path) => Source::Session(path.clone()),
@@ -151,7 +156,7 @@ impl Prepared {
                     readonly: m.readonly,
                 }
             }
-            (MountType::Cache, Source::Cache(instance)) => {
+            (MountType::Cache, Source::Cache(instance, seed)) => {
                 if m.input != NO_INPUT {
                     return Err(OpError::new(format!(
                         "RUN mount {dest}: cache mounts seeded from another stage (from=) are not supported yet"
@@ -161,7 +166,7 @@ impl Prepared {
                 let opt = m.cache_opt.as_ref().unwrap_or(&default);
                 let (id, _) = id_and_sharing(m);
                 MountSpec::Bind {
-                    src: cache_dir(&root.path, id, instance, opt)?,
+                    src: cache_dir(&root.path, id, instance, opt, seed.as_ref())?,
                     dest,
                     readonly: m.readonly,
                 }
@@ -198,8 +203,8 @@ enum Source {
     /// An input of the op (or an empty directory), with the context selection its
     /// cache key hashed.
     Input(Option<Selection>),
-    /// Instance `n` of the mount's cache.
-    Cache(usize),
+    /// Instance `n` of the mount's cache, and what to fill it with if it is new.
+    Cache(usize, Option<super::cache::CacheSeed>),
     /// A secret file or agent socket set up for the run.
     Session(PathBuf),
 }
