@@ -690,28 +690,14 @@ fn cache_options(req: &SolveRequest) -> Result<(Vec<CacheImport>, Vec<CacheExpor
     Ok((from, to))
 }
 
-/// What buildx's metadata file records of an exported image: its manifest's
-/// digest and descriptor, and its config's digest (the image ID `docker load`
-/// reports and `--iidfile` takes).
+/// What buildx's metadata file records of an exported image.
 fn image_values(
     engine: &buildd_engine::Engine,
     manifest: &buildd_oci::Descriptor,
     values: &mut BTreeMap<String, String>,
 ) {
-    values.insert("containerimage.digest".to_owned(), manifest.digest.clone());
-    values.insert(
-        "containerimage.descriptor".to_owned(),
-        String::from_utf8(buildd_oci::json_blob(manifest)).expect("JSON is UTF-8"),
-    );
-    // The manifest was just written to the content store (a few KB).
-    let config = manifest
-        .digest
-        .parse::<buildd_proto::Digest>()
-        .ok()
-        .and_then(|d| std::fs::read(engine.root.content.path(&d)).ok())
-        .and_then(|bytes| serde_json::from_slice::<buildd_oci::Manifest>(&bytes).ok())
-        .map(|m| m.config.digest);
-    if let Some(config) = config {
-        values.insert("containerimage.config.digest".to_owned(), config);
-    }
+    values.extend(buildd_engine::export::image_metadata(
+        &engine.root,
+        manifest,
+    ));
 }

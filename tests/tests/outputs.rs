@@ -203,15 +203,46 @@ fn the_daemon_writes_docker_and_tar_outputs_and_the_image_id() {
 fn one_shot_builds_write_docker_and_tar_outputs() {
     let ws = two_files();
     let (docker, fs_tar) = (ws.path("image.tar"), ws.path("fs.tar"));
-    ws.build(&[
-        "-o",
-        &format!("type=docker,dest={},name=app", docker.display()),
-        "-o",
-        &format!("type=tar,dest={}", fs_tar.display()),
-    ])
-    .success();
+    let (iid, meta) = (ws.path("iid"), ws.path("meta.json"));
+    let run = ws
+        .build(&[
+            "-o",
+            &format!("type=docker,dest={},name=app", docker.display()),
+            "-o",
+            &format!("type=tar,dest={}", fs_tar.display()),
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--metadata-file",
+            meta.to_str().unwrap(),
+        ])
+        .success();
     // A Docker Hub name is written short, as docker does.
-    check_docker_archive(&docker, "app:latest");
+    let id = check_docker_archive(&docker, "app:latest");
+    // The same files as bctl writes: the config's digest, and buildx's metadata.
+    assert_eq!(fs::read_to_string(&iid).unwrap(), id);
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id, "{meta}");
+    assert_eq!(meta["containerimage.digest"], run.stdout.trim(), "{meta}");
+    assert_eq!(
+        meta["containerimage.descriptor"]["digest"],
+        meta["containerimage.digest"]
+    );
+
+    // A build that made no image has no ID to write.
+    let run = ws
+        .build(&[
+            "-o",
+            &format!("type=tar,dest={}", fs_tar.display()),
+            "--iidfile",
+            ws.path("no-iid").to_str().unwrap(),
+        ])
+        .failure();
+    assert!(
+        run.stderr.contains("--iidfile: no output"),
+        "{}",
+        run.stderr
+    );
+    assert!(!ws.path("no-iid").exists());
     check_filesystem_tar(&fs::read(&fs_tar).unwrap());
     let index: serde_json::Value =
         serde_json::from_slice(&tar_entries(&fs::read(&docker).unwrap())["index.json"].0).unwrap();

@@ -10,6 +10,7 @@
 
 mod layers;
 mod local;
+mod metadata;
 mod oci;
 mod push;
 mod spec;
@@ -18,6 +19,7 @@ mod tar;
 pub(crate) use layers::{BlobRecord, blob_key_layer};
 pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
+pub use metadata::{CONFIG_DIGEST, IMAGE_DIGEST, image_metadata, metadata_json};
 pub use oci::{BuiltImage, OciExport, build_image, export_oci, export_oci_stream};
 pub use push::push_image;
 pub use spec::{ArchiveFormat, OutputSpec, OutputSpecError, StreamSink};

@@ -29,6 +29,13 @@ pub struct BuildArgs {
     /// Store the result in the local image store under this name (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     tags: Vec<String>,
+    /// Write the image ID (its config's digest) to FILE, as docker build does.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Write the build's metadata to FILE as JSON, as buildx does
+    /// (containerimage.digest, containerimage.config.digest, containerimage.descriptor).
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// Allow an entitlement: network.host (RUN --network=host), security.insecure
     /// (RUN --security=insecure).
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
@@ -79,6 +86,7 @@ pub fn run(
         _ => None,
     };
     let (secrets, ssh) = crate::args::session(&args.secrets, &args.ssh)?;
+    let (iidfile, metadata_file) = (args.iidfile.clone(), args.metadata_file.clone());
     let context = Context::of(&args.dockerfile.context, args.dockerfile.file.as_deref())?;
     let req = BuildRequest {
         context: context.dir.clone(),
@@ -166,6 +174,24 @@ pub fn run(
             for m in &outcome.manifests {
                 println!("{}", m.digest);
             }
+            // The first image's values, as bctl takes them from the first exporter.
+            let values = outcome
+                .manifests
+                .first()
+                .map(|m| buildd_engine::export::image_metadata(&engine.root, m))
+                .unwrap_or_default();
+            if let Some(path) = &iidfile {
+                let id = values
+                    .get(buildd_engine::export::CONFIG_DIGEST)
+                    .context("--iidfile: no output of this build made an image (use -o type=oci|docker|image,push=true)")?;
+                write_atomic(path, id.as_bytes())
+                    .with_context(|| format!("cannot write iidfile {}", path.display()))?;
+            }
+            if let Some(path) = &metadata_file {
+                let text = buildd_engine::export::metadata_json(&values);
+                write_atomic(path, text.as_bytes())
+                    .with_context(|| format!("cannot write metadata file {}", path.display()))?;
+            }
             Ok(())
         }
         Err(e) => {
@@ -240,5 +266,27 @@ impl Context {
             dockerfile,
             _stdin: Some(tmp),
         })
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it,
+/// synced, then renamed over it.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
 }
