@@ -46,7 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile, in this process.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// List the images in the local image store.
     Images,
     /// Make an image from a root filesystem tarball, like `docker import`.
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     serve::init_logging(cli.debug, cli.serve.log_format, cli.command.is_none());
     let root = cli.root.unwrap_or_else(buildd_engine::root::default_root);
     let result = match cli.command {
-        Some(Command::Build(args)) => build::run(&root, args, &cli.registry, &cli.runtime),
+        Some(Command::Build(args)) => build::run(&root, *args, &cli.registry, &cli.runtime),
         Some(Command::Debug(cmd)) => match debug::run(&root, cmd) {
             Ok(code) => return code,
             Err(e) => Err(e),
