@@ -377,6 +377,7 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
 /// The error for an unexpected response status.
 pub(crate) async fn status_error(resp: Response, what: String, url: &str, host: &str) -> ErrorKind {
     let status = resp.status();
+    let retry_after = crate::retry::retry_after(&resp);
     let body = read_body(resp, limits::ERROR_BODY, &what, url)
         .await
         .unwrap_or_default();
@@ -391,6 +392,7 @@ pub(crate) async fn status_error(resp: Response, what: String, url: &str, host: 
             url: url.to_owned(),
             status: status.as_u16(),
             detail: error_detail(&body),
+            retry_after,
         },
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::reference::api_host;
+use crate::retry::RetryPolicy;
 
 /// How the client reaches registries.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,8 @@ pub struct RegistryConfig {
     /// Upload blobs in PATCH chunks of this many bytes; `None` uploads each blob with
     /// one PUT.
     pub upload_chunk_size: Option<u64>,
+    /// Retries of transient failures (connection errors, 429 and 5xx answers).
+    pub retry: RetryPolicy,
 }
 
 /// One host serving the registry API.

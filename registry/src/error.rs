@@ -64,6 +64,8 @@ pub enum ErrorKind {
         url: String,
         status: u16,
         detail: String,
+        /// The response's Retry-After, for a 429 or 503.
+        retry_after: Option<std::time::Duration>,
     },
     #[error("{what}: digest mismatch (got {actual})")]
     DigestMismatch { what: String, actual: Digest },
@@ -118,6 +120,9 @@ pub enum ErrorKind {
         what: String,
         source: std::io::Error,
     },
+    /// A transient failure that persisted through every try.
+    #[error("{last} (after {attempts} attempts)")]
+    Attempts { attempts: u32, last: Box<ErrorKind> },
     #[error("{what}: {url}: bad upload location {location:?}")]
     Location {
         what: String,
@@ -127,6 +132,14 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The error itself, or the last one of an operation tried several times.
+    pub fn last(&self) -> &ErrorKind {
+        match self {
+            ErrorKind::Attempts { last, .. } => last,
+            other => other,
+        }
+    }
+
     pub(crate) fn during(self, action: Action, image: String) -> Error {
         Error {
             action,

@@ -6,7 +6,8 @@
 //!   bearer-token challenges with credentials from a [`CredentialSource`] such as
 //!   [`DockerConfig`], caching tokens per registry and scope.
 //! - [`RegistryConfig`]: plain HTTP for loopback and insecure registries, and mirrors
-//!   tried before a registry for pulls.
+//!   tried before a registry for pulls, and [`RetryPolicy`]: transient failures
+//!   (connection errors, 429 and 5xx answers) tried again with backoff.
 //! - [`limits`]: caps on manifests, configs and token responses read into memory.
 
 mod auth;
@@ -21,6 +22,7 @@ mod platform;
 mod pull;
 mod push;
 mod reference;
+mod retry;
 
 pub use auth::{Challenge, parse_challenges};
 pub use client::{Client, InitError};
@@ -35,3 +37,4 @@ pub use platform::{platform_string, select};
 pub use pull::{FetchedManifest, Resolved};
 pub use push::{BlobPush, BlobSource};
 pub use reference::{DOCKER_HUB, DOCKER_HUB_API, RefError, Reference, api_host};
+pub use retry::RetryPolicy;

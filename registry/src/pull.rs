@@ -1,5 +1,7 @@
 //! Pulls: manifests resolved for a platform and blobs streamed with verification,
-//! from the registry's mirrors first and then its origin.
+//! from the registry's mirrors first and then its origin. A mirror that fails is
+//! left for the next endpoint at once; the origin is tried again on transient
+//! failures (a blob only while none of it has been written).
 
 use std::io::Write;
 
@@ -15,6 +17,7 @@ use crate::limits;
 use crate::manifest::{self, ManifestKind, kind_of, parse_digest};
 use crate::platform::{platform_string, select};
 use crate::reference::Reference;
+use crate::retry::Backoff;
 
 /// Manifest bytes as the registry served them, verified against their digest.
 #[derive(Debug, Clone)]
@@ -42,13 +45,21 @@ impl Client {
     /// Fetches the manifest or index a reference names (by digest when pinned).
     pub async fn fetch_manifest(&self, r: &Reference) -> Result<FetchedManifest, Error> {
         let reference = r.manifest_ref();
+        let what = format!("manifest {reference}");
+        let mut backoff = Backoff::new(&self.config.retry);
         for ep in self.config.pull_endpoints(&r.registry) {
-            match self.manifest_at(&ep, r, &reference).await {
-                Ok(m) => return Ok(m),
-                Err(e) if ep.mirror => {
-                    tracing::warn!(mirror = %ep.host, image = %r, "mirror failed, trying next: {e}");
+            loop {
+                match self.manifest_at(&ep, r, &reference).await {
+                    Ok(m) => return Ok(m),
+                    Err(e) if ep.mirror => {
+                        tracing::warn!(mirror = %ep.host, image = %r, "mirror failed, trying next: {e}");
+                        break;
+                    }
+                    Err(e) => backoff
+                        .wait(e, &what)
+                        .await
+                        .map_err(|e| e.during(Action::Pulling, r.name()))?,
                 }
-                Err(e) => return Err(e.during(Action::Pulling, r.name())),
             }
         }
         unreachable!("the origin endpoint is always last and returns")
@@ -129,17 +140,23 @@ impl Client {
         let fail = |k: ErrorKind| k.during(Action::Pulling, r.name());
         let expected = parse_digest(&desc.digest).map_err(fail)?;
         let what = blob_what(&desc.media_type, &desc.digest);
+        let mut backoff = Backoff::new(&self.config.retry);
         for ep in self.config.pull_endpoints(&r.registry) {
-            let mut wrote = false;
-            match self
-                .blob_at(&ep, r, desc, expected, &what, sink, &mut wrote)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) if ep.mirror && !wrote => {
-                    tracing::warn!(mirror = %ep.host, image = %r, "mirror failed, trying next: {e}");
+            loop {
+                let mut wrote = false;
+                match self
+                    .blob_at(&ep, r, desc, expected, &what, sink, &mut wrote)
+                    .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(e) if ep.mirror && !wrote => {
+                        tracing::warn!(mirror = %ep.host, image = %r, "mirror failed, trying next: {e}");
+                        break;
+                    }
+                    // The sink cannot be rewound.
+                    Err(e) if wrote => return Err(fail(e)),
+                    Err(e) => backoff.wait(e, &what).await.map_err(fail)?,
                 }
-                Err(e) => return Err(fail(e)),
             }
         }
         unreachable!("the origin endpoint is always last and returns")

@@ -1,5 +1,6 @@
 //! Pushes: blobs (existence check, cross-repository mount, monolithic or chunked
-//! upload) and manifests, always to the registry's origin.
+//! upload) and manifests, always to the registry's origin. Transient failures are
+//! tried again; a blob upload then starts over with a new upload session.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::config::Endpoint;
 use crate::error::{Action, Error, ErrorKind, blob_what};
 use crate::manifest::parse_digest;
 use crate::reference::Reference;
+use crate::retry::Backoff;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -51,15 +53,14 @@ impl Client {
         let digest = parse_digest(&desc.digest).map_err(fail)?;
         let ep = self.config.origin(&r.registry);
         let scopes = [push_scope(&r.repository)];
-        self.exists_at(
-            &ep,
-            &scopes,
-            r,
-            digest,
-            &blob_what(&desc.media_type, &desc.digest),
-        )
-        .await
-        .map_err(fail)
+        let what = blob_what(&desc.media_type, &desc.digest);
+        let mut backoff = Backoff::new(&self.config.retry);
+        loop {
+            match self.exists_at(&ep, &scopes, r, digest, &what).await {
+                Ok(found) => return Ok(found),
+                Err(e) => backoff.wait(e, &what).await.map_err(fail)?,
+            }
+        }
     }
 
     /// Pushes a blob unless the repository has it, mounting it from `mount_from` (a
@@ -100,7 +101,13 @@ impl Client {
             what,
             source,
         };
-        self.upload(&up, r, mount_from).await.map_err(fail)
+        let mut backoff = Backoff::new(&self.config.retry);
+        loop {
+            match self.upload(&up, r, mount_from).await {
+                Ok(pushed) => return Ok(pushed),
+                Err(e) => backoff.wait(e, &up.what).await.map_err(fail)?,
+            }
+        }
     }
 
     /// Puts a manifest under the reference's tag (or its digest when it has no tag)
@@ -126,18 +133,23 @@ impl Client {
         let url = format!("{}/v2/{}/manifests/{target}", ep.base_url(), r.repository);
         let scopes = [push_scope(&r.repository)];
         let what = format!("manifest {digest}");
-        let resp = self
-            .send(&ep, &scopes, &url, &|http| {
-                Ok(http
-                    .put(&url)
-                    .header(CONTENT_TYPE, media_type)
-                    .body(bytes.to_vec()))
-            })
-            .await
-            .map_err(fail)?;
-        if !resp.status().is_success() {
-            return Err(fail(status_error(resp, what, &url, &ep.host).await));
-        }
+        let mut backoff = Backoff::new(&self.config.retry);
+        let resp = loop {
+            let sent = self
+                .send(&ep, &scopes, &url, &|http| {
+                    Ok(http
+                        .put(&url)
+                        .header(CONTENT_TYPE, media_type)
+                        .body(bytes.to_vec()))
+                })
+                .await;
+            let err = match sent {
+                Ok(resp) if resp.status().is_success() => break resp,
+                Ok(resp) => status_error(resp, what.clone(), &url, &ep.host).await,
+                Err(e) => e,
+            };
+            backoff.wait(err, &what).await.map_err(fail)?;
+        };
         if let Some(served) = resp
             .headers()
             .get("docker-content-digest")

@@ -1,19 +1,20 @@
-//! Against scripted registries: tampered content, the bearer token flow, and
-//! mirror fallback.
+//! Against scripted registries: tampered content, the bearer token flow, mirror
+//! fallback, and retries of transient failures.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use buildd_registry::{
-    Client, Credential, CredentialSource, ErrorKind, NoCredentials, RegistryConfig,
-    StaticCredentials,
+    BlobSource, Client, Credential, CredentialSource, ErrorKind, NoCredentials, RegistryConfig,
+    RetryPolicy, StaticCredentials,
 };
 use common::fake::{FakeServer, Request, Response};
-use common::{TestImage, image, reference};
+use common::{TestImage, image, push_image, reference};
 
 fn client(config: RegistryConfig, creds: impl CredentialSource + 'static) -> Client {
     Client::new(config, Arc::new(creds)).unwrap()
@@ -346,7 +347,7 @@ async fn mirrors_are_tried_first_and_fall_back_to_the_origin() {
     let mirror =
         FakeServer::start(move |req| serve(req, "library/app", &served, &BTreeMap::new())).await;
     let dead_origin = closed_port_host();
-    let mut config = RegistryConfig::default();
+    let mut config = quick_retries(2);
     config.mirrors.insert(
         dead_origin.clone(),
         vec![format!("http://{}", mirror.host())],
@@ -363,8 +364,10 @@ async fn mirrors_are_tried_first_and_fall_back_to_the_origin() {
         .fetch_manifest(&reference(&format!("{dead_origin}/library/gone:v1")))
         .await;
     let err = err.unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::Http { .. }), "{err}");
+    assert!(matches!(err.kind.last(), ErrorKind::Http { .. }), "{err}");
     assert!(err.to_string().contains(&dead_origin), "{err}");
+    // The mirror is asked once, the origin (refusing connections) twice.
+    assert!(err.to_string().ends_with("(after 2 attempts)"), "{err}");
 }
 
 /// `len` bytes of JSON whitespace around an empty object: valid, and as large as
@@ -514,4 +517,222 @@ async fn token_responses_over_the_cap_are_refused() {
         )
     );
     assert_eq!(tokens.requests().len(), 1);
+}
+
+/// A client config that retries `attempts` times in all, without waiting long.
+fn quick_retries(attempts: u32) -> RegistryConfig {
+    RegistryConfig {
+        retry: RetryPolicy {
+            attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(20),
+        },
+        ..Default::default()
+    }
+}
+
+/// A request a [`PushRegistry`] answers with a fault: method and a part of the path.
+type Fault = (&'static str, &'static str, Response);
+
+/// A registry keeping pushed blobs and manifests in memory, answering a request
+/// with the first unused fault that matches it instead.
+#[derive(Default)]
+struct PushRegistry {
+    blobs: BTreeMap<String, Vec<u8>>,
+    manifests: BTreeMap<String, (String, Vec<u8>)>,
+    uploads: usize,
+    faults: Vec<Fault>,
+}
+
+impl PushRegistry {
+    async fn start(faults: Vec<Fault>) -> (FakeServer, Arc<Mutex<PushRegistry>>) {
+        let state = Arc::new(Mutex::new(PushRegistry {
+            faults,
+            ..Default::default()
+        }));
+        let shared = Arc::clone(&state);
+        let server = FakeServer::start(move |req| shared.lock().unwrap().answer(req)).await;
+        (server, state)
+    }
+
+    fn answer(&mut self, req: &Request) -> Response {
+        let path = req.path().to_owned();
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|(m, p, _)| *m == req.method && path.contains(p))
+        {
+            return self.faults.remove(i).2;
+        }
+        let not_found = Response::new(404);
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            // An upload session: PUT /upload/N?digest=D.
+            let digest = req.query("digest").pop().unwrap_or_default();
+            if req.method != "PUT" || digest != buildd_proto::Digest::of(&req.body).to_string() {
+                return Response::new(400).body(r#"{"errors":[{"code":"DIGEST_INVALID"}]}"#);
+            }
+            self.blobs.insert(digest, req.body.clone());
+            return Response::new(201);
+        };
+        if rest.ends_with("/blobs/uploads/") && req.method == "POST" {
+            self.uploads += 1;
+            return Response::new(202).header("Location", &format!("/upload/{}", self.uploads));
+        }
+        if let Some((_, digest)) = rest.split_once("/blobs/") {
+            return match (self.blobs.get(digest), req.method.as_str()) {
+                (Some(_), "HEAD") => Response::new(200),
+                (Some(b), "GET") => Response::new(200).body(b.clone()),
+                _ => not_found,
+            };
+        }
+        if let Some((_, tag)) = rest.split_once("/manifests/") {
+            if req.method == "PUT" {
+                let media_type = req.header("content-type").unwrap_or_default().to_owned();
+                let digest = buildd_proto::Digest::of(&req.body).to_string();
+                self.manifests
+                    .insert(tag.to_owned(), (media_type, req.body.clone()));
+                return Response::new(201).header("Docker-Content-Digest", &digest);
+            }
+            if let Some((media_type, bytes)) = self.manifests.get(tag) {
+                return Response::new(200)
+                    .header("Content-Type", media_type)
+                    .body(bytes.clone());
+            }
+        }
+        not_found
+    }
+}
+
+fn count(server: &FakeServer, method: &str, path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path().contains(path))
+        .count()
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_push_and_pull_succeed() {
+    let img = test_image();
+    let (server, state) = PushRegistry::start(vec![
+        (
+            "HEAD",
+            "/blobs/",
+            Response::new(503).header("Retry-After", "0"),
+        ),
+        ("POST", "/blobs/uploads/", Response::new(503)),
+        // Gone mid-upload: the next try starts a new session.
+        ("PUT", "/upload/", Response::dropped()),
+        ("PUT", "/manifests/", Response::new(502)),
+        (
+            "PUT",
+            "/manifests/",
+            Response::new(429).header("Retry-After", "0"),
+        ),
+        ("GET", "/manifests/", Response::new(504)),
+        ("GET", "/blobs/", Response::dropped()),
+    ])
+    .await;
+    let c = client(quick_retries(5), NoCredentials);
+    let r = reference(&format!("{}/team/app:v1", server.host()));
+    push_image(&c, &r, &img).await;
+    assert_eq!(state.lock().unwrap().faults.len(), 2, "push faults unused");
+
+    // The first blob took four tries, one session each after its HEAD succeeded.
+    assert_eq!(count(&server, "HEAD", "/blobs/"), img.blobs.len() + 3);
+    assert_eq!(
+        count(&server, "POST", "/blobs/uploads/"),
+        img.blobs.len() + 2
+    );
+    assert_eq!(count(&server, "PUT", "/upload/"), img.blobs.len() + 1);
+    assert_eq!(count(&server, "PUT", "/manifests/"), 3);
+    for (desc, bytes) in &img.blobs {
+        assert_eq!(state.lock().unwrap().blobs.get(&desc.digest), Some(bytes));
+    }
+
+    let resolved = c.resolve(&r, &buildd_oci::host_platform()).await.unwrap();
+    assert_eq!(resolved.digest, img.digest);
+    for (desc, bytes) in &img.blobs {
+        assert_eq!(&c.fetch_blob_bytes(&r, desc).await.unwrap(), bytes);
+    }
+    assert!(state.lock().unwrap().faults.is_empty());
+    assert_eq!(count(&server, "GET", "/manifests/"), 2);
+}
+
+#[tokio::test]
+async fn permanent_failures_are_not_retried_and_exhausted_retries_say_so() {
+    let img = test_image();
+    let (desc, bytes) = img.blobs[1].clone();
+    let source = BlobSource::Bytes(bytes.clone());
+    let bad_request =
+        Response::new(400).body(r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"no"}]}"#);
+    let (server, _) = PushRegistry::start(vec![("POST", "/blobs/uploads/", bad_request)]).await;
+    let c = client(quick_retries(3), NoCredentials);
+    let r = reference(&format!("{}/team/app:v1", server.host()));
+    let err = c.push_blob(&r, &desc, &source, None).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Status { status: 400, .. }),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("attempts"), "{err}");
+    assert_eq!(count(&server, "POST", "/blobs/uploads/"), 1);
+
+    // A registry that stays unavailable: every try is made, and the error says so.
+    let unavailable = || ("POST", "/blobs/uploads/", Response::new(503));
+    let (server, _) = PushRegistry::start(vec![unavailable(), unavailable(), unavailable()]).await;
+    let r = reference(&format!("{}/team/app:v1", server.host()));
+    let err = c.push_blob(&r, &desc, &source, None).await.unwrap_err();
+    assert!(
+        matches!(
+            &err.kind,
+            ErrorKind::Attempts { attempts: 3, last } if matches!(**last, ErrorKind::Status { status: 503, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pushing {0}/team/app: layer {1}: http://{0}/v2/team/app/blobs/uploads/ answered 503 \
+             (after 3 attempts)",
+            server.host(),
+            desc.digest
+        )
+    );
+    assert_eq!(count(&server, "POST", "/blobs/uploads/"), 3);
+
+    // Content that does not match its digest is not fetched again.
+    let mut tampered = bytes.clone();
+    tampered[0] ^= 0xff;
+    let (server, _) =
+        PushRegistry::start(vec![("GET", "/blobs/", Response::new(200).body(tampered))]).await;
+    let r = reference(&format!("{}/team/app:v1", server.host()));
+    let err = c.fetch_blob_bytes(&r, &desc).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::DigestMismatch { .. }),
+        "{err}"
+    );
+    assert_eq!(count(&server, "GET", "/blobs/"), 1);
+}
+
+#[tokio::test]
+async fn a_blob_partly_written_is_not_fetched_again() {
+    let img = test_image();
+    let (desc, bytes) = img.blobs[1].clone();
+    // The whole length announced, half sent: a transport error after bytes arrived.
+    let short = Response::new(200)
+        .header("Content-Length", &bytes.len().to_string())
+        .body(bytes[..bytes.len() / 2].to_vec())
+        .close_delimited();
+    let (server, state) = PushRegistry::start(vec![("GET", "/blobs/", short)]).await;
+    state
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(desc.digest.clone(), bytes);
+    let c = client(quick_retries(3), NoCredentials);
+    let r = reference(&format!("{}/team/app:v1", server.host()));
+    let mut sink = Vec::new();
+    let err = c.fetch_blob(&r, &desc, &mut sink).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Http { .. }), "{err}");
+    assert_eq!(count(&server, "GET", "/blobs/"), 1);
 }

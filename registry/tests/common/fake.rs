@@ -68,6 +68,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Send no Content-Length: the body ends when the connection closes.
     pub close_delimited: bool,
+    /// Close the connection without answering.
+    pub dropped: bool,
 }
 
 impl Response {
@@ -77,6 +79,15 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             close_delimited: false,
+            dropped: false,
+        }
+    }
+
+    /// No answer at all: the connection is closed after the request is read.
+    pub fn dropped() -> Self {
+        Self {
+            dropped: true,
+            ..Self::new(0)
         }
     }
 
@@ -120,7 +131,9 @@ impl FakeServer {
                         let (req, mut conn) = req;
                         let resp = handler(&req);
                         log.lock().unwrap().push(req);
-                        let _ = write_response(&mut conn, &resp).await;
+                        if !resp.dropped {
+                            let _ = write_response(&mut conn, &resp).await;
+                        }
                     }
                 });
             }
