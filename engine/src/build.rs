@@ -16,7 +16,7 @@ use crate::cache::remote::{CacheExport, CacheImport, CacheLocation, Imported, Re
 use crate::engine::Engine;
 use crate::export::{
     ArchiveFormat, ExportError, OciExport, OutputSpec, build_image, export_local, export_oci,
-    export_oci_stream, export_tar, push_image,
+    export_oci_stream, export_tar, push_image, record_blob_sources,
 };
 use crate::images::{ImageRecord, normalize_name, now_rfc3339};
 use crate::ops::Ref;
@@ -235,6 +235,14 @@ pub async fn build(
     };
     buildd_fsutil::dockerignore::PatternMatcher::new(&input.dockerignore)
         .map_err(|e| BuildError::Dockerignore(e.to_string()))?;
+    let resolver = match &req.resolver {
+        Some(r) => r.clone(),
+        None => Arc::new(BuildResolver::new(
+            engine.root.images.clone(),
+            registry.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+    };
     let opts = BuildOptions {
         dockerfile_name: input.dockerfile_name,
         target: req.target.clone(),
@@ -242,14 +250,7 @@ pub async fn build(
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: input.dockerignore,
         platform: buildd_oci::host_platform(),
-        resolver: Some(match &req.resolver {
-            Some(r) => r.clone(),
-            None => Arc::new(BuildResolver::new(
-                engine.root.images.clone(),
-                registry.clone(),
-                tokio::runtime::Handle::current(),
-            )),
-        }),
+        resolver: Some(resolver.clone()),
     };
     // Off the async threads: resolving a base image may wait for a registry.
     let dockerfile = input.dockerfile;
@@ -257,6 +258,9 @@ pub async fn build(
         tokio::task::spawn_blocking(move || buildd_frontend::compile(&dockerfile, &opts))
             .await
             .map_err(|e| BuildError::Internal(format!("frontend task: {e}")))??;
+    for (r, blobs) in resolver.blob_sources() {
+        record_blob_sources(engine.root.index.as_ref(), &r, &blobs)?;
+    }
     let imports = import_caches(
         engine,
         &req.cache_from,
@@ -456,6 +460,7 @@ pub async fn export_result(
             image,
             out,
             exports.source_date_epoch,
+            &|line| step.log(line),
         )
         .await;
         step.finish(result.as_ref().map(Option::as_ref));
@@ -502,6 +507,7 @@ async fn export_output(
     image: &ImageConfig,
     spec: &OutputSpec,
     epoch: Option<i64>,
+    log: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<Descriptor>, BuildError> {
     let root = engine.root.clone();
     let (snap, image, spec) = (snapshot.clone(), image.clone(), spec.clone());
@@ -537,7 +543,9 @@ async fn export_output(
     .await
     .map_err(task)??;
     match registry {
-        Some(registry) => Ok(Some(push_image(&root, &registry, &name, &built).await?)),
+        Some(registry) => Ok(Some(
+            push_image(&root, &registry, &name, &built, log).await?,
+        )),
         None => Ok(Some(built.manifest)),
     }
 }

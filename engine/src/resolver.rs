@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use buildd_frontend::{ImageResolver, ResolvedImage};
 use buildd_oci::{ImageConfig, Platform};
+use buildd_proto::Digest;
 use buildd_registry::{Client, Reference};
 use tokio::runtime::Handle;
 
@@ -22,6 +23,9 @@ pub struct BuildResolver {
     /// thread (the frontend is synchronous).
     pub handle: Handle,
     answers: Mutex<HashMap<(String, String), ResolvedImage>>,
+    /// The blobs (config and layers) of each image resolved in a registry, by the
+    /// reference resolved: a push to that registry can mount them from there.
+    sources: Mutex<Vec<(Reference, Vec<Digest>)>>,
 }
 
 impl std::fmt::Debug for BuildResolver {
@@ -39,7 +43,13 @@ impl BuildResolver {
             registry,
             handle,
             answers: Mutex::default(),
+            sources: Mutex::default(),
         }
+    }
+
+    /// What [`BuildResolver::sources`] collected: repositories and blobs they hold.
+    pub fn blob_sources(&self) -> Vec<(Reference, Vec<Digest>)> {
+        self.sources.lock().expect("not poisoned").clone()
     }
 
     fn resolve_uncached(
@@ -80,6 +90,15 @@ impl BuildResolver {
             .map_err(|e| format!("not in the local image store, and {e}"))?;
         let config: ImageConfig = serde_json::from_slice(&config)
             .map_err(|e| format!("{reference}: image config is not valid: {e}"))?;
+        let manifest = &resolved.manifest;
+        let blobs = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .filter_map(|d| d.digest.parse().ok())
+            .collect();
+        self.sources
+            .lock()
+            .expect("not poisoned")
+            .push((parsed.clone(), blobs));
         let pinned = parsed.with_digest(resolved.root_digest);
         Ok(ResolvedImage {
             reference: pinned.to_string(),

@@ -227,3 +227,96 @@ async fn basic_auth_registry_needs_the_right_credentials() {
         .await
         .unwrap();
 }
+
+/// The lines the export steps logged.
+fn export_log(events: &[ProgressEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ProgressEvent::Log { data, .. } => Some(String::from_utf8_lossy(data).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How the push log shows a layer: `sha256:` and 12 hex digits.
+fn short(digest: &str) -> &str {
+    &digest[..19]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_mount_base_layers_from_the_repository_they_came_from() {
+    let Some(f) = fixture() else { return };
+    if !registry_available() {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let owner = engine_in(&f, "mount-owner");
+    let base = format!("{host}/team/base:1");
+    let events = build_to(
+        &owner,
+        &f.ctx(),
+        "FROM scratch\nCOPY rootfs/ /\n",
+        push(&base),
+    )
+    .await
+    .unwrap();
+    let client = Client::new(RegistryConfig::default(), Arc::new(NoCredentials)).unwrap();
+    let platform = buildd_oci::host_platform();
+    let resolved = client
+        .resolve(&base.parse().unwrap(), &platform)
+        .await
+        .unwrap();
+    let layer = resolved.manifest.layers[0].digest.clone();
+    let log = export_log(&events);
+    assert!(
+        log.contains(&format!("{}: pushed ", short(&layer))),
+        "{log}"
+    );
+
+    // A fresh root resolves the base in the registry and mounts its layer from
+    // there; only the new layer and the config are uploaded.
+    fs::write(f.ctx().join("extra"), "extra\n").unwrap();
+    let dockerfile = format!("FROM {base}\nCOPY extra /extra\n");
+    let puller = engine_in(&f, "mount-puller");
+    let app = format!("{host}/team/app:1");
+    let events = build_to(&puller, &f.ctx(), &dockerfile, push(&app))
+        .await
+        .unwrap();
+    let log = export_log(&events);
+    assert!(
+        log.contains(&format!("{}: mounted from team/base", short(&layer))),
+        "{log}"
+    );
+    assert_eq!(log.matches(": pushed ").count(), 2, "{log}");
+    let pushed = client
+        .resolve(&app.parse().unwrap(), &platform)
+        .await
+        .unwrap();
+    assert_eq!(pushed.manifest.layers[0].digest, layer);
+    let mut blob = Vec::new();
+    client
+        .fetch_blob(&app.parse().unwrap(), &pushed.manifest.layers[0], &mut blob)
+        .await
+        .unwrap();
+
+    // The owner's root finds the base in its image store, not the registry: the
+    // push of the base remembered where its layer is.
+    let other = format!("{host}/other:1");
+    let events = build_to(&owner, &f.ctx(), &dockerfile, push(&other))
+        .await
+        .unwrap();
+    let log = export_log(&events);
+    assert!(
+        log.contains(&format!("{}: mounted from team/base", short(&layer))),
+        "{log}"
+    );
+
+    // Pushed again, everything is there.
+    let events = build_to(&puller, &f.ctx(), &dockerfile, push(&app))
+        .await
+        .unwrap();
+    let log = export_log(&events);
+    assert_eq!(log.matches(": exists").count(), 3, "{log}");
+}

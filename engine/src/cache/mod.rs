@@ -25,14 +25,18 @@ pub enum Table {
     LayerBlobs,
     /// file stat key → content digest, so warm builds do not re-read unchanged files
     FileHashes,
+    /// registry + blob digest → a repository there holding the blob, for pushes to
+    /// mount it from
+    BlobSources,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Results,
         Table::Snapshots,
         Table::LayerBlobs,
         Table::FileHashes,
+        Table::BlobSources,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Table {
             Table::Snapshots => "snapshots",
             Table::LayerBlobs => "layer-blobs",
             Table::FileHashes => "file-hashes",
+            Table::BlobSources => "blob-sources",
         }
     }
 }

@@ -21,7 +21,7 @@ pub use layers::{ImageLayers, image_layers, record_layer_blob};
 pub use local::export_local;
 pub use metadata::{CONFIG_DIGEST, IMAGE_DIGEST, image_metadata, metadata_json};
 pub use oci::{BuiltImage, OciExport, build_image, export_oci, export_oci_stream};
-pub use push::push_image;
+pub use push::{push_image, record_blob_sources};
 pub use spec::{ArchiveFormat, OutputSpec, OutputSpecError, StreamSink};
 pub use tar::export_tar;
 
