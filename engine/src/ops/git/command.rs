@@ -46,10 +46,12 @@ impl Git {
             .map_err(|e| fail(&e))?;
         let mut config = Vec::new();
         if let Some(header) = auth_header(spec, ctx).await? {
+            // For this remote's origin only (git matches the port too), so
+            // submodules elsewhere never see the token.
             let scheme = spec.url.split_once("://").map_or("https", |(s, _)| s);
-            let host = spec.host().unwrap_or_default();
+            let origin = spec.host_port().unwrap_or_default();
             config.push((
-                format!("http.{scheme}://{host}/.extraheader"),
+                format!("http.{scheme}://{origin}/.extraheader"),
                 Zeroizing::new(header),
             ));
         }
@@ -157,8 +159,13 @@ async fn auth_header(spec: &Spec, ctx: &BuildCtx) -> Result<Option<String>, OpEr
     if !spec.url.to_ascii_lowercase().starts_with("http") {
         return Ok(None);
     }
+    let host_port = spec.host_port().unwrap_or(host);
     for (name, token) in [("GIT_AUTH_HEADER", false), ("GIT_AUTH_TOKEN", true)] {
-        for id in [format!("{name}.{host}"), name.to_owned()] {
+        let mut ids = vec![format!("{name}.{host}"), name.to_owned()];
+        if host_port != host {
+            ids.insert(0, format!("{name}.{host_port}"));
+        }
+        for id in ids {
             let value = secrets
                 .get(&id)
                 .await

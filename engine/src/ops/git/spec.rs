@@ -85,11 +85,16 @@ impl Spec {
         u.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("ssh://")) || !u.contains("://")
     }
 
-    /// The remote's host, for per-host credentials (`GIT_AUTH_TOKEN.HOST`).
-    pub(crate) fn host(&self) -> Option<&str> {
+    /// The remote's `host[:port]`, without user information.
+    pub(crate) fn host_port(&self) -> Option<&str> {
         let rest = self.url.split_once("://")?.1;
         let authority = rest.split('/').next()?;
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        Some(authority.rsplit_once('@').map_or(authority, |(_, h)| h))
+    }
+
+    /// The remote's host, for per-host credentials (`GIT_AUTH_TOKEN.HOST`).
+    pub(crate) fn host(&self) -> Option<&str> {
+        let host_port = self.host_port()?;
         Some(host_port.split(':').next().unwrap_or(host_port))
     }
 
