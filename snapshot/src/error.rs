@@ -87,10 +87,6 @@ pub enum FileOpErrorKind {
     RemoveRoot,
     #[error("no source files matched")]
     NoMatch,
-    #[error("unknown user {0:?}")]
-    UnknownUser(String),
-    #[error("unknown group {0:?}")]
-    UnknownGroup(String),
     #[error("invalid pattern {0:?}")]
     BadPattern(String),
     #[error("input index {0} is out of range")]

@@ -1,6 +1,8 @@
 //! Conformance with BuildKit: builds the golden cases of
-//! `../shared/conformance/golden` and compares the image's filesystem (diffed
-//! against its base) and config with what BuildKit produced.
+//! `../shared/conformance/golden` and the project's own `tests/parity/cases`
+//! (generated with the reference BuildKit, see tests/parity/README.md), and
+//! compares the image's filesystem (diffed against its base) and config with
+//! what BuildKit produced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -60,6 +62,27 @@ golden_cases! {
     stages => "stages",
 }
 
+/// The project's own cases, one per BuildKit behaviour of issue 13's classes.
+macro_rules! parity_cases {
+    ($($test:ident => $case:literal,)*) => {$(
+        #[test]
+        fn $test() {
+            if can_run_busybox() {
+                conform_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("parity/cases").join($case));
+            }
+        }
+    )*};
+}
+
+parity_cases! {
+    parity_onbuild_final => "onbuild-final",
+    parity_workdir_slash => "workdir-slash",
+    parity_workdir_user => "workdir-user",
+    parity_workdir_forms => "workdir-forms",
+    parity_workdir_known_user => "workdir-known-user",
+    parity_chown_names => "chown-names",
+}
+
 /// The golden folder, or `None` (said why through `buildd_testkit`) when the tools
 /// or data are missing.
 fn golden() -> Option<PathBuf> {
@@ -74,12 +97,16 @@ fn golden() -> Option<PathBuf> {
 
 fn conform(case: &str) {
     let Some(golden) = golden() else { return };
-    let case_dir = golden.join("cases").join(case);
+    conform_dir(&golden.join("cases").join(case));
+}
+
+fn conform_dir(case_dir: &Path) {
+    let case = case_dir.file_name().unwrap().to_string_lossy();
     let ws = Workspace::new();
     let base_fs = build_base(&ws);
 
     let ctx = ws.ctx();
-    prepare_context(&case_dir, &ctx);
+    prepare_context(case_dir, &ctx);
     let out = ws.path("out");
     let layout = ws.path("layout");
     buildd(

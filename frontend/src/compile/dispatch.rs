@@ -441,7 +441,13 @@ impl Dispatcher<'_, '_, '_> {
             );
         }
         self.workdir_set = true;
-        let wd = resolve_path(self.workdir(), &p);
+        // As BuildKit: an absolute path is kept as written (`/a/b/` stays so in
+        // the config); a relative one is joined to the current one and cleaned.
+        let wd = if p.starts_with('/') {
+            p.to_string()
+        } else {
+            resolve_path(self.workdir(), &p)
+        };
         self.image.config.working_dir = wd.clone();
         if wd == "/" {
             self.history(true, || format!("WORKDIR {wd}"));

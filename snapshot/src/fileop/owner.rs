@@ -9,6 +9,11 @@ use crate::view::LayeredView;
 
 /// The uid/gid `opt` asks for, or None when it asks for nothing. A user without a
 /// group gets the user's primary group when named, or the same number as its uid.
+///
+/// As BuildKit's file ops: a name the filesystem's `/etc/passwd` does not have
+/// (or a filesystem without one) is uid 0 and gid 0, and a group name `/etc/group`
+/// does not have leaves the gid as the user gave it. Neither is an error: a
+/// `WORKDIR` under a `USER` the base does not know builds (issue 13).
 pub(crate) fn resolve(
     view: &LayeredView<'_>,
     opt: Option<&ChownOpt>,
@@ -20,7 +25,7 @@ pub(crate) fn resolve(
             .map(|f| (parse_id(f.get(2)), parse_id(f.get(3))))
             .and_then(|(u, g)| Some((u?, g?)))
             .or_else(|| numeric(&opt.user_name).map(|n| (n, n)))
-            .ok_or_else(|| FileOpErrorKind::UnknownUser(opt.user_name.clone()))?;
+            .unwrap_or((0, 0));
         (uid, gid) = (Some(u), Some(g));
     } else if let Some(u) = opt.uid {
         (uid, gid) = (Some(u), Some(u));
@@ -28,9 +33,8 @@ pub(crate) fn resolve(
     if !opt.group_name.is_empty() {
         let g = lookup(view, "/etc/group", &opt.group_name)?
             .and_then(|f| parse_id(f.get(2)))
-            .or_else(|| numeric(&opt.group_name))
-            .ok_or_else(|| FileOpErrorKind::UnknownGroup(opt.group_name.clone()))?;
-        gid = Some(g);
+            .or_else(|| numeric(&opt.group_name));
+        gid = g.or(gid).or(Some(0));
     } else if let Some(g) = opt.gid {
         gid = Some(g);
     }
@@ -108,9 +112,13 @@ mod tests {
         assert_eq!(r(opt(None, None, "", "staff")).unwrap(), Some((0, 50)));
         assert_eq!(r(opt(None, None, "", "")).unwrap(), None);
         assert_eq!(resolve(&view, None).unwrap(), None);
-        let e = r(opt(None, None, "nobody", "")).unwrap_err();
-        assert_eq!(e.to_string(), "unknown user \"nobody\"");
-        let e = r(opt(None, None, "app", "wheel")).unwrap_err();
-        assert_eq!(e.to_string(), "unknown group \"wheel\"");
+        // Unknown names are root, as BuildKit resolves them (not an error).
+        assert_eq!(r(opt(None, None, "nobody", "")).unwrap(), Some((0, 0)));
+        assert_eq!(
+            r(opt(None, None, "app", "wheel")).unwrap(),
+            Some((1000, 1001))
+        );
+        assert_eq!(r(opt(None, None, "nobody", "wheel")).unwrap(), Some((0, 0)));
+        assert_eq!(r(opt(Some(7), None, "", "wheel")).unwrap(), Some((7, 7)));
     }
 }
