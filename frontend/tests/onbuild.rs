@@ -134,12 +134,17 @@ fn triggers_run_after_from_at_its_location() {
 }
 
 #[test]
-fn base_triggers_are_cleared_and_stage_bases_do_not_run_them() {
+fn base_triggers_are_consumed_whether_the_base_is_an_image_or_a_stage() {
     let c = build(&[node_base()], "FROM node-onbuild\n").unwrap();
     assert!(c.image.config.on_build.is_empty());
     assert_eq!(execs(&c).len(), 1);
-    // FROM a stage inherits its triggers, as BuildKit does, without running them.
+    // FROM a stage runs the stage's ONBUILD instructions and does not pass them
+    // on, as the reference BuildKit does (tests/parity/cases/onbuild-stage).
     let c = build(&[], "FROM scratch AS p\nONBUILD RUN x\nFROM p\n").unwrap();
+    assert!(c.image.config.on_build.is_empty());
+    assert_eq!(execs(&c).len(), 1);
+    // The stage itself, as the target, keeps them.
+    let c = build(&[], "FROM scratch AS p\nONBUILD RUN x\n").unwrap();
     assert_eq!(c.image.config.on_build, ["RUN x"]);
     assert!(execs(&c).is_empty());
 }

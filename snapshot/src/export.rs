@@ -78,7 +78,7 @@ struct Exporter<'v> {
     as_root: bool,
     /// First export of each multiply linked file of a layer, by its (dev, ino) in
     /// the layer: where it went and the (dev, ino) it got there.
-    links: HashMap<(u64, u64), (PathBuf, (u64, u64))>,
+    links: HashMap<(String, u64, u64), (PathBuf, (u64, u64))>,
 }
 
 impl Exporter<'_> {
@@ -178,8 +178,10 @@ impl Exporter<'_> {
         n: &Node,
     ) -> Result<(), SnapshotError> {
         let m = &n.meta;
-        // Hard links inside one layer stay links; across layers they are separate files.
-        let key = (m.dev(), m.ino());
+        // Hard links inside one layer stay links; across layers they are separate
+        // files (a COPY links its files to the layer it read them from, and two
+        // such paths must not come out as one file, as BuildKit's never do).
+        let key = (layer_key(&n.layer), m.dev(), m.ino());
         if m.nlink() > 1
             && let Some((first, made)) = self.links.get(&key)
         {
@@ -229,5 +231,14 @@ impl Exporter<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Names the layer a node comes from, for telling links within a layer apart
+/// from files shared across layers.
+fn layer_key(at: &crate::view::At) -> String {
+    match at {
+        crate::view::At::Probed(i) => format!("probed {i}"),
+        crate::view::At::Merged(id) => format!("merged {}", id.as_str()),
     }
 }

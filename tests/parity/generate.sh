@@ -53,7 +53,9 @@ base = listing(os.path.join(built, "base-only", "ref.fs.txt"))
 for name in names:
     case = os.path.join(built, name)
     if not os.path.exists(os.path.join(case, "ref.fs.txt")):
-        sys.exit(f"generate: BuildKit did not build {name}; see {case}/ref.log")
+        log = os.path.join(case, "ref.log")
+        tail = open(log).read()[-2000:] if os.path.exists(log) else "(no log)"
+        sys.exit(f"generate: BuildKit did not build {name}:\n{tail}")
     fs = listing(os.path.join(case, "ref.fs.txt"))
     scratch = [l for l in open(os.path.join(ctx, name, "Dockerfile"))
                if l.strip().lower().startswith("from ")][-1].split()[1].lower() == "scratch"

@@ -76,6 +76,8 @@ macro_rules! parity_cases {
 
 parity_cases! {
     parity_onbuild_final => "onbuild-final",
+    parity_onbuild_stage => "onbuild-stage",
+    parity_onbuild_chain => "onbuild-chain",
     parity_workdir_slash => "workdir-slash",
     parity_workdir_user => "workdir-user",
     parity_workdir_forms => "workdir-forms",

@@ -235,6 +235,9 @@ impl Dispatcher<'_, '_, '_> {
                     .expect("stages are dispatched in order");
                 self.state = b.state;
                 self.image = b.image;
+                // The base stage's triggers run in this stage (see
+                // `onbuild::resolve_bases`) and are not passed on.
+                self.image.config.on_build.clear();
                 self.workdir_set = b.workdir_set;
                 self.args = b.args;
             }
@@ -245,8 +248,8 @@ impl Dispatcher<'_, '_, '_> {
                 };
                 self.image = resolved.config.clone();
                 self.image.created = None;
-                // The triggers run in this stage (see `dispatch_triggers`)
-                // and are not passed on; an inherited stage's are.
+                // The triggers run in this stage (see `onbuild::resolve_bases`)
+                // and are not passed on.
                 self.image.config.on_build.clear();
                 let name = self.progress_text(&format!("FROM {}", resolved.reference));
                 self.state = Some(self.image_vertex(&resolved, name, node));

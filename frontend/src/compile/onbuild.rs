@@ -1,14 +1,14 @@
-//! ONBUILD triggers of base images, run as BuildKit runs them: right after the
-//! FROM of the stage that uses the image, in that stage and with its build
-//! context, each located at the FROM. Since a trigger may read another stage
+//! ONBUILD triggers, run as BuildKit runs them: right after the FROM of the
+//! stage based on an image that has some, or on a stage that declares some, in
+//! that stage and with its build context, each located at the FROM. They are
+//! consumed there, not passed on. Since a trigger may read another stage
 //! (`COPY --from`), bases are resolved before dispatch, and the stages the
 //! target needs are recomputed until the triggers add no dependency.
 
 use super::Ctx;
 use super::stages::{self, Base, Source, Stages, Trigger};
-use crate::ResolvedImage;
 use crate::error::Error;
-use crate::instructions;
+use crate::instructions::{self, Command};
 use crate::parser::{self, Node};
 
 /// Resolves the image bases of the stages the target needs and parses their
@@ -23,15 +23,36 @@ pub(crate) fn resolve_bases(
         let mut new_deps = false;
         for (i, needed) in reachable.iter().enumerate() {
             let stage = &s.stages[i];
-            let Base::Image(reference) = &stage.base else {
-                continue;
-            };
-            if !needed || stage.resolved.is_some() {
+            if !needed || stage.triggers_known {
                 continue;
             }
-            let node = stage.from.node;
-            let resolved = ctx.resolve_image(node, node.span, reference)?;
-            let triggers = parse_triggers(ctx, s, i, &resolved)?;
+            let (resolved, texts, of) = match &stage.base {
+                Base::Scratch => (None, Vec::new(), String::new()),
+                Base::Image(reference) => {
+                    let node = stage.from.node;
+                    let resolved = ctx.resolve_image(node, node.span, reference)?;
+                    let texts = resolved.config.config.on_build.clone();
+                    let of = resolved.reference.clone();
+                    (Some(resolved), texts, of)
+                }
+                Base::Stage(j) => {
+                    let base = &s.stages[*j];
+                    let texts = base
+                        .commands
+                        .iter()
+                        .filter_map(|c| match &c.command {
+                            Command::OnBuild(expr) => Some((*expr).to_owned()),
+                            _ => None,
+                        })
+                        .collect();
+                    let of = match &base.name {
+                        Some(n) => format!("stage {n}"),
+                        None => format!("stage {j}"),
+                    };
+                    (None, texts, of)
+                }
+            };
+            let triggers = parse_triggers(ctx, s, i, &texts, &of)?;
             new_deps |= triggers.iter().any(|t| {
                 t.sources
                     .iter()
@@ -39,8 +60,9 @@ pub(crate) fn resolve_bases(
                     .any(|r| matches!(r.source, Source::Stage(_)))
             });
             let stage = &mut s.stages[i];
-            stage.resolved = Some(resolved);
+            stage.resolved = resolved;
             stage.triggers = triggers;
+            stage.triggers_known = true;
         }
         if !new_deps {
             return Ok(reachable);
@@ -49,14 +71,15 @@ pub(crate) fn resolve_bases(
     }
 }
 
-/// The triggers of the base of stage `i`, typed, their `--from`s resolved.
+/// The triggers `triggers` of the base (`of`) of stage `i`, typed, their
+/// `--from`s resolved.
 fn parse_triggers(
     ctx: &Ctx,
     s: &Stages<'_>,
     i: usize,
-    image: &ResolvedImage,
+    triggers: &[String],
+    of: &str,
 ) -> Result<Vec<Trigger>, Error> {
-    let triggers = &image.config.config.on_build;
     if triggers.is_empty() {
         return Ok(Vec::new());
     }
@@ -66,10 +89,7 @@ fn parse_triggers(
     let mut out = Vec::with_capacity(triggers.len());
     for text in triggers {
         let fail = |message: String| {
-            ctx.error(
-                from,
-                format!("ONBUILD trigger {text:?} of {}: {message}", image.reference),
-            )
+            ctx.error(from, format!("ONBUILD trigger {text:?} of {of}: {message}"))
         };
         let node = parse_trigger(text, &ctx.file, from).map_err(fail)?;
         let command = instructions::parse(&node)

@@ -42,8 +42,11 @@ pub(crate) struct Stage<'a> {
     pub sources: Vec<Vec<Option<SourceRef>>>,
     /// The base image, once resolved (only for stages the target needs).
     pub resolved: Option<ResolvedImage>,
-    /// The base image's ONBUILD triggers, run right after FROM.
+    /// The base's ONBUILD triggers (an image's, or the ONBUILD instructions of
+    /// a base stage), run right after FROM.
     pub triggers: Vec<Trigger>,
+    /// Whether `triggers` has been worked out (only for stages the target needs).
+    pub triggers_known: bool,
 }
 
 /// An ONBUILD trigger of a base image, parsed and checked to type; its node
@@ -99,6 +102,7 @@ pub(crate) fn split<'a>(
                     sources: Vec::new(),
                     resolved: None,
                     triggers: Vec::new(),
+                    triggers_known: false,
                 });
             }
             (Command::Arg(args), None) => {
