@@ -78,7 +78,7 @@ struct Exporter<'v> {
     as_root: bool,
     /// First export of each multiply linked file of a layer, by its (dev, ino) in
     /// the layer: where it went and the (dev, ino) it got there.
-    links: HashMap<(String, u64, u64), (PathBuf, (u64, u64))>,
+    links: HashMap<LinkKey, (PathBuf, (u64, u64))>,
 }
 
 impl Exporter<'_> {
@@ -233,6 +233,9 @@ impl Exporter<'_> {
         Ok(())
     }
 }
+
+/// A file by its layer, device and inode.
+type LinkKey = (String, u64, u64);
 
 /// Names the layer a node comes from, for telling links within a layer apart
 /// from files shared across layers.
