@@ -83,6 +83,9 @@ parity_cases! {
     parity_workdir_forms => "workdir-forms",
     parity_workdir_known_user => "workdir-known-user",
     parity_chown_names => "chown-names",
+    parity_copy_dir_modes => "copy-dir-modes",
+    parity_copy_dir_onto => "copy-dir-onto",
+    parity_copy_chmod_parents => "copy-chmod-parents",
 }
 
 /// The golden folder, or `None` (said why through `buildd_testkit`) when the tools

@@ -95,11 +95,13 @@ fn copy_listing(
         fresh: HashSet::new(),
     };
     let (uid, gid) = owner.unwrap_or((0, 0));
-    // Directories the copy has to make on the way to its destination.
+    // Directories the copy has to make on the way to its destination, as the
+    // reference BuildKit makes them: owned as --chown says, with the --chmod
+    // mode when given (even one without x bits), else 0755.
     let implicit = Attrs {
         uid,
         gid,
-        mode: 0o755,
+        mode: a.mode.map_or(0o755, |m| m & 0o7777),
         mtime_ns: now,
     };
 
@@ -139,11 +141,13 @@ fn copy_listing(
                     copy_into(w, &mut cx, item, &r.rel)?;
                 }
             } else if item.is_dir() && (a.dir_copy_contents || item.name.is_none()) {
-                // The source directory's contents land in a new directory that takes
-                // the source directory's metadata, as BuildKit's copier does.
-                let attrs = entry_attrs(&cx, &item.entries[0]);
-                w.create_dir(&r.rel, attrs, now).map_err(&dest_err)?;
-                cx.dir_times.push((r.rel.clone(), attrs.mtime_ns));
+                // The source directory's contents land in a new directory that is
+                // made like the ones on the way to it, not like the source
+                // directory (tests/parity/cases/copy-dir-modes), but takes the
+                // source directory's mtime, as the reference BuildKit's does.
+                let mtime_ns = entry_attrs(&cx, &item.entries[0]).mtime_ns;
+                w.create_dir(&r.rel, implicit, now).map_err(&dest_err)?;
+                cx.dir_times.push((r.rel.clone(), mtime_ns));
                 copy_entries(w, &mut cx, item, &r.rel, true)?;
             } else {
                 copy_entries(w, &mut cx, item, &r.rel, false)?;
