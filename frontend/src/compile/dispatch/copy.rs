@@ -102,7 +102,9 @@ impl Dispatcher<'_, '_, '_> {
                     follow_symlink: true,
                     dir_copy_contents: true,
                     allow_wildcard: true,
-                    allow_empty_wildcard: false,
+                    // As the reference BuildKit: a pattern that matches nothing
+                    // copies nothing (tests/parity/cases/glob-doublestar).
+                    allow_empty_wildcard: true,
                     attempt_unpack: c.add && c.unpack != Some(false),
                     parents: c.parents,
                     ..Default::default()
