@@ -96,9 +96,28 @@ impl Dispatcher<'_, '_, '_> {
                 remote::classify(src).filter(|r| c.add || matches!(r, Remote::Http { .. }));
             let Some(remote) = remote else {
                 let source_input = self.local_input(node, src, from, &mut inputs)?;
+                if c.parents {
+                    // As BuildKit's frontend: the directory above the `/./`
+                    // pivot (the root without one) is copied with the rest of
+                    // the path as an include pattern, so the matched paths keep
+                    // their parents and `**` spans directories.
+                    let (root, pattern) = parents_source(src);
+                    actions.push(FileActionCopy {
+                        source_input,
+                        src: root,
+                        follow_symlink: true,
+                        dir_copy_contents: true,
+                        allow_wildcard: false,
+                        allow_empty_wildcard: true,
+                        include_patterns: vec![pattern],
+                        attempt_unpack: false,
+                        ..Default::default()
+                    });
+                    continue;
+                }
                 actions.push(FileActionCopy {
                     source_input,
-                    src: source_path(src, c.parents),
+                    src: source_path(src),
                     follow_symlink: true,
                     dir_copy_contents: true,
                     allow_wildcard: true,
@@ -286,26 +305,48 @@ fn set_shared(a: &mut FileActionCopy, t: FileActionCopy) {
     a.exclude_patterns = t.exclude_patterns;
 }
 
-/// The source path in its input. With `--parents`, a `/./` in it marks where
-/// the kept parent directories start, so it survives cleaning.
-fn source_path(src: &str, parents: bool) -> String {
-    if parents && let Some((above, below)) = src.split_once("/./") {
-        let above = resolve_path("/", above);
-        let below = crate::compile::image::clean_path(below);
-        return format!("{}/./{below}", above.trim_end_matches('/'));
+/// `COPY --parents SRC`: the directory copied (above the `/./` pivot, else the
+/// root) and the include pattern below it that selects what is kept.
+fn parents_source(src: &str) -> (String, String) {
+    match src.split_once("/./") {
+        Some((above, below)) => (
+            resolve_path("/", above),
+            crate::compile::image::clean_path(below)
+                .trim_start_matches('/')
+                .to_owned(),
+        ),
+        None => (
+            "/".to_owned(),
+            crate::compile::image::clean_path(src)
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_owned(),
+        ),
     }
+}
+
+/// The source path in its input.
+fn source_path(src: &str) -> String {
     resolve_path("/", src)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::source_path;
+    use super::parents_source;
 
     #[test]
-    fn parents_pivot_survives_cleaning() {
-        assert_eq!(source_path("src/./pkg/a", true), "/src/./pkg/a");
-        assert_eq!(source_path("a/../src//./x/", true), "/src/./x");
-        assert_eq!(source_path("./x", true), "/x");
-        assert_eq!(source_path("src/./pkg", false), "/src/pkg");
+    fn parents_split_at_the_pivot_or_keep_the_whole_path() {
+        let p = |s| {
+            let (a, b) = parents_source(s);
+            (a, b)
+        };
+        assert_eq!(p("src/./pkg/a"), ("/src".into(), "pkg/a".into()));
+        assert_eq!(p("a/../src//./x/"), ("/src".into(), "x".into()));
+        assert_eq!(
+            p("./src/./app/lib/l.py"),
+            ("/src".into(), "app/lib/l.py".into())
+        );
+        assert_eq!(p("src/**/*.py"), ("/".into(), "src/**/*.py".into()));
+        assert_eq!(p("./x"), ("/".into(), "x".into()));
     }
 }
