@@ -139,11 +139,10 @@ pub(super) fn extract(
         }
         let rel = clean(&raw).ok_or_else(|| err(FileOpErrorKind::ArchiveEscape))?;
         let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
-            // The destination itself: Docker leaves an existing directory as it is.
-            if kind == EntryType::Directory {
-                continue;
-            }
-            return Err(err(FileOpErrorKind::IsADirectory));
+            // The destination itself: left as it is, whatever the entry's type,
+            // as the reference BuildKit leaves it (tests/parity/cases/
+            // add-archive-conflicts: a "." file entry is skipped).
+            continue;
         };
         let attrs = header_attrs(entry.header(), owner).map_err(&err)?;
         let parent = rel.parent().unwrap_or(Path::new(""));
