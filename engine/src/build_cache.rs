@@ -148,8 +148,8 @@ pub(crate) async fn inline_cache_step(
     serde_json::to_value(cache).map_err(|e| BuildError::Internal(e.to_string()))
 }
 
-/// The ids of the cache mounts a build's RUN steps use (a mount's target when
-/// it names no id), for `cache-mounts=true`.
+/// The identities of the cache mounts a build's RUN steps use (the id, or the
+/// target when it names none, with any owner options), for `cache-mounts=true`.
 pub(crate) fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTreeSet<String> {
     use buildd_proto::llb::{MountType, Op, op};
     use prost::Message as _;
@@ -167,12 +167,7 @@ pub(crate) fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTr
             .iter()
             .filter(|m| m.mount_type() == MountType::Cache)
         {
-            let id = m.cache_opt.as_ref().map_or("", |c| c.id.as_str());
-            ids.insert(if id.is_empty() {
-                m.dest.clone()
-            } else {
-                id.to_owned()
-            });
+            ids.insert(crate::ops::cache_mount_identity(m));
         }
     }
     ids

@@ -300,7 +300,9 @@ fn cache_mounts_travel_only_with_cache_mounts_true() {
         )
         .success();
     assert!(
-        first.stderr.contains("cache mount \"/var/cache/app\": "),
+        first
+            .stderr
+            .contains("cache mount \"/var/cache/app;uid=1000;gid=-;mode=700\": "),
         "{}",
         first.stderr
     );

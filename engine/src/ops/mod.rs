@@ -13,7 +13,7 @@ mod pull;
 mod source;
 mod worker;
 
-pub(crate) use exec::{CacheSeed, cache_mount_dir};
+pub(crate) use exec::{CacheSeed, cache_mount_dir, cache_mount_identity};
 pub use exec::{RuntimeConfig, RuntimeInfo};
 pub(crate) use file::fresh_layer_id;
 pub(crate) use pull::{compression_of, unpack_one as unpack_cache_layer};

@@ -136,8 +136,8 @@ impl RunCaches {
     /// share a lease (the strictest mode among them wins) except `private` ones,
     /// which get one each; ids are taken in order, so runs cannot deadlock.
     pub(super) async fn acquire(mounts: &Arc<CacheMounts>, root: &Path, all: &[Mount]) -> Self {
-        let mut wanted: BTreeMap<&str, (CacheSharingOpt, Vec<usize>)> = BTreeMap::new();
-        let mut private: Vec<(&str, usize)> = Vec::new();
+        let mut wanted: BTreeMap<String, (CacheSharingOpt, Vec<usize>)> = BTreeMap::new();
+        let mut private: Vec<(String, usize)> = Vec::new();
         for (i, m) in all.iter().enumerate() {
             if m.mount_type() != MountType::Cache {
                 continue;
@@ -160,13 +160,13 @@ impl RunCaches {
         // Private mounts never wait, so where they go in the order does not matter.
         for (id, i) in private {
             let lease = mounts
-                .acquire(root, id, CacheSharingOpt::CacheSharingPrivate)
+                .acquire(root, &id, CacheSharingOpt::CacheSharingPrivate)
                 .await;
             run.instances.insert(i, lease.instance);
             run._leases.push(lease);
         }
         for (id, (sharing, indexes)) in wanted {
-            let lease = mounts.acquire(root, id, sharing).await;
+            let lease = mounts.acquire(root, &id, sharing).await;
             run.instances
                 .extend(indexes.into_iter().map(|i| (i, lease.instance)));
             run._leases.push(lease);
@@ -175,12 +175,33 @@ impl RunCaches {
     }
 }
 
-/// A cache mount's id (its target when it names none) and sharing mode.
-pub(super) fn id_and_sharing(m: &Mount) -> (&str, CacheSharingOpt) {
+/// A cache mount's identity and sharing mode. The identity is its id (its
+/// target when it names none) together with the owner and mode it asks for:
+/// as in the reference BuildKit, whose frontend makes those a base of the cache,
+/// mounts of one id with other `uid`/`gid`/`mode` options are other caches
+/// (tests/parity/cases/cache-mount-identity).
+pub(super) fn id_and_sharing(m: &Mount) -> (String, CacheSharingOpt) {
+    (
+        identity(m),
+        m.cache_opt
+            .as_ref()
+            .map_or(CacheSharingOpt::CacheSharingShared, |o| o.sharing()),
+    )
+}
+
+/// See [`id_and_sharing`].
+pub(crate) fn identity(m: &Mount) -> String {
+    let id = match &m.cache_opt {
+        Some(opt) if !opt.id.is_empty() => opt.id.as_str(),
+        _ => m.dest.as_str(),
+    };
     match &m.cache_opt {
-        Some(opt) if !opt.id.is_empty() => (&opt.id, opt.sharing()),
-        Some(opt) => (&m.dest, opt.sharing()),
-        None => (&m.dest, CacheSharingOpt::CacheSharingShared),
+        Some(o) if o.uid.is_some() || o.gid.is_some() || o.mode.is_some() => {
+            let n = |v: Option<u32>| v.map_or("-".to_owned(), |v| v.to_string());
+            let mode = o.mode.map_or("-".to_owned(), |m| format!("{m:o}"));
+            format!("{id};uid={};gid={};mode={mode}", n(o.uid), n(o.gid))
+        }
+        _ => id.to_owned(),
     }
 }
 
@@ -288,10 +309,10 @@ pub(super) async fn seeds(
     };
     for (&i, &n) in instances {
         let (id, _) = id_and_sharing(&exec.mounts[i]);
-        if instance_dir(&root.path, id, n).exists() {
+        if instance_dir(&root.path, &id, n).exists() {
             continue;
         }
-        match imports.cache_mount_seed(root, id).await {
+        match imports.cache_mount_seed(root, &id).await {
             Ok(Some(seed)) => {
                 seeds.insert(i, seed);
             }

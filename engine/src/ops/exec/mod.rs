@@ -8,7 +8,9 @@ mod output;
 mod secrets;
 mod session;
 mod ssh;
-pub(crate) use cache::{CacheSeed, exported_dir as cache_mount_dir};
+pub(crate) use cache::{
+    CacheSeed, exported_dir as cache_mount_dir, identity as cache_mount_identity,
+};
 pub(crate) use ssh::AgentProxy;
 mod user;
 

@@ -166,7 +166,7 @@ impl Prepared {
                 let opt = m.cache_opt.as_ref().unwrap_or(&default);
                 let (id, _) = id_and_sharing(m);
                 MountSpec::Bind {
-                    src: cache_dir(&root.path, id, instance, opt, seed.as_ref())?,
+                    src: cache_dir(&root.path, &id, instance, opt, seed.as_ref())?,
                     dest,
                     readonly: m.readonly,
                 }
