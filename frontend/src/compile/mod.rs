@@ -10,6 +10,7 @@ mod image;
 mod onbuild;
 mod remote;
 mod stages;
+mod syntax;
 mod wire;
 
 use std::collections::BTreeSet;
@@ -171,6 +172,7 @@ pub(crate) fn compile_ast(text: &str, ast: &Ast, opts: &BuildOptions) -> Result<
         warnings: ast.warnings.clone(),
         consumed: BTreeSet::new(),
     };
+    ctx.warnings.extend(syntax::check(ast));
     let mut typed = Vec::with_capacity(ast.nodes.len());
     for n in &ast.nodes {
         typed.push(instructions::parse(n).map_err(|e| parse_error(&ctx.file, n, e))?);

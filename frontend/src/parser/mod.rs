@@ -80,7 +80,8 @@ pub struct Ast {
 }
 
 impl Ast {
-    /// The `# syntax=` directive, recorded but not acted on.
+    /// The `# syntax=` directive. buildd runs no external frontend: one that is
+    /// not the Dockerfile frontend gets a warning (`compile::syntax`).
     pub fn syntax(&self) -> Option<&str> {
         self.directive("syntax")
     }
