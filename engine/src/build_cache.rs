@@ -165,7 +165,11 @@ pub(crate) fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTr
         for m in exec
             .mounts
             .iter()
-            .filter(|m| m.mount_type() == MountType::Cache)
+            // A `from=` mount is a cache of its stage's content, whose key only
+            // the run knows: not exported.
+            .filter(|m| {
+                m.mount_type() == MountType::Cache && m.input == buildd_proto::llb::NO_INPUT
+            })
         {
             ids.insert(crate::ops::cache_mount_identity(m));
         }

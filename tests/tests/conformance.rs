@@ -89,6 +89,7 @@ parity_cases! {
     parity_copy_parents => "copy-parents",
     parity_add_archive_conflicts => "add-archive-conflicts",
     parity_cache_mount_identity => "cache-mount-identity",
+    parity_mounts_from_stage => "mounts-from-stage",
 
     parity_glob_doublestar => "glob-doublestar",
     parity_ignore_allowlist => "ignore-allowlist",

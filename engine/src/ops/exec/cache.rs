@@ -128,6 +128,8 @@ impl CacheMounts {
 /// hold them until the run ends.
 pub(super) struct RunCaches {
     pub(super) instances: BTreeMap<usize, usize>,
+    /// Each cache mount's identity (see [`identity`]), by mount index.
+    pub(super) ids: BTreeMap<usize, String>,
     _leases: Vec<CacheLease>,
 }
 
@@ -135,14 +137,24 @@ impl RunCaches {
     /// Acquires an instance for every cache mount of a run. Mounts of one id
     /// share a lease (the strictest mode among them wins) except `private` ones,
     /// which get one each; ids are taken in order, so runs cannot deadlock.
-    pub(super) async fn acquire(mounts: &Arc<CacheMounts>, root: &Path, all: &[Mount]) -> Self {
+    /// `from_keys` gives, by input index, the cache key of each input: a mount
+    /// seeded `from=` another stage is a cache of that content.
+    pub(super) async fn acquire(
+        mounts: &Arc<CacheMounts>,
+        root: &Path,
+        all: &[Mount],
+        from_keys: &[buildd_proto::Digest],
+    ) -> Self {
         let mut wanted: BTreeMap<String, (CacheSharingOpt, Vec<usize>)> = BTreeMap::new();
         let mut private: Vec<(String, usize)> = Vec::new();
+        let mut ids = BTreeMap::new();
         for (i, m) in all.iter().enumerate() {
             if m.mount_type() != MountType::Cache {
                 continue;
             }
-            let (id, sharing) = id_and_sharing(m);
+            let from = usize::try_from(m.input).ok().and_then(|j| from_keys.get(j));
+            let (id, sharing) = id_and_sharing(m, from);
+            ids.insert(i, id.clone());
             if sharing == CacheSharingOpt::CacheSharingPrivate {
                 private.push((id, i));
                 continue;
@@ -155,6 +167,7 @@ impl RunCaches {
         }
         let mut run = RunCaches {
             instances: BTreeMap::new(),
+            ids,
             _leases: Vec::new(),
         };
         // Private mounts never wait, so where they go in the order does not matter.
@@ -180,16 +193,24 @@ impl RunCaches {
 /// as in the reference BuildKit, whose frontend makes those a base of the cache,
 /// mounts of one id with other `uid`/`gid`/`mode` options are other caches
 /// (tests/parity/cases/cache-mount-identity).
-pub(super) fn id_and_sharing(m: &Mount) -> (String, CacheSharingOpt) {
-    (
-        identity(m),
-        m.cache_opt
-            .as_ref()
-            .map_or(CacheSharingOpt::CacheSharingShared, |o| o.sharing()),
-    )
+/// A mount seeded `from=` another stage is, as in BuildKit, a cache of that
+/// content: its identity names the input's cache key and the source path.
+pub(super) fn id_and_sharing(
+    m: &Mount,
+    from: Option<&buildd_proto::Digest>,
+) -> (String, CacheSharingOpt) {
+    let mut id = identity(m);
+    if let Some(key) = from {
+        id.push_str(&format!(";from={key};source={}", m.selector));
+    }
+    let sharing = m
+        .cache_opt
+        .as_ref()
+        .map_or(CacheSharingOpt::CacheSharingShared, |o| o.sharing());
+    (id, sharing)
 }
 
-/// See [`id_and_sharing`].
+/// See [`id_and_sharing`]; without the `from=` part, which only a run knows.
 pub(crate) fn identity(m: &Mount) -> String {
     let id = match &m.cache_opt {
         Some(opt) if !opt.id.is_empty() => opt.id.as_str(),
@@ -223,6 +244,7 @@ pub(super) fn cache_dir(
     n: usize,
     opt: &CacheOpt,
     seed: Option<&CacheSeed>,
+    from_dir: Option<&Path>,
 ) -> Result<PathBuf, OpError> {
     // Creation and set-up are one step for the runs of this process, and the
     // root's lock keeps other processes out.
@@ -251,7 +273,13 @@ pub(super) fn cache_dir(
                 )
             })
             .and_then(|()| {
-                if let Some(seed) = seed {
+                if let Some(from) = from_dir {
+                    // A `from=` mount starts as the content of its stage.
+                    for entry in fs::read_dir(from)? {
+                        let entry = entry?;
+                        fs::rename(entry.path(), tmp.join(entry.file_name()))?;
+                    }
+                } else if let Some(seed) = seed {
                     plant(seed, id, &tmp);
                 }
                 fs::rename(&tmp, &dir)
@@ -299,20 +327,19 @@ fn plant(seed: &CacheSeed, id: &str, dir: &Path) {
 /// A seed that cannot be fetched is a warning: the mount starts empty.
 pub(super) async fn seeds(
     root: &crate::root::Root,
-    exec: &buildd_proto::llb::ExecOp,
-    instances: &BTreeMap<usize, usize>,
+    caches: &RunCaches,
     ctx: &crate::solver::BuildCtx,
 ) -> BTreeMap<usize, CacheSeed> {
     let mut seeds = BTreeMap::new();
     let Some(imports) = &ctx.cache_imports else {
         return seeds;
     };
-    for (&i, &n) in instances {
-        let (id, _) = id_and_sharing(&exec.mounts[i]);
-        if instance_dir(&root.path, &id, n).exists() {
+    for (&i, &n) in &caches.instances {
+        let id = &caches.ids[&i];
+        if instance_dir(&root.path, id, n).exists() {
             continue;
         }
-        match imports.cache_mount_seed(root, &id).await {
+        match imports.cache_mount_seed(root, id).await {
             Ok(Some(seed)) => {
                 seeds.insert(i, seed);
             }
@@ -321,6 +348,11 @@ pub(super) async fn seeds(
         }
     }
     seeds
+}
+
+/// Whether instance `n` of cache `id` exists yet.
+pub(super) fn instance_exists(root: &Path, id: &str, n: usize) -> bool {
+    instance_dir(root, id, n).exists()
 }
 
 /// The directory a cache id's first instance lives in (what `cache-mounts=true`

@@ -177,18 +177,21 @@ pub(crate) async fn run(
     let executor = state.executor(&root)?;
 
     // Held until the run ends: `locked` caches may wait here for other runs.
-    let caches = RunCaches::acquire(&state.caches, &root.path, &exec.mounts).await;
-    let seeds = cache::seeds(&root, exec, &caches.instances, &ctx).await;
+    let from_keys: Vec<Digest> = inputs.iter().map(|r| r.cache_key).collect();
+    let caches = RunCaches::acquire(&state.caches, &root.path, &exec.mounts, &from_keys).await;
+    let seeds = cache::seeds(&root, &caches, &ctx).await;
     let session = SessionMounts::prepare(&root.path, exec, &ctx).await?;
     let prepared = {
         let (root, vertex, inputs, base) = (root.clone(), vertex.clone(), inputs, base.clone());
         let (instances, sources) = (caches.instances.clone(), session.sources.clone());
+        let cache_ids = caches.ids.clone();
         blocking(move |_| {
             let Some(op::Op::Exec(exec)) = &vertex.op.op else {
                 unreachable!("dispatched on op kind")
             };
             let sources = MountSources {
                 cache_instances: &instances,
+                cache_ids: &cache_ids,
                 cache_seeds: &seeds,
                 session: &sources,
             };

@@ -13,7 +13,7 @@ use buildd_proto::llb::{
 };
 use buildd_snapshot::{CopySource, LayerStore, PendingLayer, Snapshot, apply_file_op};
 
-use super::cache::{cache_dir, id_and_sharing};
+use super::cache::{cache_dir, instance_exists};
 use super::user;
 use crate::ops::worker::{Ref, Selections};
 use crate::root::Root;
@@ -36,6 +36,8 @@ const COPY_DIR: &str = "mnt";
 /// socket. A secret or ssh mount without a path is an optional one left out.
 pub(super) struct MountSources<'a> {
     pub(super) cache_instances: &'a BTreeMap<usize, usize>,
+    /// Each cache mount's identity, by mount index.
+    pub(super) cache_ids: &'a BTreeMap<usize, String>,
     /// Content for cache mounts whose instance is new, by mount index.
     pub(super) cache_seeds: &'a BTreeMap<usize, super::cache::CacheSeed>,
     pub(super) session: &'a BTreeMap<usize, PathBuf>,
@@ -108,10 +110,11 @@ impl Prepared {
             let source = match m.mount_type() {
                 MountType::Cache => {
                     let instance = sources.cache_instances.get(&i).copied();
-                    Source::Cache(
-                        instance.expect("every cache mount has an instance"),
-                        sources.cache_seeds.get(&i).cloned(),
-                    )
+                    Source::Cache {
+                        instance: instance.expect("every cache mount has an instance"),
+                        id: sources.cache_ids[&i].clone(),
+                        seed: sources.cache_seeds.get(&i).cloned(),
+                    }
                 }
                 MountType::Secret | MountType::Ssh => match sources.session.get(&i) {
                     Some(path) => Source::Session(path.clone()),
@@ -156,17 +159,27 @@ impl Prepared {
                     readonly: m.readonly,
                 }
             }
-            (MountType::Cache, Source::Cache(instance, seed)) => {
-                if m.input != NO_INPUT {
-                    return Err(OpError::new(format!(
-                        "RUN mount {dest}: cache mounts seeded from another stage (from=) are not supported yet"
-                    )));
-                }
+            (MountType::Cache, Source::Cache { instance, id, seed }) => {
                 let default = CacheOpt::default();
                 let opt = m.cache_opt.as_ref().unwrap_or(&default);
-                let (id, _) = id_and_sharing(m);
+                // A new cache `from=` a stage starts as what the mount selects
+                // there, copied once; later runs find the instance made.
+                let from = if m.input != NO_INPUT && !instance_exists(&root.path, &id, instance) {
+                    let what = format!("RUN mount {dest}");
+                    Some(copy_of(root, input(inputs, m.input, &what)?, m, None)?)
+                } else {
+                    None
+                };
+                let src = cache_dir(
+                    &root.path,
+                    &id,
+                    instance,
+                    opt,
+                    seed.as_ref(),
+                    from.as_ref().map(|(_, path)| path.as_path()),
+                )?;
                 MountSpec::Bind {
-                    src: cache_dir(&root.path, &id, instance, opt, seed.as_ref())?,
+                    src,
                     dest,
                     readonly: m.readonly,
                 }
@@ -203,8 +216,13 @@ enum Source {
     /// An input of the op (or an empty directory), with the context selection its
     /// cache key hashed.
     Input(Option<Selection>),
-    /// Instance `n` of the mount's cache, and what to fill it with if it is new.
-    Cache(usize, Option<super::cache::CacheSeed>),
+    /// Instance `instance` of the mount's cache `id`, and what to fill it with
+    /// if it is new.
+    Cache {
+        instance: usize,
+        id: String,
+        seed: Option<super::cache::CacheSeed>,
+    },
     /// A secret file or agent socket set up for the run.
     Session(PathBuf),
 }
