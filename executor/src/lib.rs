@@ -87,6 +87,18 @@ pub enum MountSpec {
     },
     /// An empty tmpfs at `dest`; `size` in bytes, `None` for the kernel's default.
     Tmpfs { dest: String, size: Option<u64> },
+    /// `subpath` of a layer stack (bottom first), as BuildKit mounts a snapshot:
+    /// an overlay of the layers, read-only, or writable over `upper` (an empty
+    /// directory whose changes the caller discards), never a copy of the files
+    /// (unless the copying snapshotter is in use). `subpath` is resolved inside
+    /// the stack, symlinks included.
+    Layers {
+        lowers: Vec<PathBuf>,
+        upper: Option<PathBuf>,
+        subpath: String,
+        dest: String,
+        readonly: bool,
+    },
 }
 
 /// What to run and how.

@@ -20,7 +20,9 @@ use crate::netns::SlirpNetns;
 use crate::overlay::{Overlay, remove_all, strip_overlay_xattrs};
 use crate::spec::{self, Files, NetNs};
 use crate::stubs::Stubs;
-use crate::{Executor, ExitStatus, Network, OutputSink, RootfsPlan, RunSpec, Snapshotter};
+use crate::{
+    Executor, ExitStatus, MountSpec, Network, OutputSink, RootfsPlan, RunSpec, Snapshotter,
+};
 
 /// Runs containers with an OCI runtime binary.
 #[derive(Debug, Clone)]
@@ -274,6 +276,8 @@ struct Prepared {
     netns: Option<SlirpNetns>,
     overlay: Option<Overlay>,
     copied: Option<CopiedRootfs>,
+    /// The overlays (or, with the copying snapshotter, copies) of layer mounts.
+    layer_mounts: Vec<LayerMount>,
     upper: PathBuf,
     stubs: Stubs,
     /// Set when the rootfs could not be unmounted: the directory holding it stays.
@@ -312,6 +316,7 @@ impl Prepared {
             netns: None,
             overlay: None,
             copied: None,
+            layer_mounts: Vec::new(),
             upper: plan.upper.clone(),
             stubs: Stubs::default(),
             keep_dir: false,
@@ -339,6 +344,39 @@ impl Prepared {
         if run.overlay.is_none() {
             run.copied = Some(CopiedRootfs::prepare(&plan.lowers, &rootfs)?);
         }
+        // Layer mounts become binds of their mounted (or copied) stacks.
+        let mut converted;
+        let spec = if spec
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Layers { .. }))
+        {
+            converted = spec.clone();
+            for (i, m) in converted.mounts.iter_mut().enumerate() {
+                let MountSpec::Layers {
+                    lowers,
+                    upper,
+                    subpath,
+                    dest,
+                    readonly,
+                } = m
+                else {
+                    continue;
+                };
+                let copy = run.overlay.is_none();
+                let (mount, src) =
+                    LayerMount::mount(lowers, upper.as_deref(), subpath, &dir, i, copy)?;
+                run.layer_mounts.push(mount);
+                *m = MountSpec::Bind {
+                    src,
+                    dest: std::mem::take(dest),
+                    readonly: *readonly,
+                };
+            }
+            &converted
+        } else {
+            spec
+        };
         run.stubs = Stubs::record(&rootfs, spec::mount_destinations(spec))
             .map_err(ExecError::io("inspect", &rootfs))?;
 
@@ -423,6 +461,12 @@ impl Prepared {
         self.remove_bundle()?;
         self.bundle = self.dir.clone();
         self.netns.take();
+        for m in self.layer_mounts.drain(..) {
+            if let Err(e) = m.release() {
+                self.keep_dir = true;
+                return Err(e);
+            }
+        }
         if let Some(ov) = self.overlay.take() {
             let target = ov.target().to_owned();
             let stubs = self
@@ -460,6 +504,7 @@ impl Drop for Prepared {
             netns: self.netns.take(),
             overlay: self.overlay.take(),
             copied: self.copied.take(),
+            layer_mounts: std::mem::take(&mut self.layer_mounts),
             keep_dir: self.keep_dir,
         };
         if teardown.is_empty() {
@@ -486,12 +531,14 @@ struct Teardown {
     netns: Option<SlirpNetns>,
     overlay: Option<Overlay>,
     copied: Option<CopiedRootfs>,
+    layer_mounts: Vec<LayerMount>,
     keep_dir: bool,
 }
 
 impl Teardown {
     fn is_empty(&self) -> bool {
-        self.container.is_none()
+        self.layer_mounts.is_empty()
+            && self.container.is_none()
             && self.bundle.is_none()
             && self.netns.is_none()
             && self.overlay.is_none()
@@ -510,6 +557,9 @@ impl Drop for Teardown {
             tracing::warn!("remove {}: {e}", bundle.display());
         }
         self.netns.take();
+        for m in self.layer_mounts.drain(..) {
+            self.keep_dir |= m.release().inspect_err(|e| tracing::warn!("{e}")).is_err();
+        }
         if let Some(ov) = self.overlay.take() {
             self.keep_dir |= ov.unmount().inspect_err(|e| tracing::warn!("{e}")).is_err();
         }
@@ -519,6 +569,72 @@ impl Drop for Teardown {
             && let Err(e) = remove_all(&self.dir)
         {
             tracing::warn!("{e}");
+        }
+    }
+}
+
+/// A layer mount's stack, mounted as an overlay (read-only, or over the
+/// caller's upper dir) or copied with the copying snapshotter, under the run's
+/// directory; released before that directory goes.
+#[derive(Debug)]
+enum LayerMount {
+    Overlay(Overlay),
+    Copied(PathBuf),
+}
+
+impl LayerMount {
+    /// Mounts (or copies) `lowers` as mount `i` of the run in `dir`; returns it
+    /// and the path of `subpath` in it, resolved inside it.
+    fn mount(
+        lowers: &[PathBuf],
+        upper: Option<&Path>,
+        subpath: &str,
+        dir: &Path,
+        i: usize,
+        copy: bool,
+    ) -> Result<(Self, PathBuf), ExecError> {
+        let target = dir.join(format!("m{i}"));
+        let mut lowers = flatten::reduce(lowers, dir)?;
+        if lowers.is_empty() {
+            let empty = dir.join(format!("m{i}-empty"));
+            std::fs::create_dir(&empty).map_err(ExecError::io("create", &empty))?;
+            lowers.push(empty);
+        }
+        let mount = if copy {
+            // What a copy holds of its source is all the run sees: the copy
+            // itself is discarded, so a writable mount's changes go with it.
+            CopiedRootfs::prepare(&lowers, &target)?;
+            LayerMount::Copied(target.clone())
+        } else {
+            std::fs::create_dir(&target).map_err(ExecError::io("create", &target))?;
+            let work = upper.map(|u| {
+                let name = u.file_name().unwrap_or_default().to_string_lossy();
+                u.with_file_name(format!(".{name}-work"))
+            });
+            let upper = upper.zip(work.as_deref());
+            LayerMount::Overlay(Overlay::mount(
+                &lowers,
+                upper,
+                &target,
+                &dir.join(format!("m{i}-l")),
+            )?)
+        };
+        let inside = buildd_fsutil::confine::resolve_in_root(&target, subpath, true)
+            .map_err(|e| ExecError::InvalidSpec(format!("mount source {subpath}: {e}")))?;
+        let src = target.join(inside);
+        if std::fs::symlink_metadata(&src).is_err() {
+            let _ = mount.release();
+            return Err(ExecError::InvalidSpec(format!(
+                "mount source {subpath} does not exist"
+            )));
+        }
+        Ok((mount, src))
+    }
+
+    fn release(self) -> Result<(), ExecError> {
+        match self {
+            LayerMount::Overlay(ov) => ov.unmount(),
+            LayerMount::Copied(dir) => remove_all(&dir),
         }
     }
 }

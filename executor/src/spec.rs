@@ -84,7 +84,9 @@ pub fn parse_user(user: &str) -> Result<(u32, u32), ExecError> {
 pub fn mount_destinations(spec: &RunSpec) -> Vec<&str> {
     let mut d = vec!["/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf"];
     d.extend(spec.mounts.iter().map(|m| match m {
-        MountSpec::Bind { dest, .. } | MountSpec::Tmpfs { dest, .. } => dest.as_str(),
+        MountSpec::Bind { dest, .. }
+        | MountSpec::Tmpfs { dest, .. }
+        | MountSpec::Layers { dest, .. } => dest.as_str(),
     }));
     d
 }
@@ -180,6 +182,12 @@ pub fn config(
                 ];
                 options.extend(size.map(|s| format!("size={s}")));
                 json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options})
+            }
+            MountSpec::Layers { .. } => {
+                return Err(ExecError::InvalidSpec(
+                    "internal error: layer mounts are mounted before the spec is written"
+                        .to_owned(),
+                ));
             }
         });
     }

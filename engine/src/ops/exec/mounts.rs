@@ -147,7 +147,32 @@ impl Prepared {
                     path
                 } else {
                     let what = format!("RUN mount {dest}");
-                    let (copy, path) = copy_of(root, input(inputs, m.input, &what)?, m, selection)?;
+                    let src = input(inputs, m.input, &what)?;
+                    if let Ref::Snapshot(snap) = src {
+                        // A stage or image is mounted as its layers, never
+                        // copied, as BuildKit mounts a snapshot; a writable mount
+                        // writes to an upper dir discarded with the run.
+                        let upper = if m.readonly {
+                            None
+                        } else {
+                            let upper = root
+                                .layers
+                                .begin()
+                                .map_err(|e| OpError::new(format!("{what}: {e}")))?;
+                            let path = upper.path().to_owned();
+                            self.copies.push(upper);
+                            Some(path)
+                        };
+                        self.mounts.push(MountSpec::Layers {
+                            lowers: lowers(&root.layers, snap)?,
+                            upper,
+                            subpath: selector(m).to_owned(),
+                            dest,
+                            readonly: m.readonly,
+                        });
+                        return Ok(());
+                    }
+                    let (copy, path) = copy_of(root, src, m, selection)?;
                     self.copies.push(copy);
                     path
                 };
