@@ -33,6 +33,7 @@ fn prepared(dir: &Path, script: &Path, note: &Path) -> Prepared {
         netns: None,
         overlay: None,
         copied: None,
+        layer_mounts: Vec::new(),
         upper: dir.join("upper"),
         stubs: Stubs::default(),
         keep_dir: false,

@@ -13,7 +13,11 @@ fn an_external_frontend_is_a_warning_and_the_build_goes_on() {
 
     ws.dockerfile("# syntax=docker/dockerfile:1.7\nFROM scratch\nCOPY a.txt /\n");
     let run = ws.build(&["-o", &local]).success();
-    assert!(!run.stderr.contains("UnsupportedFrontend"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("UnsupportedFrontend"),
+        "{}",
+        run.stderr
+    );
 
     ws.dockerfile("# syntax=ghcr.io/acme/frontend:2\nFROM scratch\nCOPY a.txt /b.txt\n");
     let run = ws.build(&["-o", &local]).success();
