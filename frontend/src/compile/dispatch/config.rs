@@ -64,6 +64,15 @@ impl Dispatcher<'_, '_, '_> {
                     crate::shell::Env::get(&meta, &key).map(str::to_owned)
                 }),
             };
+            // Without a value of its own, an ARG the stage already has (from
+            // its base stage or an earlier ARG) keeps that value, as BuildKit's
+            // state keeps it (tests/parity/cases/arg-redeclared).
+            let value = value.or_else(|| {
+                self.args
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| v.clone())
+            });
             self.ctx.consumed.insert(key.clone());
             self.args.retain(|(k, _)| *k != key);
             self.args.push((key, value));
