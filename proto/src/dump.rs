@@ -344,6 +344,9 @@ fn action(a: &FileAction) -> Val {
             f.push(("dest", Val::Str(c.dest.clone())));
             owner(&mut f, &c.owner);
             mode(&mut f, "mode", c.mode);
+            if !c.mode_str.is_empty() {
+                f.push(("mode_str", Val::Str(c.mode_str.clone())));
+            }
             let flags: Vec<Val> = [
                 ("follow_symlink", c.follow_symlink),
                 ("dir_copy_contents", c.dir_copy_contents),

@@ -4,6 +4,7 @@
 //! [`control`] is the daemon's gRPC API (messages, client and server). [`Digest`] is
 //! how vertices and blobs are named.
 
+pub mod chmod;
 mod digest;
 pub mod dump;
 

@@ -17,6 +17,8 @@ pub enum SnapshotError {
     NotASymlink(PathBuf),
     #[error("{0:?} is not a regular file")]
     NotAFile(PathBuf),
+    #[error("{0}")]
+    BadMode(String),
     #[error("invalid pattern {0:?}")]
     BadPattern(String),
     #[error("too many levels of symbolic links resolving {0:?}")]
@@ -87,6 +89,8 @@ pub enum FileOpErrorKind {
     RemoveRoot,
     #[error("no source files matched")]
     NoMatch,
+    #[error("{0}")]
+    BadMode(String),
     #[error("invalid pattern {0:?}")]
     BadPattern(String),
     #[error("input index {0} is out of range")]

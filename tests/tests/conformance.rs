@@ -86,6 +86,7 @@ parity_cases! {
     parity_copy_dir_modes => "copy-dir-modes",
     parity_copy_dir_onto => "copy-dir-onto",
     parity_copy_chmod_parents => "copy-chmod-parents",
+    parity_copy_chmod_symbolic => "copy-chmod-symbolic",
     parity_copy_parents => "copy-parents",
     parity_add_archive_conflicts => "add-archive-conflicts",
     parity_arg_redeclared => "arg-redeclared",

@@ -247,6 +247,7 @@ fn copy(w: &mut Writer, c: &FileActionCopy) {
     w.bool(14, c.attempt_unpack);
     w.bool(15, c.parents);
     w.bool(16, c.always_replace_existing_dest_paths);
+    w.string(17, &c.mode_str);
 }
 
 fn owner(w: &mut Writer, field: u32, o: Option<&ChownOpt>) {

@@ -209,13 +209,26 @@ pub(crate) fn parse_chown(spec: &str) -> Result<ChownOpt, String> {
 }
 
 /// An octal `--chmod` mode such as `755` or `0644`.
-pub(crate) fn parse_chmod(spec: &str) -> Result<u32, String> {
-    u32::from_str_radix(spec, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777 && !spec.is_empty())
-        .ok_or_else(|| {
-            format!("invalid --chmod value {spec:?}, expected an octal mode such as 755")
-        })
+/// A `--chmod` value: an octal mode, or a symbolic one (`u+x,g-r`) applied to
+/// each entry's own mode, as BuildKit's frontend takes both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Chmod {
+    Octal(u32),
+    Symbolic(String),
+}
+
+pub(crate) fn parse_chmod(spec: &str) -> Result<Chmod, String> {
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        return u32::from_str_radix(spec, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(Chmod::Octal)
+            .ok_or_else(|| {
+                format!("invalid --chmod value {spec:?}, expected an octal mode such as 755")
+            });
+    }
+    buildd_proto::chmod::SymbolicMode::parse(spec)?;
+    Ok(Chmod::Symbolic(spec.to_owned()))
 }
 
 /// A Go duration (`1h30m`, `5s`, `250ms`) in nanoseconds.
@@ -292,9 +305,11 @@ mod tests {
         assert!(parse_port("80:80").unwrap().mapping);
         assert!(parse_port("x.y:80:80").is_err());
         assert!(parse_port("http").is_err());
-        assert_eq!(parse_chmod("0755").unwrap(), 0o755);
-        assert!(parse_chmod("u+x").is_err());
+        assert_eq!(parse_chmod("0755").unwrap(), Chmod::Octal(0o755));
+        assert_eq!(parse_chmod("u+x").unwrap(), Chmod::Symbolic("u+x".into()));
         assert!(parse_chmod("17777").is_err());
+        assert!(parse_chmod("u+q").is_err());
+        assert!(parse_chmod("8").is_err());
         let c = parse_chown("app:1000").unwrap();
         assert_eq!((c.user_name.as_str(), c.gid), ("app", Some(1000)));
         assert!(parse_chown(":1").is_err());

@@ -30,6 +30,8 @@ struct Ctx<'c> {
     /// Directories the current item's copy created: nothing is below them but
     /// what the item puts there, each path once.
     fresh: HashSet<PathBuf>,
+    /// `--chmod` as a symbolic mode, applied to each entry's own mode.
+    symbolic: Option<buildd_proto::chmod::SymbolicMode>,
 }
 
 pub(super) fn copy(
@@ -84,6 +86,13 @@ fn copy_listing(
 ) -> Result<(), FileOpError> {
     let dest_err = at("copy", &a.dest);
     let now = a.timestamp.unwrap_or(0);
+    let symbolic = match a.mode_str.as_str() {
+        "" => None,
+        s => Some(
+            buildd_proto::chmod::SymbolicMode::parse(s)
+                .map_err(|m| dest_err(FileOpErrorKind::BadMode(m)))?,
+        ),
+    };
     let mut cx = Ctx {
         a,
         listing,
@@ -93,6 +102,7 @@ fn copy_listing(
         links: HashMap::new(),
         dir_times: Vec::new(),
         fresh: HashSet::new(),
+        symbolic,
     };
     let (uid, gid) = owner.unwrap_or((0, 0));
     // Directories the copy has to make on the way to its destination, as the
@@ -286,7 +296,13 @@ fn entry_attrs(cx: &Ctx<'_>, e: &SrcEntry) -> Attrs {
     Attrs {
         uid,
         gid,
-        mode: cx.a.mode.map_or(e.mode, |m| m & 0o7777),
+        mode: match (cx.a.mode, &cx.symbolic) {
+            (Some(m), _) => m & 0o7777,
+            (None, Some(sym)) if !matches!(e.kind, Kind::Symlink(_)) => {
+                sym.apply(e.mode, e.kind == Kind::Dir)
+            }
+            (None, _) => e.mode,
+        },
         mtime_ns: cx.a.timestamp.unwrap_or(e.mtime_ns),
     }
 }

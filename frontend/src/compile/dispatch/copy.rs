@@ -80,10 +80,16 @@ impl Dispatcher<'_, '_, '_> {
         let mut inputs = Inputs::default();
         let base_index = base.map_or(llb::NO_INPUT, |b| inputs.index(b));
         // What every action of the instruction shares; see `share`.
+        let (mode, mode_str) = match mode {
+            Some(image::Chmod::Octal(m)) => (Some(m), String::new()),
+            Some(image::Chmod::Symbolic(s)) => (None, s),
+            None => (None, String::new()),
+        };
         let template = FileActionCopy {
             dest,
             owner,
             mode,
+            mode_str,
             create_dest_path: true,
             exclude_patterns: excludes,
             ..Default::default()
@@ -301,6 +307,7 @@ fn set_shared(a: &mut FileActionCopy, t: FileActionCopy) {
     a.dest = t.dest;
     a.owner = t.owner;
     a.mode = t.mode;
+    a.mode_str = t.mode_str;
     a.create_dest_path = t.create_dest_path;
     a.exclude_patterns = t.exclude_patterns;
 }
