@@ -251,6 +251,7 @@ fn copies() -> Vec<FileActionCopy> {
             attempt_unpack: true,
             parents: true,
             always_replace_existing_dest_paths: true,
+            mode_str: "u+x,g-r".to_owned(),
         },
         FileActionCopy {
             source_input: 1,
