@@ -21,9 +21,9 @@ const CASES: &[(&str, &str, Option<&str>, &str)] = &[
     ),
     (
         "bad chmod",
-        "FROM scratch\nCOPY --chown=1:1 --chmod=u+x a /\n",
+        "FROM scratch\nCOPY --chown=1:1 --chmod=u+q a /\n",
         None,
-        "Dockerfile:2:18: COPY: invalid --chmod value \"u+x\", expected an octal mode such as 755",
+        "Dockerfile:2:18: COPY: invalid --chmod value \"u+q\": 'q' is not a permission",
     ),
     (
         "undefined arg in FROM",

@@ -199,7 +199,7 @@ fn refused_triggers_point_at_the_from() {
         );
     }
     // An error while dispatching a trigger is located at the FROM too.
-    let base = ("bad", vec!["COPY --chmod=u+x a /"]);
+    let base = ("bad", vec!["COPY --chmod=u+q a /"]);
     let e = build(&[base], "FROM bad\n").unwrap_err();
     assert!(
         e.starts_with("Dockerfile:1:1: COPY: invalid --chmod"),
