@@ -115,6 +115,9 @@ pub struct RunSpec {
     pub cwd: String,
     /// `uid[:gid]`, numeric; names are resolved by the caller. Empty means `0:0`.
     pub user: String,
+    /// Supplementary groups of the process (resolved by the caller, as runc's
+    /// user lookup gives them); empty: none.
+    pub additional_gids: Vec<u32>,
     /// Empty means `buildkitsandbox`, as in BuildKit.
     pub hostname: String,
     pub network: Network,

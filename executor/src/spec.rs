@@ -208,7 +208,11 @@ pub fn config(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            "user": if spec.additional_gids.is_empty() {
+                json!({"uid": uid, "gid": gid})
+            } else {
+                json!({"uid": uid, "gid": gid, "additionalGids": spec.additional_gids})
+            },
             "args": spec.args,
             "env": env,
             "cwd": cwd,

@@ -90,6 +90,7 @@ parity_cases! {
     parity_copy_parents => "copy-parents",
     parity_add_archive_conflicts => "add-archive-conflicts",
     parity_arg_redeclared => "arg-redeclared",
+    parity_run_user_groups => "run-user-groups",
     parity_cache_mount_identity => "cache-mount-identity",
     parity_mounts_from_stage => "mounts-from-stage",
 

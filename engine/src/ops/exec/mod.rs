@@ -310,7 +310,8 @@ fn run_spec(
         } else {
             meta.cwd.clone()
         },
-        user: p.user.clone(),
+        user: p.user.id.clone(),
+        additional_gids: p.user.groups.clone(),
         hostname: meta.hostname.clone(),
         network: match exec.network() {
             NetMode::None => Network::None,

@@ -49,7 +49,7 @@ pub(super) struct Prepared {
     /// Receives the changes to the root filesystem; committed when the run succeeds.
     pub(super) upper: PendingLayer,
     /// Numeric `uid:gid`.
-    pub(super) user: String,
+    pub(super) user: user::User,
     pub(super) mounts: Vec<MountSpec>,
     /// Private copies of bind mount sources, discarded after the run.
     pub(super) copies: Vec<PendingLayer>,

@@ -5,39 +5,79 @@ use buildd_snapshot::{LayerStore, LayeredView, Snapshot, etc_db};
 
 use crate::solver::OpError;
 
-/// Numeric `uid:gid` for `user` (`user[:group]`, names or numbers). Empty is root.
-/// A user without a group gets its primary group from `/etc/passwd`, or 0 when the
-/// (numeric) user has no entry there.
-pub(super) fn resolve(store: &LayerStore, base: &Snapshot, user: &str) -> Result<String, OpError> {
-    if user.is_empty() {
-        return Ok("0:0".to_owned());
-    }
+/// The process's identity: numeric `uid:gid` and its supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct User {
+    pub id: String,
+    pub groups: Vec<u32>,
+}
+
+/// The identity for `user` (`user[:group]`, names or numbers; empty is root). A
+/// user without a group gets its primary group from `/etc/passwd`, or 0 when the
+/// (numeric) user has no entry there. As BuildKit (runc's user lookup): the
+/// supplementary groups are the primary group and the groups `/etc/group` lists
+/// the user in, or only the group named explicitly.
+pub(super) fn resolve(store: &LayerStore, base: &Snapshot, user: &str) -> Result<User, OpError> {
+    let user = if user.is_empty() { "root" } else { user };
     let (name, group) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
     let numeric = |s: &str| s.parse::<u32>().ok();
     if let (Some(uid), Some(gid)) = (numeric(name), group.and_then(numeric)) {
-        return Ok(format!("{uid}:{gid}"));
+        return Ok(User {
+            id: format!("{uid}:{gid}"),
+            groups: vec![gid],
+        });
     }
     let view = LayeredView::new(store, base).map_err(|e| OpError::new(e.to_string()))?;
     let passwd = read_db(&view, "/etc/passwd")?;
+    // The user's name in passwd, for its memberships in /etc/group.
+    let mut member = None;
     let (uid, primary) = match numeric(name) {
         Some(uid) => {
-            let gid = etc_db::entries(&passwd)
-                .find(|f| id_field(f, 2) == Some(uid))
-                .and_then(|f| id_field(&f, 3));
-            (uid, gid.unwrap_or(0))
+            let entry = etc_db::entries(&passwd).find(|f| id_field(f, 2) == Some(uid));
+            member = entry
+                .as_ref()
+                .and_then(|f| f.first().map(|n| n.to_string()));
+            (uid, entry.and_then(|f| id_field(&f, 3)).unwrap_or(0))
         }
-        None => etc_db::entries(&passwd)
-            .find(|f| f.first() == Some(&name))
-            .and_then(|f| Some((id_field(&f, 2)?, id_field(&f, 3)?)))
-            .ok_or_else(|| {
-                OpError::new(format!(
-                    "unable to find user {name}: no matching entries in passwd file"
-                ))
-            })?,
+        // Root needs no entry: a base without /etc/passwd still runs as root.
+        None if name == "root" && !etc_db::entries(&passwd).any(|f| f.first() == Some(&"root")) => {
+            (0, 0)
+        }
+        None => {
+            member = Some(name.to_owned());
+            etc_db::entries(&passwd)
+                .find(|f| f.first() == Some(&name))
+                .and_then(|f| Some((id_field(&f, 2)?, id_field(&f, 3)?)))
+                .ok_or_else(|| {
+                    OpError::new(format!(
+                        "unable to find user {name}: no matching entries in passwd file"
+                    ))
+                })?
+        }
     };
+    if group.is_none() {
+        let mut groups = vec![primary];
+        if let Some(member) = member {
+            let text = read_db(&view, "/etc/group")?;
+            for f in etc_db::entries(&text) {
+                let listed = f
+                    .get(3)
+                    .is_some_and(|m| m.split(',').any(|u| u.trim() == member));
+                if let (true, Some(gid)) = (listed, id_field(&f, 2))
+                    && !groups.contains(&gid)
+                {
+                    groups.push(gid);
+                }
+            }
+        }
+        return Ok(User {
+            id: format!("{uid}:{primary}"),
+            groups,
+        });
+    }
     let gid = match group {
         None => primary,
         Some(g) => match numeric(g) {
@@ -52,7 +92,10 @@ pub(super) fn resolve(store: &LayerStore, base: &Snapshot, user: &str) -> Result
                 })?,
         },
     };
-    Ok(format!("{uid}:{gid}"))
+    Ok(User {
+        id: format!("{uid}:{gid}"),
+        groups: vec![gid],
+    })
 }
 
 fn id_field(fields: &[&str], i: usize) -> Option<u32> {
@@ -89,7 +132,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LayerStore::open(dir.path()).unwrap();
         let snap = base(&store);
-        let r = |u: &str| resolve(&store, &snap, u);
+        let r = |u: &str| resolve(&store, &snap, u).map(|u| u.id);
+        let groups = |u: &str| resolve(&store, &snap, u).unwrap().groups;
+        assert_eq!(groups("app"), [1001, 50]);
+        assert_eq!(groups("1000"), [1001, 50]);
+        assert_eq!(groups("app:staff"), [50]);
+        assert_eq!(groups(""), [0]);
+        assert_eq!(groups("4242"), [0]);
         assert_eq!(r("").unwrap(), "0:0");
         assert_eq!(r("app").unwrap(), "1000:1001");
         assert_eq!(r("app:staff").unwrap(), "1000:50");
@@ -104,7 +153,8 @@ mod tests {
         assert!(e.contains("unable to find group wheel"), "{e}");
         // No /etc at all: only numbers work.
         let scratch = Snapshot::scratch();
-        assert_eq!(resolve(&store, &scratch, "7").unwrap(), "7:0");
+        assert_eq!(resolve(&store, &scratch, "7").unwrap().id, "7:0");
+        assert_eq!(resolve(&store, &scratch, "").unwrap().id, "0:0");
         assert!(resolve(&store, &scratch, "app").is_err());
     }
 }
