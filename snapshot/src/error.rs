@@ -104,8 +104,6 @@ pub enum FileOpErrorKind {
     /// read back as one.
     #[error("file names starting with \".wh.\" are reserved for whiteouts")]
     ReservedName,
-    #[error("{0} archives are not supported yet")]
-    UnsupportedArchive(&'static str),
     #[error("archive entry escapes the destination")]
     ArchiveEscape,
     #[error("hard link target {0:?} is not an earlier entry of the archive")]

@@ -89,6 +89,7 @@ parity_cases! {
     parity_copy_chmod_symbolic => "copy-chmod-symbolic",
     parity_copy_parents => "copy-parents",
     parity_add_archive_conflicts => "add-archive-conflicts",
+    parity_add_archive_formats => "add-archive-formats",
     parity_arg_redeclared => "arg-redeclared",
     parity_run_user_groups => "run-user-groups",
     parity_cache_mount_identity => "cache-mount-identity",

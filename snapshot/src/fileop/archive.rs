@@ -20,8 +20,9 @@ use crate::view::show;
 const BLOCK: usize = 512;
 const MAX_SYMLINKS: usize = 40;
 
-/// Opens `f` as a tar stream if its content is a tar archive, plain, gzip or zstd
-/// compressed; None means it is some other file, to copy as it is.
+/// Opens `f` as a tar stream if its content is a tar archive, plain or gzip,
+/// zstd, bzip2 or xz compressed, as Docker's ADD takes them; None means it is
+/// some other file, to copy as it is.
 pub(super) fn open(mut f: File) -> Result<Option<Box<dyn Read>>, FileOpErrorKind> {
     let mut head = [0u8; BLOCK];
     let n = read_full(&mut f, &mut head)?;
@@ -32,9 +33,9 @@ pub(super) fn open(mut f: File) -> Result<Option<Box<dyn Read>>, FileOpErrorKind
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::new(f)?)
     } else if head.starts_with(b"BZh") {
-        return Err(FileOpErrorKind::UnsupportedArchive("bzip2"));
+        Box::new(bzip2::read::MultiBzDecoder::new(f))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(FileOpErrorKind::UnsupportedArchive("xz"));
+        Box::new(xz2::read::XzDecoder::new_multi_decoder(f))
     } else {
         Box::new(f)
     };
