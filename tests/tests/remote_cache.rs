@@ -24,11 +24,13 @@ RUN echo b > /b
 COPY --from=builder /built /out
 ";
 
+/// Needles for `status_of`, each matching one step only (`RUN echo b` would
+/// also match `RUN echo built`, whichever is printed first).
 const STEPS: [&str; 5] = [
     "COPY rootfs/",
-    "RUN echo a",
+    "RUN echo a >",
     "RUN echo built",
-    "RUN echo b",
+    "RUN echo b >",
     "COPY --from=builder",
 ];
 
@@ -105,8 +107,8 @@ fn a_second_daemon_builds_from_the_registry_cache_without_running_a_step() {
     let again = Daemon::start(&ws2).build(&ws2, &epoch).success();
     for step in [
         "COPY rootfs/",
-        "RUN echo a",
-        "RUN echo b",
+        "RUN echo a >",
+        "RUN echo b >",
         "COPY --from=builder",
     ] {
         assert_eq!(
@@ -196,8 +198,8 @@ fn an_inline_cache_rides_in_the_pushed_image_and_another_daemon_hits_it() {
         .success();
     for step in [
         "COPY rootfs/",
-        "RUN echo a",
-        "RUN echo b",
+        "RUN echo a >",
+        "RUN echo b >",
         "COPY --from=builder",
     ] {
         assert_eq!(
@@ -247,8 +249,8 @@ fn one_shot_builds_share_a_local_cache_and_ignore_a_corrupt_one() {
     // mode=min holds the final stage's steps, so the builder stage runs.
     for step in [
         "COPY rootfs/",
-        "RUN echo a",
-        "RUN echo b",
+        "RUN echo a >",
+        "RUN echo b >",
         "COPY --from=builder",
     ] {
         assert_eq!(
