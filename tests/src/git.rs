@@ -1,6 +1,7 @@
 //! A git repository served by a real `git daemon` on loopback, for tests of git
 //! sources and contexts: branch `main` with tags `v1` (light) and `v2` (annotated).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -35,6 +36,9 @@ impl GitServer {
             .arg(repo.parent().unwrap())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // `git daemon` runs `git-daemon` as a child (which forks one per
+            // connection): a group of their own, so the drop stops them all.
+            .process_group(0)
             .spawn()
             .expect("git daemon (Debian's git) is needed for these tests");
         let s = server(port, daemon);
@@ -88,7 +92,8 @@ impl GitServer {
 
 impl Drop for GitServer {
     fn drop(&mut self) {
-        let _ = self.daemon.kill();
+        // SAFETY: kill(2) of the process group this server's `git` leads.
+        unsafe { libc::kill(-(self.daemon.id() as i32), libc::SIGKILL) };
         let _ = self.daemon.wait();
     }
 }
