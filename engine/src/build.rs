@@ -11,7 +11,7 @@ use buildd_oci::{Descriptor, ImageConfig};
 use buildd_registry::Client;
 use buildd_snapshot::Snapshot;
 
-use crate::build_cache::{cache_mount_ids, export_caches, import_caches, inline_cache_step};
+use crate::build_cache::{export_caches, import_caches, inline_cache_step};
 use crate::cache::remote::{CacheExport, CacheImport, CacheLocation, Imported, ResultRef};
 use crate::engine::Engine;
 use crate::export::{
@@ -327,7 +327,7 @@ pub async fn build(
             &req.cache_to,
             results,
             &snapshot,
-            &cache_mount_ids(&compiled.definition),
+            &compiled.definition,
             registry.as_ref(),
             source_date_epoch,
             progress.as_ref(),

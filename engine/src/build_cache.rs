@@ -57,7 +57,7 @@ pub(crate) async fn export_caches(
     exports: &[CacheExport],
     results: Vec<(Digest, ResultRef)>,
     result: &Snapshot,
-    mount_ids: &BTreeSet<String>,
+    definition: &buildd_proto::llb::Definition,
     registry: Option<&Arc<Client>>,
     source_date_epoch: Option<i64>,
     progress: Option<&ProgressSender>,
@@ -73,7 +73,8 @@ pub(crate) async fn export_caches(
         let step = ExportStep::named(progress, format!("exporting cache to {}", store.describe()));
         let started = std::time::Instant::now();
         let mounts = match export.cache_mounts {
-            true => cache_mount_blobs(engine, mount_ids, export, &step).await?,
+            // Only an export that asks for them reads the graph's cache mounts.
+            true => cache_mount_blobs(engine, &cache_mount_ids(definition), export, &step).await?,
             false => Vec::new(),
         };
         let written = export_cache(
@@ -150,7 +151,7 @@ pub(crate) async fn inline_cache_step(
 
 /// The identities of the cache mounts a build's RUN steps use (the id, or the
 /// target when it names none, with any owner options), for `cache-mounts=true`.
-pub(crate) fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTreeSet<String> {
+fn cache_mount_ids(definition: &buildd_proto::llb::Definition) -> BTreeSet<String> {
     use buildd_proto::llb::{MountType, Op, op};
     use prost::Message as _;
     let mut ids = BTreeSet::new();
