@@ -3,7 +3,7 @@
 //! context; anything else is the Dockerfile itself, with an empty context.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What standard input held.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,6 +12,64 @@ pub enum StdinContext {
     Archive,
     /// A Dockerfile's text; the destination stays empty.
     Dockerfile(Vec<u8>),
+}
+
+/// Where a context read from standard input landed, under the caller's
+/// scratch directory.
+#[derive(Debug)]
+pub struct StdinDirs {
+    /// The context: the unpacked archive, or an empty directory.
+    pub context: PathBuf,
+    /// The Dockerfile: `-f` inside an archive (`None` without `-f`: the
+    /// context's own), or the one standard input held, alone in a directory.
+    pub dockerfile: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StdinError {
+    #[error("creating {path}: {message}")]
+    Create { path: PathBuf, message: io::Error },
+    #[error("reading the context from standard input: {0}")]
+    Read(io::Error),
+    #[error("-f names a file in a context, but standard input held a Dockerfile")]
+    FileWithDockerfile,
+    #[error("writing {path}: {message}")]
+    Write { path: PathBuf, message: io::Error },
+}
+
+/// Reads the context on `input` into `scratch` (an empty directory the caller
+/// removes), with `file` the `-f` the build was given, as both `buildd build -`
+/// and `bctl build -` take it.
+pub fn read_into(
+    input: impl Read,
+    scratch: &Path,
+    file: Option<&Path>,
+) -> Result<StdinDirs, StdinError> {
+    let create = |path: PathBuf| {
+        std::fs::create_dir(&path)
+            .map(|()| path.clone())
+            .map_err(|message| StdinError::Create { path, message })
+    };
+    let context = create(scratch.join("context"))?;
+    let dockerfile = match unpack(input, &context).map_err(StdinError::Read)? {
+        // As `docker build -f F - < ctx.tar`: F is inside the archive.
+        StdinContext::Archive => file.map(|f| context.join(f)),
+        StdinContext::Dockerfile(_) if file.is_some() => {
+            return Err(StdinError::FileWithDockerfile);
+        }
+        StdinContext::Dockerfile(text) => {
+            let path = create(scratch.join("dockerfile"))?.join("Dockerfile");
+            std::fs::write(&path, text).map_err(|message| StdinError::Write {
+                path: path.clone(),
+                message,
+            })?;
+            Some(path)
+        }
+    };
+    Ok(StdinDirs {
+        context,
+        dockerfile,
+    })
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -95,6 +153,33 @@ mod tests {
             StdinContext::Dockerfile(text.to_vec())
         );
         assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn read_into_places_the_context_and_its_dockerfile() {
+        let tar = archive(&[
+            ("Dockerfile", b"FROM scratch\n"),
+            ("sub/D2", b"FROM scratch\n"),
+        ]);
+        let s = tempfile::tempdir().unwrap();
+        let d = read_into(&tar[..], s.path(), Some(Path::new("sub/D2"))).unwrap();
+        assert_eq!(d.context, s.path().join("context"));
+        assert_eq!(d.dockerfile, Some(s.path().join("context/sub/D2")));
+
+        let s = tempfile::tempdir().unwrap();
+        let d = read_into(&b"FROM scratch\n"[..], s.path(), None).unwrap();
+        assert_eq!(std::fs::read_dir(&d.context).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read(d.dockerfile.unwrap()).unwrap(),
+            b"FROM scratch\n"
+        );
+
+        let s = tempfile::tempdir().unwrap();
+        let e = read_into(&b"FROM scratch\n"[..], s.path(), Some(Path::new("x"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-f names a file in a context, but standard input held a Dockerfile"
+        );
     }
 
     #[test]

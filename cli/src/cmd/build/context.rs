@@ -55,31 +55,14 @@ impl Context {
     }
 
     fn stdin(file: Option<&Path>) -> anyhow::Result<Self> {
-        use buildd_fsutil::stdin_context::{StdinContext, unpack};
         let tmp = tempfile::Builder::new()
             .prefix("bctl-stdin-")
             .tempdir()
             .context("making a directory for the context on standard input")?;
-        let dir = tmp.path().join("context");
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let held = unpack(std::io::stdin().lock(), &dir)
-            .context("reading the context from standard input")?;
-        let (locals, dockerfile_name) = match held {
-            // As `docker build -f F - < ctx.tar`: F is inside the archive.
-            StdinContext::Archive => {
-                let f = dir.join(file.unwrap_or(Path::new("Dockerfile")));
-                dockerfile_locals(&dir, Some(&f))?
-            }
-            StdinContext::Dockerfile(text) => {
-                if file.is_some() {
-                    bail!("-f names a file in a context, but standard input held a Dockerfile");
-                }
-                let df = tmp.path().join("dockerfile");
-                std::fs::create_dir(&df).with_context(|| format!("creating {}", df.display()))?;
-                std::fs::write(df.join("Dockerfile"), text).context("writing the Dockerfile")?;
-                dockerfile_locals(&dir, Some(&df.join("Dockerfile")))?
-            }
-        };
+        let dirs =
+            buildd_fsutil::stdin_context::read_into(std::io::stdin().lock(), tmp.path(), file)?;
+        let (locals, dockerfile_name) =
+            dockerfile_locals(&dirs.context, dirs.dockerfile.as_deref())?;
         Ok(Self {
             locals,
             dockerfile_name,

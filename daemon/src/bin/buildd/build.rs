@@ -239,31 +239,16 @@ impl Context {
     }
 
     fn stdin(file: Option<&Path>) -> anyhow::Result<Self> {
-        use buildd_fsutil::stdin_context::{StdinContext, unpack};
         let tmp = tempfile::Builder::new()
             .prefix("buildd-stdin-")
             .tempdir()
             .context("making a directory for the context on standard input")?;
-        let dir = tmp.path().join("context");
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let dockerfile = match unpack(std::io::stdin().lock(), &dir)
-            .context("reading the context from standard input")?
-        {
-            StdinContext::Archive => file.map(|f| dir.join(f)),
-            StdinContext::Dockerfile(text) => {
-                if file.is_some() {
-                    bail!("-f names a file in a context, but standard input held a Dockerfile");
-                }
-                let path = tmp.path().join("Dockerfile");
-                std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                Some(path)
-            }
-        };
+        let dirs =
+            buildd_fsutil::stdin_context::read_into(std::io::stdin().lock(), tmp.path(), file)?;
         Ok(Self {
-            dir,
+            dir: dirs.context,
             url: None,
-            dockerfile,
+            dockerfile: dirs.dockerfile,
             _stdin: Some(tmp),
         })
     }
