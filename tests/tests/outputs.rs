@@ -127,6 +127,26 @@ fn check_filesystem_tar(bytes: &[u8]) {
     assert_eq!(entries["dir/b.txt"], (b"b\n".to_vec(), 0o600));
 }
 
+/// Checks `--iidfile` and `--metadata-file` of an image whose ID is `id`: as
+/// `docker build --iidfile`, the ID is the config's digest; the metadata is
+/// buildx's. Returns the metadata.
+fn check_id_files(iid: &Path, meta: &Path, id: &str) -> serde_json::Value {
+    assert_eq!(fs::read_to_string(iid).unwrap(), id);
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id, "{meta}");
+    let descriptor = &meta["containerimage.descriptor"];
+    assert_eq!(
+        descriptor["digest"], meta["containerimage.digest"],
+        "{meta}"
+    );
+    assert_eq!(
+        descriptor["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(descriptor["platform"]["os"], "linux", "{meta}");
+    meta
+}
+
 #[test]
 fn the_daemon_writes_docker_and_tar_outputs_and_the_image_id() {
     let ws = two_files();
@@ -153,20 +173,7 @@ fn the_daemon_writes_docker_and_tar_outputs_and_the_image_id() {
         .success();
     let id = check_docker_archive(&docker, "example.com/app:1");
     check_filesystem_tar(&fs::read(&fs_tar).unwrap());
-    // As `docker build --iidfile`: the image ID is the config's digest.
-    assert_eq!(fs::read_to_string(&iid).unwrap(), id);
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
-    assert_eq!(meta["containerimage.config.digest"], id, "{meta}");
-    let descriptor = &meta["containerimage.descriptor"];
-    assert_eq!(
-        descriptor["digest"], meta["containerimage.digest"],
-        "{meta}"
-    );
-    assert_eq!(
-        descriptor["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json"
-    );
-    assert_eq!(descriptor["platform"]["os"], "linux", "{meta}");
+    check_id_files(&iid, &meta, &id);
     check_with_skopeo_and_umoci(&ws, &docker);
 
     // The filesystem to stdout, as `-o type=tar,dest=- > fs.tar`.
@@ -218,15 +225,9 @@ fn one_shot_builds_write_docker_and_tar_outputs() {
         .success();
     // A Docker Hub name is written short, as docker does.
     let id = check_docker_archive(&docker, "app:latest");
-    // The same files as bctl writes: the config's digest, and buildx's metadata.
-    assert_eq!(fs::read_to_string(&iid).unwrap(), id);
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
-    assert_eq!(meta["containerimage.config.digest"], id, "{meta}");
+    // The same files as bctl writes.
+    let meta = check_id_files(&iid, &meta, &id);
     assert_eq!(meta["containerimage.digest"], run.stdout.trim(), "{meta}");
-    assert_eq!(
-        meta["containerimage.descriptor"]["digest"],
-        meta["containerimage.digest"]
-    );
 
     // A build that made no image has no ID to write.
     let run = ws

@@ -56,10 +56,34 @@ fn layer_count(root: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn assert_all(run: &Run, status: &str) {
-    for step in STEPS {
+/// The steps whose results are the final image's layers (not the builder's).
+const IMAGE_STEPS: [&str; 4] = [
+    "COPY rootfs/",
+    "RUN echo a >",
+    "RUN echo b >",
+    "COPY --from=builder",
+];
+
+fn assert_steps(run: &Run, steps: &[&str], status: &str) {
+    for step in steps {
         assert_eq!(run.status_of(step), Some(status), "{step}: {}", run.stderr);
     }
+}
+
+fn assert_all(run: &Run, status: &str) {
+    assert_steps(run, &STEPS, status);
+}
+
+/// The config blob of `image` as stored: skopeo's parsed form drops fields it
+/// does not know.
+fn raw_config(image: &str) -> serde_json::Value {
+    buildd_tests::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{image}"),
+    ])
 }
 
 #[test]
@@ -105,19 +129,7 @@ fn a_second_daemon_builds_from_the_registry_cache_without_running_a_step() {
     // import. The builder stage's result was never fetched, and without the
     // import the solver computes it to key the COPY that reads it.
     let again = Daemon::start(&ws2).build(&ws2, &epoch).success();
-    for step in [
-        "COPY rootfs/",
-        "RUN echo a >",
-        "RUN echo b >",
-        "COPY --from=builder",
-    ] {
-        assert_eq!(
-            again.status_of(step),
-            Some("CACHED"),
-            "{step}: {}",
-            again.stderr
-        );
-    }
+    assert_steps(&again, &IMAGE_STEPS, "CACHED");
 }
 
 #[test]
@@ -175,14 +187,7 @@ fn an_inline_cache_rides_in_the_pushed_image_and_another_daemon_hits_it() {
         .build(&ws1, &["--cache-to", "type=inline", "-o", &push])
         .success();
     assert_all(&first, "DONE");
-    let config = buildd_tests::skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        // The blob as stored: skopeo's parsed form drops fields it does not know.
-        "--raw",
-        "--config",
-        &format!("docker://{image}"),
-    ]);
+    let config = raw_config(&image);
     let inline = &config["buildd.cache.v1"];
     // mode=min: the four steps whose results are the image's layers (a prefix
     // of them each), not the builder stage's.
@@ -196,19 +201,7 @@ fn an_inline_cache_rides_in_the_pushed_image_and_another_daemon_hits_it() {
     let second = Daemon::start(&ws2)
         .build(&ws2, &["--cache-from", &from, "-o", &push])
         .success();
-    for step in [
-        "COPY rootfs/",
-        "RUN echo a >",
-        "RUN echo b >",
-        "COPY --from=builder",
-    ] {
-        assert_eq!(
-            second.status_of(step),
-            Some("CACHED"),
-            "{step}: {}",
-            second.stderr
-        );
-    }
+    assert_steps(&second, &IMAGE_STEPS, "CACHED");
     // The builder stage is not in the image, so not in its cache: it runs to key
     // the COPY that reads it, which then hits.
     assert_eq!(
@@ -219,13 +212,7 @@ fn an_inline_cache_rides_in_the_pushed_image_and_another_daemon_hits_it() {
     );
     // Its image, built without --cache-to type=inline, carries no cache: what
     // the config it was built from held does not leak into it.
-    let again = buildd_tests::skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        "--config",
-        &format!("docker://{image}"),
-    ]);
+    let again = raw_config(&image);
     assert!(again.get("buildd.cache.v1").is_none(), "{again}");
 }
 
@@ -247,19 +234,7 @@ fn one_shot_builds_share_a_local_cache_and_ignore_a_corrupt_one() {
         .build_in(&ws.path("root-b"), &["--cache-from", &from])
         .success();
     // mode=min holds the final stage's steps, so the builder stage runs.
-    for step in [
-        "COPY rootfs/",
-        "RUN echo a >",
-        "RUN echo b >",
-        "COPY --from=builder",
-    ] {
-        assert_eq!(
-            second.status_of(step),
-            Some("CACHED"),
-            "{step}: {}",
-            second.stderr
-        );
-    }
+    assert_steps(&second, &IMAGE_STEPS, "CACHED");
 
     // A config blob that does not match its digest is never a wrong result.
     let index: serde_json::Value =
