@@ -99,17 +99,10 @@ pub async fn export_cache(
     mounts: Vec<CacheMountBlob>,
 ) -> Result<ExportStats, String> {
     let final_form = layer_entries(root, result, spec.compression, source_date_epoch).await?;
-    let same = |a: &Option<Entry>, b: &Option<Entry>| match (a, b) {
-        (Some(a), Some(b)) => a.desc.digest == b.desc.digest,
-        (None, None) => true,
-        _ => false,
-    };
     let mut chosen: Vec<(Digest, Vec<Option<Entry>>)> = Vec::new();
     for (key, r) in results {
         let entries = layer_entries(root, &r, spec.compression, source_date_epoch).await?;
-        let in_result = entries.len() <= final_form.len()
-            && entries.iter().zip(&final_form).all(|(a, b)| same(a, b));
-        if spec.mode == CacheMode::Max || in_result {
+        if spec.mode == CacheMode::Max || is_prefix(&entries, &final_form) {
             chosen.push((key, entries));
         }
     }
@@ -231,17 +224,10 @@ pub async fn inline_cache(
             next - 1
         }));
     }
-    let same = |a: &Option<Entry>, b: &Option<Entry>| match (a, b) {
-        (Some(a), Some(b)) => a.desc.digest == b.desc.digest,
-        (None, None) => true,
-        _ => false,
-    };
     let mut chosen: Vec<(Digest, usize)> = Vec::new();
     for (key, r) in results {
         let entries = layer_entries(root, &r, compression, source_date_epoch).await?;
-        if entries.len() <= final_form.len()
-            && entries.iter().zip(&final_form).all(|(a, b)| same(a, b))
-        {
+        if is_prefix(&entries, &final_form) {
             chosen.push((key, entries.len()));
         }
     }
@@ -264,6 +250,17 @@ pub async fn inline_cache(
         });
     }
     Ok(cache)
+}
+
+/// Whether a result's layers are the bottom of the final result's (mode=min
+/// and inline caches hold only those).
+fn is_prefix(entries: &[Option<Entry>], final_form: &[Option<Entry>]) -> bool {
+    entries.len() <= final_form.len()
+        && entries.iter().zip(final_form).all(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => a.desc.digest == b.desc.digest,
+            (None, None) => true,
+            _ => false,
+        })
 }
 
 /// A result's layers bottom first, each a blob or `None` when it has no changes.
