@@ -30,11 +30,23 @@ pub(crate) fn is_git(src: &SourceOp) -> bool {
 }
 
 /// What a ref resolved to.
-#[derive(Debug, Clone)]
 pub struct Resolved {
     commit: String,
     /// The remote ref it came from (`refs/heads/main`), when one was named.
     remote_ref: Option<String>,
+    /// The git set up to ask the remote (its home, credentials and agent),
+    /// reused by the fetch rather than set up again.
+    git: Option<Git>,
+}
+
+impl std::fmt::Debug for Resolved {
+    // Not the git: its configuration may hold a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("commit", &self.commit)
+            .field("remote_ref", &self.remote_ref)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resolved {
@@ -56,6 +68,7 @@ pub(crate) async fn resolve(
         Some(r) if spec::is_commit(r) => Resolved {
             commit: r.to_ascii_lowercase(),
             remote_ref: None,
+            git: None,
         },
         reference => {
             let git = Git::new(root, &spec, ctx).await?;
@@ -69,7 +82,11 @@ pub(crate) async fn resolve(
                     None => "the remote has no HEAD".to_owned(),
                 })
             })?;
-            Resolved { commit, remote_ref }
+            Resolved {
+                commit,
+                remote_ref,
+                git: Some(git),
+            }
         }
     };
     if let Some(want) = &spec.checksum
@@ -87,7 +104,7 @@ pub(crate) async fn resolve(
 pub(crate) async fn checkout(
     root: Arc<Root>,
     src: &SourceOp,
-    resolved: Resolved,
+    mut resolved: Resolved,
     ctx: &BuildCtx,
     log: &LogSink,
 ) -> Result<Ref, OpError> {
@@ -112,7 +129,10 @@ pub(crate) async fn checkout(
         Some(s) => s.path().to_owned(),
         None => pending.path().to_owned(),
     };
-    let git = Git::new(&root, &spec, ctx).await?;
+    let git = match resolved.git.take() {
+        Some(git) => git,
+        None => Git::new(&root, &spec, ctx).await?,
+    };
     log.write(
         1,
         format!("fetching {} at {}\n", spec.shown_url(), resolved.commit).as_bytes(),
