@@ -508,26 +508,17 @@ async fn prepare_dockerfile(
     let ignore_text = String::from_utf8_lossy(&dockerignore).into_owned();
     let base = filename.rsplit('/').next().unwrap_or(filename).to_owned();
 
-    let target = attrs.get("target").filter(|t| !t.is_empty()).cloned();
-    let build_args: BTreeMap<String, String> = attrs
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("build-arg:")?.to_owned(), v.clone())))
-        .collect();
-    // Registry access with the client's credentials, asked over its session; one
-    // resolver for both compiles, so they agree on every base image's digest.
-    let registry = daemon.engine.registry_with(Arc::new(SessionCredentials {
-        session: session.clone(),
-        handle: tokio::runtime::Handle::current(),
-    }));
+    let common = common_request(daemon, session, req)?;
+    // One resolver for both compiles, so they agree on every base image's digest.
     let resolver = Arc::new(buildd_engine::resolver::BuildResolver::new(
         daemon.engine.root.images.clone(),
-        registry.clone(),
+        common.registry.clone(),
         tokio::runtime::Handle::current(),
     ));
     let opts = buildd_frontend::BuildOptions {
         dockerfile_name: base.clone(),
-        target: target.clone(),
-        build_args: build_args.clone(),
+        target: common.target.clone(),
+        build_args: common.build_args.clone(),
         context_name: CONTEXT_NAME.to_owned(),
         dockerignore: buildd_fsutil::dockerignore::parse(&ignore_text),
         platform: buildd_oci::host_platform(),
@@ -582,16 +573,13 @@ async fn prepare_dockerfile(
     let build_req = BuildRequest {
         context,
         dockerfile: Some(dockerfile_path),
-        target,
-        build_args,
         outputs,
         tags,
-        registry,
         resolver: Some(resolver),
         // A mirror, or the empty context.
         immutable_context: daemon.link_mirrors,
         context_version: mirror.as_ref().map(|m| m.version),
-        ..common_request(daemon, session, req)?
+        ..common
     };
     Ok((build_req, mirror, filename.to_owned()))
 }
