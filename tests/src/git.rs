@@ -18,11 +18,7 @@ impl GitServer {
         let repo = dir.path().join("repo.git");
         std::fs::create_dir(&repo).unwrap();
         let server = |port, daemon| Self { dir, port, daemon };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         let daemon = Command::new("git")
             .args([
                 "daemon",

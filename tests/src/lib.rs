@@ -42,6 +42,15 @@ pub fn bctl_bin() -> PathBuf {
     bin
 }
 
+/// A loopback port nothing listens on (for a server a test starts, or for one
+/// that must be unreachable).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
 /// A temporary build context plus a root for buildd's state.
 pub struct Workspace {
     pub dir: tempfile::TempDir,

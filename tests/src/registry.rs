@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -71,7 +71,7 @@ impl TestRegistry {
         // take it before the registry does: retry a few times when startup fails.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = crate::free_port();
             let config = dir.path().join("config.yml");
             fs::write(
                 &config,
@@ -150,13 +150,6 @@ fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
 }
 
 /// The status code of a plain `GET path` on the loopback port, if it answers.

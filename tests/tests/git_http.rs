@@ -65,11 +65,7 @@ impl HttpGit {
         if !buildd_testkit::require_tool("python3") {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = buildd_tests::free_port();
         let server = Command::new("python3")
             .args(["-c", SERVER])
             .arg(repos)

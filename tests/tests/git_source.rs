@@ -124,11 +124,7 @@ fn bad_refs_checksums_and_remotes_fail_naming_the_url() {
     );
 
     // A port nobody listens on (the daemon's own may linger in its children).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = buildd_tests::free_port();
     let gone = format!("git://127.0.0.1:{port}/repo.git");
     ws.dockerfile(&format!("FROM scratch\nADD {gone}#main /x/\n"));
     let run = ws.build(&[]).failure();

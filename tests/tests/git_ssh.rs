@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use buildd_tests::daemon::Daemon;
 use buildd_tests::git::GitServer;
-use buildd_tests::{Workspace, list_files};
+use buildd_tests::{Workspace, free_port, list_files};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -106,14 +106,6 @@ impl Drop for Ssh {
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {out:?}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn repository() -> GitServer {
