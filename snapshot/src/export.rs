@@ -181,9 +181,9 @@ impl Exporter<'_> {
         // Hard links inside one layer stay links; across layers they are separate
         // files (a COPY links its files to the layer it read them from, and two
         // such paths must not come out as one file, as BuildKit's never do).
-        let key = (layer_key(&n.layer), m.dev(), m.ino());
-        if m.nlink() > 1
-            && let Some((first, made)) = self.links.get(&key)
+        let key = (m.nlink() > 1).then(|| (layer_key(&n.layer), m.dev(), m.ino()));
+        if let Some(key) = &key
+            && let Some((first, made)) = self.links.get(key)
         {
             return self.link(root, at, name, n, first, *made);
         }
@@ -192,7 +192,7 @@ impl Exporter<'_> {
         let mut dst = at.create_file(name).map_err(self.err("create", n))?;
         io::copy(&mut src, &mut dst).map_err(self.err("write", n))?;
         self.finish(n, &dst, caps.as_deref())?;
-        if m.nlink() > 1 {
+        if let Some(key) = key {
             let made = dst.metadata().map_err(self.err("stat", n))?;
             self.links
                 .insert(key, (n.rel.clone(), (made.dev(), made.ino())));
