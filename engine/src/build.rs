@@ -627,6 +627,16 @@ fn take_sink(sink: &crate::export::StreamSink) -> Result<Box<dyn Write + Send>, 
     })
 }
 
+/// [`write_file_atomic`] of `bytes` (`--iidfile`, `--metadata-file`).
+pub fn write_bytes_atomic(dest: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    write_file_atomic(dest, |w| {
+        w.write_all(bytes).map_err(|source| ExportError::Io {
+            path: dest.to_owned(),
+            source,
+        })
+    })
+}
+
 /// Writes `dest` whole or not at all: a temporary file beside it, synced, then
 /// renamed over it.
 fn write_file_atomic(

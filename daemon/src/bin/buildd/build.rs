@@ -184,12 +184,12 @@ pub fn run(
                 let id = values
                     .get(buildd_engine::export::CONFIG_DIGEST)
                     .context("--iidfile: no output of this build made an image (use -o type=oci|docker|image,push=true)")?;
-                write_atomic(path, id.as_bytes())
+                buildd_engine::build::write_bytes_atomic(path, id.as_bytes())
                     .with_context(|| format!("cannot write iidfile {}", path.display()))?;
             }
             if let Some(path) = &metadata_file {
                 let text = buildd_engine::export::metadata_json(&values);
-                write_atomic(path, text.as_bytes())
+                buildd_engine::build::write_bytes_atomic(path, text.as_bytes())
                     .with_context(|| format!("cannot write metadata file {}", path.display()))?;
             }
             Ok(())
@@ -251,27 +251,5 @@ impl Context {
             dockerfile: dirs.dockerfile,
             _stdin: Some(tmp),
         })
-    }
-}
-
-/// Writes `bytes` to `path` whole or not at all: a temporary file beside it,
-/// synced, then renamed over it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
     }
 }
